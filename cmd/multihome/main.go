@@ -1,0 +1,168 @@
+// Command multihome is the multihoming controller: the daemon, its CLI and
+// a network lab to try it on.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/daemon"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type command struct {
+	summary string
+	run     func(args []string) error
+}
+
+var commands = map[string]command{
+	"run":          {"run the daemon: multihome run --config FILE", cmdRun},
+	"check-config": {"validate a config file: multihome check-config FILE", cmdCheckConfig},
+	"version":      {"print the version", cmdVersion},
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: multihome COMMAND [flags]\n\ncommands:")
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-13s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintln(w, "\nmultihome COMMAND -h shows a command's flags.")
+}
+
+func main() {
+	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
+		usage(os.Stderr)
+		if len(os.Args) < 2 {
+			os.Exit(2)
+		}
+		return
+	}
+	c, ok := commands[os.Args[1]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "multihome: unknown command %q\n\n", os.Args[1])
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	if err := c.run(os.Args[2:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		fmt.Fprintf(os.Stderr, "multihome %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func cmdVersion(args []string) error {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				v += "+" + s.Value[:min(12, len(s.Value))]
+			}
+		}
+	}
+	fmt.Println("multihome", v)
+	return nil
+}
+
+func cmdCheckConfig(args []string) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: multihome check-config FILE")
+	}
+	cfg, err := config.Load(fs.Arg(0))
+	if err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				fmt.Fprintln(os.Stderr, e)
+			}
+			return fmt.Errorf("%d error(s) in %s", len(es), fs.Arg(0))
+		}
+		return err
+	}
+	fmt.Printf("%s: ok, %d link(s)\n", fs.Arg(0), len(cfg.Links))
+	return nil
+}
+
+func newLogger(w io.Writer, c config.Log) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(strings.ToUpper(c.Level)))
+	o := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+func cmdRun(args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	path := fs.String("config", "/etc/multihome/multihome.yaml", "config file")
+	events := fs.String("events", "", "also write every link event as a JSON line to this file (- for stdout)")
+	dryRun := fs.Bool("dry-run", false, "print the kernel state the config would produce and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if *dryRun {
+		return dryRunOutput(os.Stdout, cfg)
+	}
+	log := newLogger(os.Stderr, cfg.Log)
+	var opts daemon.Options
+	if *events != "" {
+		w := os.Stdout
+		if *events != "-" {
+			f, err := os.OpenFile(*events, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			w = f
+		}
+		opts.Events = w
+	}
+	d, err := daemon.New(cfg, log, opts)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			log.Info("SIGHUP: reloading", "file", *path)
+			next, err := config.Load(*path)
+			if err != nil {
+				log.Error("reload rejected: keeping the running config", "file", *path, "err", err)
+				continue
+			}
+			_ = d.Reload(next) // logged by the daemon
+		}
+	}()
+	return d.Run(ctx)
+}

@@ -1,0 +1,279 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+links:
+  - name: isp1
+    interface: wan1
+    gateway4: 198.51.100.1
+`
+
+func TestMinimalDefaults(t *testing.T) {
+	c, err := Parse("min.yaml", []byte(minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Links[0]
+	if l.Weight != 1 || l.Priority != 1 {
+		t.Errorf("weight/priority = %d/%d, want 1/1", l.Weight, l.Priority)
+	}
+	if len(l.Probes) != 1 || l.Probes[0].Type != ProbeICMP || l.Probes[0].Target != "198.51.100.1" {
+		t.Errorf("default probe = %+v, want icmp to the gateway", l.Probes)
+	}
+	h := l.Health
+	if h.Interval.D() != 200*time.Millisecond || h.DownAfter != 3 || h.UpAfter != 5 || h.MinTargetsUp != 1 ||
+		h.HoldDown.D() != 2*time.Second || h.Saturation.Threshold != 0.9 || h.Degraded.Loss != 0.1 {
+		t.Errorf("health defaults not filled: %+v", h)
+	}
+	if c.Log.Level != "info" || c.Log.Format != "text" {
+		t.Errorf("log defaults = %+v", c.Log)
+	}
+}
+
+func TestDefaultsInheritance(t *testing.T) {
+	c, err := Parse("inh.yaml", []byte(`
+defaults:
+  health: {interval: 100ms, down_after: 4}
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    health: {down_after: 2}
+    capacity: {down: 100Mbit, up: 1.5Gbit}
+  - name: b
+    interface: wan2
+    gateway4: 198.51.100.17
+    weight: 3
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Links[0], c.Links[1]
+	if a.Health.Interval.D() != 100*time.Millisecond || a.Health.DownAfter != 2 {
+		t.Errorf("link a health = %+v", a.Health)
+	}
+	if b.Health.DownAfter != 4 || b.Weight != 3 {
+		t.Errorf("link b = %+v", b)
+	}
+	if a.Capacity.Down != 100e6 || a.Capacity.Up != 1.5e9 {
+		t.Errorf("capacity = %+v", a.Capacity)
+	}
+}
+
+// TestBadConfigs checks that each mistake is reported with file, line,
+// column, field and a reason a person can act on.
+func TestBadConfigs(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml, want string
+	}{
+		{"unknown field", `
+links:
+  - name: a
+    interface: wan1
+    gatway4: 198.51.100.1
+`, `bad.yaml:5:5: links[0].gatway4: unknown field "gatway4" (did you mean "gateway4"?)`},
+		{"bad address", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.300
+`, `bad.yaml:5:15: links[0].gateway4: ParseAddr("198.51.100.300"): IPv4 field has value >255`},
+		{"wrong family", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 2001:db8::1
+`, `bad.yaml:5:15: links[0].gateway4: 2001:db8::1 is not an IPv4 address`},
+		{"bad duration", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    health:
+      interval: 200
+`, `bad.yaml:7:17: links[0].health.interval: bad duration "200": want a number with a unit, like 200ms, 2s or 1m`},
+		{"bad rate", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    capacity: {down: fast}
+`, `bad.yaml:6:22: links[0].capacity.down: bad rate "fast": want a number with a unit, like 100Mbit, 1.5Gbit or 800kbit`},
+		{"bad percent", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    health: {degraded: {loss: 150%}}
+`, `bad.yaml:6:31: links[0].health.degraded.loss: bad percentage "150%": want 0%..100%, like 10% or 0.1`},
+		{"duplicate name", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+  - name: a
+    interface: wan2
+    gateway4: 198.51.100.17
+`, `bad.yaml:6:11: links[1].name: duplicate link name "a" (also links[0])`},
+		{"duplicate interface", `
+links:
+  - {name: a, interface: wan1, gateway4: 198.51.100.1}
+  - {name: b, interface: wan1, gateway4: 198.51.100.17}
+`, `bad.yaml:4:26: links[1].interface: interface "wan1" already used by links[0]`},
+		{"missing interface", `
+links:
+  - name: a
+    gateway4: 198.51.100.1
+`, `bad.yaml:3:5: links[0].interface: missing: every link needs its kernel interface`},
+		{"no probes possible", `
+links:
+  - name: a
+    interface: wan1
+`, `bad.yaml:3:5: links[0].probes: missing: give probe targets, or a gateway4/gateway6 to probe`},
+		{"bad probe type", `
+links:
+  - name: a
+    interface: wan1
+    probes: [{type: smoke, target: 203.0.113.10}]
+`, `bad.yaml:5:21: links[0].probes[0].type: unknown probe type "smoke": want icmp, tcp, http, https or dns`},
+		{"tcp target without port", `
+links:
+  - name: a
+    interface: wan1
+    probes: [{type: tcp, target: "203.0.113.10:0"}]
+`, `bad.yaml:5:34: links[0].probes[0].target: "203.0.113.10:0" is not IP:port (e.g. 203.0.113.10:443)`},
+		{"quorum too large", `
+links:
+  - name: a
+    interface: wan1
+    probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
+    health: {min_targets_up: 3}
+`, `bad.yaml:6:30: links[0].health.min_targets_up: quorum 3 is more than the link's 2 probe targets`},
+		{"no hysteresis", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    health: {degraded: {loss: 5%}, recovered: {loss: 10%}}
+`, `bad.yaml:6:54: links[0].health.recovered.loss: 10% is above degraded.loss 5%: the link could never recover`},
+		{"wrong kind", `
+links:
+  name: a
+`, `bad.yaml:3:3: links: want a list, got a mapping`},
+		{"not an integer", `
+links:
+  - {name: a, interface: wan1, gateway4: 198.51.100.1, weight: heavy}
+`, `bad.yaml:3:64: links[0].weight: want an integer, got "heavy"`},
+		{"bad log level", `
+log: {level: loud}
+links:
+  - {name: a, interface: wan1, gateway4: 198.51.100.1}
+`, `bad.yaml:2:14: log.level: unknown level "loud": want debug, info, warn or error`},
+		{"syntax", "links:\n  - name: a\n   interface: [\n", `bad.yaml:1:1: YAML syntax: did not find expected '-' indicator`},
+		{"empty", "# nothing\n", `bad.yaml: empty config: at least one link is needed`},
+		{"no links", "log: {level: info}\n", `bad.yaml: links: at least one link is needed`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("bad.yaml", []byte(tc.yaml))
+			if err == nil {
+				t.Fatalf("no error, want %s", tc.want)
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error %T is not Errors", err)
+			}
+			if got := es[0].Error(); got != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestAllErrorsReported(t *testing.T) {
+	_, err := Parse("x.yaml", []byte(`
+links:
+  - {name: a, interface: wan1, gateway4: 2001:db8::1}
+  - {name: a, interface: wan2, gateway4: 198.51.100.17, weight: -1}
+`))
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 3 {
+		t.Fatalf("want 3 errors, got %v", err)
+	}
+}
+
+// TestExamples loads every example config shipped in the repository and
+// every YAML block in the docs that starts with a "# multihome.yaml" line.
+func TestExamples(t *testing.T) {
+	files, _ := filepath.Glob("../examples/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no example configs found in ../examples")
+	}
+	for _, f := range files {
+		if _, err := Load(f); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	docs, _ := filepath.Glob("../docs/*.md")
+	docs = append(docs, "../README.md")
+	n := 0
+	for _, f := range docs {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, block := range yamlBlocks(string(b)) {
+			n++
+			if _, err := Parse(f, []byte(block)); err != nil {
+				t.Errorf("%s: YAML block %d: %v", f, i+1, err)
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("no '# multihome.yaml' blocks found in the docs")
+	}
+}
+
+// yamlBlocks returns the ```yaml blocks whose first line is
+// "# multihome.yaml": complete configs that must load.
+func yamlBlocks(md string) []string {
+	var out []string
+	for _, part := range strings.Split(md, "```yaml\n")[1:] {
+		block, _, _ := strings.Cut(part, "```")
+		if strings.HasPrefix(block, "# multihome.yaml") {
+			out = append(out, block)
+		}
+	}
+	return out
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(minimal))
+	f.Add([]byte("links: [{name: a, interface: b, probes: [{type: tcp, target: '1.2.3.4:5'}]}]"))
+	f.Add([]byte("links:\n  - &x {name: a}\n  - *x\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c, err := Parse("fuzz.yaml", b)
+		if err == nil && len(c.Links) == 0 {
+			t.Fatal("valid config without links")
+		}
+	})
+}
+
+func TestRateString(t *testing.T) {
+	for in, want := range map[string]string{"100Mbit": "100Mbit", "1.5gbit": "1.5Gbit", "800kbit": "800kbit", "1234": "1234bit", "2000": "2kbit", "7": "7bit"} {
+		var r Rate
+		if err := r.UnmarshalText([]byte(in)); err != nil {
+			t.Fatal(err)
+		}
+		if r.String() != want {
+			t.Errorf("%s → %s, want %s", in, r, want)
+		}
+	}
+}

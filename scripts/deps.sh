@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that multihome's demo and tests use, only
+# when something is missing. Needs root (apt-get).
+set -euo pipefail
+
+# package:command pairs; the command tells whether the package is there.
+need=(
+  iproute2:ip
+  nftables:nft
+  iputils-ping:ping
+  iperf3:iperf3
+  knot:knotd
+  knot-dnsutils:kdig
+  dnsperf:dnsperf
+  conntrack:conntrack
+)
+missing=()
+for pc in "${need[@]}"; do
+  pkg=${pc%%:*} cmd=${pc##*:}
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# knot's package starts a system knotd on port 53 of the root namespace;
+# the tests run their own in namespaces and do not need it.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet knot 2>/dev/null; then
+  systemctl stop knot || true
+fi
+command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
+go version >/dev/null
