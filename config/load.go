@@ -87,12 +87,11 @@ func Parse(name string, data []byte) (*Config, error) {
 	k := &checker{c: c}
 	for _, e := range d.errs {
 		k.errs = append(k.errs, &Error{File: name, Line: e.pos.Line, Column: e.pos.Column, Field: e.field, Msg: e.msg})
+		k.undecoded = append(k.undecoded, e.field)
 	}
-	if len(k.errs) == 0 {
-		checkLinks(c, k)
-		for _, check := range sectionChecks {
-			check(c, k)
-		}
+	checkLinks(c, k)
+	for _, check := range sectionChecks {
+		check(c, k)
 	}
 	if len(k.errs) > 0 {
 		sort.SliceStable(k.errs, func(i, j int) bool {
@@ -122,11 +121,21 @@ func syntaxError(name string, err error) *Error {
 type checker struct {
 	c    *Config
 	errs Errors
+	// undecoded are the fields that could not be decoded: checks of them,
+	// their parents or children would only repeat the problem.
+	undecoded []string
 }
 
 // errorf records a problem with the field at path. The position is where
 // that field was written, or where its nearest written parent was.
 func (k *checker) errorf(path, format string, a ...any) {
+	for _, u := range k.undecoded {
+		// A field that is "missing" is often one misspelt or mistyped
+		// in the same object: report only that.
+		if related(u, path) || strings.HasPrefix(format, "missing") && related(parent(path), u) {
+			return
+		}
+	}
 	p := k.c.Position(path)
 	k.errs = append(k.errs, &Error{File: k.c.File, Line: p.Line, Column: p.Column, Field: path, Msg: fmt.Sprintf(format, a...)})
 }
@@ -151,6 +160,14 @@ func (c *Config) Position(path string) Pos {
 func (c *Config) Has(path string) bool {
 	_, ok := c.pos[path]
 	return ok
+}
+
+// related reports whether one path is the other or contains it.
+func related(a, b string) bool {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	return a == "" || a == b || strings.HasPrefix(b, a+".") || strings.HasPrefix(b, a+"[")
 }
 
 func parent(p string) string {

@@ -32,6 +32,13 @@ func (s State) String() string {
 // MarshalText makes states readable in JSON and logs.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText parses what MarshalText wrote.
+func (s *State) UnmarshalText(b []byte) error {
+	v, err := ParseState(string(b))
+	*s = v
+	return err
+}
+
 // ParseState is the inverse of State.String.
 func ParseState(s string) (State, error) {
 	for _, v := range []State{Unknown, Up, Degraded, Down} {
@@ -67,6 +74,17 @@ func (a Admin) String() string {
 
 // MarshalText makes admin states readable in JSON and logs.
 func (a Admin) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// UnmarshalText parses what MarshalText wrote.
+func (a *Admin) UnmarshalText(b []byte) error {
+	for _, v := range []Admin{AdminNone, AdminDown, AdminDrain} {
+		if v.String() == string(b) {
+			*a = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown admin state %q", b)
+}
 
 // TargetStatus is what the monitor knows about one probe target.
 type TargetStatus struct {
@@ -167,6 +185,17 @@ func (k Kind) String() string {
 
 // MarshalText makes kinds readable in JSON.
 func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText parses what MarshalText wrote.
+func (k *Kind) UnmarshalText(b []byte) error {
+	for _, v := range []Kind{StateChanged, SaturationChanged, AdminChanged, HoldDownStarted} {
+		if v.String() == string(b) {
+			*k = v
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown event kind %q", b)
+}
 
 // Event reports a change of one link, with the evidence for it.
 type Event struct {

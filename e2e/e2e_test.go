@@ -1,0 +1,260 @@
+// Package e2e runs the multihome binary the way an operator does: built
+// from source, started inside the gateway namespace of a lab, driven with
+// signals and faults, observed through its event stream and exit status.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/multihome/multihome/examples"
+	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/monitor"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	lab.CleanupStale("mhlt")
+	dir, err := os.MkdirTemp("", "multihome-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "multihome")
+	out, err := exec.Command("go", "build", "-o", binary, "../cmd/multihome").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building multihome: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a multihome process running in a lab's gateway namespace.
+type daemon struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	events chan monitor.Event
+	mu     sync.Mutex
+	log    strings.Builder
+}
+
+func startDaemon(t *testing.T, l *lab.Lab, cfg []byte) (*daemon, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "multihome.yaml")
+	if err := os.WriteFile(path, cfg, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, events: make(chan monitor.Event, 1024)}
+	d.cmd = l.Run(context.Background(), "gw", binary, "run", "--config", path, "--events", "-")
+	stdout, err := d.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Stderr = writerFunc(func(b []byte) (int, error) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.log.Write(b)
+	})
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			var e monitor.Event
+			if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+				t.Errorf("bad event line %q: %v", sc.Text(), err)
+				continue
+			}
+			d.events <- e
+		}
+		close(d.events)
+	}()
+	t.Cleanup(func() {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { d.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			d.cmd.Process.Kill()
+			<-done
+			t.Error("daemon did not stop within 10 s of SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", d.logText())
+		}
+	})
+	return d, path
+}
+
+func (d *daemon) logText() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.log.String()
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+// wait returns the first event matching, or fails the test after timeout.
+func (d *daemon) wait(timeout time.Duration, what string, match func(monitor.Event) bool) monitor.Event {
+	d.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case e, ok := <-d.events:
+			if !ok {
+				d.t.Fatalf("daemon exited while waiting for %s", what)
+			}
+			if match(e) {
+				return e
+			}
+		case <-deadline:
+			d.t.Fatalf("no %s within %s", what, timeout)
+		}
+	}
+}
+
+func (d *daemon) waitState(timeout time.Duration, link string, s monitor.State) monitor.Event {
+	d.t.Helper()
+	return d.wait(timeout, link+" "+s.String(), func(e monitor.Event) bool {
+		return e.Link == link && e.Kind == monitor.StateChanged && e.To == s
+	})
+}
+
+func requireRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: builds network namespaces")
+	}
+}
+
+// TestDaemonBlackholeAndRecovery runs the shipped lab config: isp1 is
+// blackholed beyond its first hop, must be declared down fast, then come
+// back after recovery and hold-down; isp2 must stay up throughout.
+func TestDaemonBlackholeAndRecovery(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	d, _ := startDaemon(t, l, examples.Lab())
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+
+	at, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := d.wait(5*time.Second, "isp1 down", func(e monitor.Event) bool {
+		if e.Link == "isp2" && e.Kind == monitor.StateChanged && e.To == monitor.Down {
+			t.Errorf("isp2 went down though only isp1 was broken: %s", e.Reason)
+		}
+		return e.Link == "isp1" && e.Kind == monitor.StateChanged && e.To == monitor.Down
+	})
+	took := down.Time.Sub(at)
+	t.Logf("blackhole detected in %s: %s", took, down.Reason)
+	// 3 failed probes, one every ~67 ms, plus a timeout: ~0.3 s; the bound
+	// is generous for a loaded CI machine.
+	if took > 1500*time.Millisecond {
+		t.Errorf("blackhole took %s to detect, want < 1.5s", took)
+	}
+	if down.Status.TargetsUp != 0 {
+		t.Errorf("down with %d targets up", down.Status.TargetsUp)
+	}
+
+	restored := time.Now()
+	if err := l.Restore("isp1"); err != nil {
+		t.Fatal(err)
+	}
+	d.wait(5*time.Second, "isp1 hold-down", func(e monitor.Event) bool {
+		return e.Link == "isp1" && e.Kind == monitor.HoldDownStarted
+	})
+	up := d.waitState(10*time.Second, "isp1", monitor.Up)
+	// up_after 5 probes (~0.33 s) then hold_down 2 s.
+	if back := up.Time.Sub(restored); back < 2*time.Second {
+		t.Errorf("isp1 back up %s after repair: sooner than its 2s hold-down", back)
+	}
+}
+
+// TestReloadRejectsBadConfig: a bad config sent with SIGHUP is refused with
+// its error, and the daemon keeps working on the old one.
+func TestReloadRejectsBadConfig(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	d, path := startDaemon(t, l, examples.Lab())
+	d.waitState(10*time.Second, "isp2", monitor.Up)
+
+	bad := strings.Replace(string(examples.Lab()), "interval: 200ms", "interval: fast", 1)
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(d.logText(), "reload rejected") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no 'reload rejected' in the log:\n%s", d.logText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(d.logText(), `defaults.health.interval: bad duration \"fast\"`) {
+		t.Errorf("rejection does not name the field and value:\n%s", d.logText())
+	}
+	// Still monitoring with the old config.
+	if _, err := l.Fault("isp2", lab.Fault{Kind: lab.CarrierDown}); err != nil {
+		t.Fatal(err)
+	}
+	e := d.waitState(3*time.Second, "isp2", monitor.Down)
+	if !strings.Contains(e.Reason, "carrier") {
+		t.Errorf("isp2 down for %q, want carrier loss", e.Reason)
+	}
+}
+
+// TestCheckConfig runs the CLI on good and bad files.
+func TestCheckConfig(t *testing.T) {
+	out, err := exec.Command(binary, "check-config", "../examples/lab.yaml").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok, 2 link(s)") {
+		t.Errorf("check-config lab.yaml: %v\n%s", err, out)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("links:\n  - name: a\n    interface: wan1\n    gateway4: 2001:db8::1\n    wieght: 2\n"), 0o644)
+	out, err = exec.Command(binary, "check-config", bad).CombinedOutput()
+	if err == nil {
+		t.Fatalf("check-config accepted a bad file:\n%s", out)
+	}
+	for _, want := range []string{
+		bad + `:4:15: links[0].gateway4: 2001:db8::1 is not an IPv4 address`,
+		bad + `:5:5: links[0].wieght: unknown field "wieght" (did you mean "weight"?)`,
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("check-config output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestDemoQuick runs the README's demo in its short, self-checking form.
+func TestDemoQuick(t *testing.T) {
+	requireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, binary, "demo", "--quick").CombinedOutput()
+	t.Logf("demo output:\n%s", out)
+	if err != nil {
+		t.Fatalf("demo --quick failed: %v", err)
+	}
+	for _, want := range []string{"multihome: isp1 is down after", "isp1 is back up after", "tearing the lab down"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+}
