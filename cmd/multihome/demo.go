@@ -21,6 +21,7 @@ import (
 	"github.com/multihome/multihome/examples"
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/monitor"
+	"github.com/multihome/multihome/netns"
 )
 
 func init() {
@@ -56,7 +57,7 @@ func cmdDemo(args []string) error {
 
 	d := &demo{out: os.Stdout, quick: *quick, status: map[string]monitor.Status{}, events: make(chan monitor.Event, 256)}
 	d.say("building the lab: a LAN host, the gateway, two ISPs and an Internet core with servers")
-	l, err := lab.Up(ctx, lab.Spec{ISPs: 2}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l, err := lab.Up(ctx, lab.Spec{Name: netns.Unique("mhdemo", ""), ISPs: 2}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}
