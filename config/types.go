@@ -19,6 +19,7 @@ type Config struct {
 	// SECTIONS (keep one field per line; subsystems add theirs here)
 	DNS      *DNS     `yaml:"dns"`
 	Outbound Outbound `yaml:"outbound"`
+	API      API      `yaml:"api"`
 
 	// File is the path the config was read from ("" for in-memory input).
 	File string `yaml:"-"`

@@ -12,9 +12,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/metrics"
 	"github.com/multihome/multihome/monitor"
 )
 
@@ -37,6 +43,8 @@ type Daemon struct {
 	opts Options
 	mon  *monitor.Monitor
 	subs []named
+	reg  *prometheus.Registry
+	api  *api.Server
 
 	mu  sync.Mutex // guards cfg for Config(); reloads are serialised by reloadMu
 	cfg *config.Config
@@ -52,15 +60,15 @@ type named struct {
 // New builds every subsystem the config asks for. Nothing touches the
 // kernel until Run.
 func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
-	d := &Daemon{log: log, opts: opts, cfg: cfg}
-	mon, err := monitor.New(cfg, log.With("subsystem", "monitor"))
+	d := &Daemon{log: log, opts: opts, cfg: cfg, reg: metrics.NewRegistry()}
+	mon, err := monitor.New(cfg, log) // it tags its own logs
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
 	d.mon = mon
 	d.subs = append(d.subs, named{"monitor", mon})
 	for _, b := range builders {
-		s, err := b.build(cfg, mon, log.With("subsystem", b.name))
+		s, err := b.build(cfg, mon, d.reg, log)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", b.name, err)
 		}
@@ -68,14 +76,67 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 			d.subs = append(d.subs, named{b.name, s})
 		}
 	}
+	if cfg.API.Listen != "off" {
+		token, err := apiToken(cfg.API)
+		if err != nil {
+			return nil, err
+		}
+		d.api, err = api.New(d, api.Options{Listen: cfg.API.Listen, Token: token, Registry: d.reg, History: cfg.API.History}, log.With("subsystem", "api"))
+		if err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
+func apiToken(a config.API) (string, error) {
+	if a.TokenFile == "" {
+		return a.Token, nil
+	}
+	b, err := os.ReadFile(a.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("api token: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// Subscribe, Snapshot and SetAdmin hand the API the monitor's view.
+func (d *Daemon) Subscribe() (<-chan monitor.Event, func()) { return d.mon.Subscribe() }
+
+// Snapshot returns every link's status.
+func (d *Daemon) Snapshot() []monitor.Status { return d.mon.Snapshot() }
+
+// SetAdmin forces a link down, drains it or clears the override.
+func (d *Daemon) SetAdmin(link string, a monitor.Admin, reason string) error {
+	return d.mon.SetAdmin(link, a, reason)
+}
+
+// ReloadFile re-reads the config file and applies it; on any error the
+// running config stays.
+func (d *Daemon) ReloadFile() error {
+	cfg, err := config.Load(d.Config().File)
+	if err != nil {
+		d.log.Error("reload rejected: keeping the running config", "file", d.Config().File, "err", err)
+		return err
+	}
+	return d.Reload(cfg)
+}
+
+// ReloadSignal is ReloadFile for SIGHUP: it also records the result in
+// the API's decision log and metrics.
+func (d *Daemon) ReloadSignal() error {
+	err := d.ReloadFile()
+	if d.api != nil {
+		d.api.ObserveReload(err)
+	}
+	return err
+}
+
 // builder makes one optional subsystem; it returns nil when the config
-// does not ask for it.
+// does not ask for it. Its logs carry subsystem=name.
 type builder struct {
 	name  string
-	build func(cfg *config.Config, src monitor.Source, log *slog.Logger) (subsystem, error)
+	build func(cfg *config.Config, src monitor.Source, reg prometheus.Registerer, log *slog.Logger) (subsystem, error)
 }
 
 // builders lists the subsystems that consume the monitor's events, in
@@ -102,9 +163,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer stop()
 		go writeEvents(d.opts.Events, events)
 	}
-	errc := make(chan error, len(d.subs))
+	subs := d.subs
+	if d.api != nil {
+		subs = append(subs[:len(subs):len(subs)], named{"api", apiRunner{d.api}})
+	}
+	errc := make(chan error, len(subs))
 	var wg sync.WaitGroup
-	for _, s := range d.subs {
+	for _, s := range subs {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -155,6 +220,13 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	d.log.Info("config reloaded", "file", cfg.File, "links", len(cfg.Links))
 	return nil
 }
+
+// apiRunner adapts the API server to the subsystem interface: the API
+// reads the config through the daemon, so it has nothing to update.
+type apiRunner struct{ s *api.Server }
+
+func (a apiRunner) Run(ctx context.Context) error { return a.s.Run(ctx) }
+func (a apiRunner) Update(*config.Config) error   { return nil }
 
 func writeEvents(w io.Writer, events <-chan monitor.Event) {
 	enc := json.NewEncoder(w)

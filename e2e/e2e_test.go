@@ -48,15 +48,26 @@ type daemon struct {
 	events chan monitor.Event
 	mu     sync.Mutex
 	log    strings.Builder
+	api    string // the daemon's API address
+	// state is each link's state as of the events consumed so far.
+	state map[string]monitor.State
+}
+
+// cli runs a multihome client command against the daemon's API.
+func (d *daemon) cli(args ...string) (string, error) {
+	out, err := exec.Command(binary, append(args, "--api", d.api)...).CombinedOutput()
+	return string(out), err
 }
 
 func startDaemon(t *testing.T, l *lab.Lab, cfg []byte) (*daemon, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "multihome.yaml")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "multihome.yaml")
+	cfg = fmt.Appendf(append([]byte{}, cfg...), "\napi: {listen: \"unix:%s/api.sock\"}\n", dir)
 	if err := os.WriteFile(path, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, events: make(chan monitor.Event, 1024)}
+	d := &daemon{t: t, events: make(chan monitor.Event, 1024), state: map[string]monitor.State{}, api: "unix:" + dir + "/api.sock"}
 	d.cmd = l.Run(context.Background(), "gw", binary, "run", "--config", path, "--events", "-")
 	stdout, err := d.cmd.StdoutPipe()
 	if err != nil {
@@ -121,6 +132,9 @@ func (d *daemon) wait(timeout time.Duration, what string, match func(monitor.Eve
 			if !ok {
 				d.t.Fatalf("daemon exited while waiting for %s", what)
 			}
+			if e.Kind == monitor.StateChanged {
+				d.state[e.Link] = e.To
+			}
 			if match(e) {
 				return e
 			}
@@ -130,8 +144,13 @@ func (d *daemon) wait(timeout time.Duration, what string, match func(monitor.Eve
 	}
 }
 
+// waitState waits until link is in state s; it returns the event that put
+// it there, or the zero Event if it already was.
 func (d *daemon) waitState(timeout time.Duration, link string, s monitor.State) monitor.Event {
 	d.t.Helper()
+	if d.state[link] == s {
+		return monitor.Event{}
+	}
 	return d.wait(timeout, link+" "+s.String(), func(e monitor.Event) bool {
 		return e.Link == link && e.Kind == monitor.StateChanged && e.To == s
 	})
@@ -256,5 +275,43 @@ func TestDemoQuick(t *testing.T) {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("demo output lacks %q", want)
 		}
+	}
+}
+
+// TestOperatorCommands drives the real daemon through its API with the CLI:
+// status, forcing a link down and up, and the decision log.
+func TestOperatorCommands(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	d, _ := startDaemon(t, l, examples.Lab())
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+	d.waitState(10*time.Second, "isp2", monitor.Up)
+
+	out, err := d.cli("status")
+	if err != nil {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
+	for _, want := range []string{"isp1", "isp2", "up"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := d.cli("link", "down", "isp2", "--reason", "maintenance window"); err != nil {
+		t.Fatalf("link down: %v\n%s", err, out)
+	}
+	e := d.waitState(3*time.Second, "isp2", monitor.Down)
+	if e.Status.Admin != monitor.AdminDown || !strings.Contains(e.Reason, "maintenance window") {
+		t.Errorf("forced down event = admin %s, reason %q", e.Status.Admin, e.Reason)
+	}
+	if out, err := d.cli("link", "up", "isp2"); err != nil {
+		t.Fatalf("link up: %v\n%s", err, out)
+	}
+	d.waitState(5*time.Second, "isp2", monitor.Up)
+	out, err = d.cli("events")
+	if err != nil || !strings.Contains(out, "maintenance window") {
+		t.Errorf("events lacks the forced-down decision: %v\n%s", err, out)
+	}
+	if out, err := d.cli("link", "down", "nosuchlink"); err == nil {
+		t.Errorf("link down of an unknown link succeeded:\n%s", out)
 	}
 }

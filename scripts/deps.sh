@@ -13,6 +13,7 @@ need=(
   knot-dnsutils:kdig
   dnsperf:dnsperf
   conntrack:conntrack
+  chromium:chromium
 )
 missing=()
 for pc in "${need[@]}"; do

@@ -103,15 +103,15 @@ func TestCmdLink(t *testing.T) {
 	if got := out.String(); !strings.Contains(got, "cable: draining") {
 		t.Errorf("output %q", got)
 	}
-	want := []apitest.Call{{Link: "cable", Admin: monitor.AdminDrain, Reason: "operator drain via API: modem swap"}}
+	want := []apitest.Call{{Link: "cable", Admin: monitor.AdminDrain, Reason: "modem swap (via API)"}}
 	if err := runLink(context.Background(), &out, []string{"--api", addr, "down", "fiber"}); err != nil {
 		t.Fatal(err)
 	}
-	want = append(want, apitest.Call{Link: "fiber", Admin: monitor.AdminDown, Reason: "operator down via API"})
+	want = append(want, apitest.Call{Link: "fiber", Admin: monitor.AdminDown, Reason: "via API"})
 	if err := runLink(context.Background(), &out, []string{"up", "fiber", "--api", addr}); err != nil {
 		t.Fatal(err)
 	}
-	want = append(want, apitest.Call{Link: "fiber", Admin: monitor.AdminNone, Reason: "operator up via API"})
+	want = append(want, apitest.Call{Link: "fiber", Admin: monitor.AdminNone, Reason: "via API"})
 	got := f.Calls()
 	if len(got) != len(want) {
 		t.Fatalf("calls %+v, want %+v", got, want)
@@ -166,8 +166,8 @@ func TestCmdEvents(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- runEvents(ctx, pr, []string{"-f", "--api", addr}) }()
 	pr.waitFor(t, ctx, "up -> down")
-	f.SetAdmin("cable", monitor.AdminDrain, "operator drain via API: isp maintenance")
-	pr.waitFor(t, ctx, "cable      admin      drain              operator drain via API: isp maintenance")
+	f.SetAdmin("cable", monitor.AdminDrain, "isp maintenance (via API)")
+	pr.waitFor(t, ctx, "cable      admin      drain              operator set admin drain (was none): isp maintenance (via API)")
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("follow ended with %v", err)

@@ -9,15 +9,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httputil"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/examples"
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/monitor"
@@ -34,6 +38,7 @@ type demo struct {
 	l     *lab.Lab
 	out   io.Writer
 	quick bool
+	api   *api.Client
 
 	mu     sync.Mutex
 	status map[string]monitor.Status
@@ -46,6 +51,7 @@ func cmdDemo(args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "a short run (blackhole and recovery of one ISP) that fails if multihome does not react: for tests")
 	verbose := fs.Bool("verbose", false, "also show the daemon's own log")
+	listen := fs.String("listen", "127.0.0.1:8080", "serve the dashboard here, in this machine's namespace (loopback only); \"\" for none")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,7 +79,12 @@ func cmdDemo(args []string) error {
 	}
 	defer os.RemoveAll(dir)
 	cfgPath := filepath.Join(dir, "multihome.yaml")
-	if err := os.WriteFile(cfgPath, examples.Lab(), 0o644); err != nil {
+	sock := filepath.Join(dir, "api.sock")
+	cfg := fmt.Appendf(examples.Lab(), "\n# added by the demo\napi: {listen: \"unix:%s\"}\n", sock)
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+		return err
+	}
+	if d.api, err = api.NewClient("unix:"+sock, ""); err != nil {
 		return err
 	}
 	self, err := os.Executable()
@@ -106,6 +117,13 @@ func cmdDemo(args []string) error {
 		cmd.Wait()
 	}()
 
+	if *listen != "" {
+		url, err := serveDashboard(ctx, *listen, sock)
+		if err != nil {
+			return err
+		}
+		d.say("dashboard: %s (live while the demo runs)", url)
+	}
 	err = d.script(ctx)
 	if err == nil {
 		d.summary()
@@ -304,19 +322,49 @@ func (d *demo) record(format string, a ...any) {
 	d.results = append(d.results, fmt.Sprintf(format, a...))
 }
 
+// table prints the links as the daemon's API shows them now.
 func (d *demo) table() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	fmt.Fprintf(d.out, "\n    %-6s %-9s %-9s %-6s %-8s %-9s %s\n", "LINK", "STATE", "RTT", "LOSS", "TARGETS", "UTIL↓", "SATURATED")
-	for _, name := range []string{"isp1", "isp2"} {
-		s, ok := d.status[name]
-		if !ok {
-			continue
-		}
-		fmt.Fprintf(d.out, "    %-6s %-9s %-9s %-6s %d/%-6d %-9s %v\n", name, s.State, s.RTT.Round(10*time.Microsecond),
-			fmt.Sprintf("%.0f%%", s.Loss*100), s.TargetsUp, len(s.Targets), fmt.Sprintf("%.0f%%", s.UtilDown*100), s.Saturated)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	links, err := d.api.Links(ctx)
+	if err != nil {
+		d.say("API: %v", err)
+		return
+	}
+	fmt.Fprintf(d.out, "\n    %-6s %-9s %-9s %-6s %-8s %-7s %-9s %s\n", "LINK", "STATE", "RTT", "LOSS", "TARGETS", "UTIL↓", "RATE↓", "SATURATED")
+	for _, s := range links {
+		fmt.Fprintf(d.out, "    %-6s %-9s %-9s %-6s %d/%-6d %-7s %-9s %v\n", s.Link, s.State, s.RTT.Round(10*time.Microsecond),
+			fmt.Sprintf("%.0f%%", s.Loss*100), s.TargetsUp, len(s.Targets), fmt.Sprintf("%.0f%%", s.UtilDown*100),
+			humanRate(s.RateDown), s.Saturated)
 	}
 	fmt.Fprintln(d.out)
+}
+
+// serveDashboard proxies the daemon's API socket to a loopback TCP address
+// so a browser on this machine can open the dashboard.
+func serveDashboard(ctx context.Context, listen, sock string) (string, error) {
+	host, _, err := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return "", fmt.Errorf("--listen %q: want a loopback address such as 127.0.0.1:8080", listen)
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return "", fmt.Errorf("dashboard: %w (choose another port with --listen)", err)
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.Out.URL.Scheme, r.Out.URL.Host = "http", "multihome"
+			r.Out.Host = "localhost"
+		},
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}},
+		FlushInterval: -1, // stream server-sent events at once
+	}
+	srv := &http.Server{Handler: proxy}
+	go srv.Serve(ln)
+	go func() { <-ctx.Done(); srv.Close() }()
+	return "http://" + ln.Addr().String() + "/", nil
 }
 
 func (d *demo) summary() {
@@ -341,4 +389,15 @@ func prefixWriter(w io.Writer, prefix string) io.Writer {
 
 func httpGet(ctx context.Context, url string) (*http.Request, error) {
 	return http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+}
+
+// humanRate writes bit/s with three significant digits: "34.5kbit".
+func humanRate(bps uint64) string {
+	v, units := float64(bps), []string{"bit", "kbit", "Mbit", "Gbit"}
+	i := 0
+	for v >= 1000 && i < len(units)-1 {
+		v /= 1000
+		i++
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64) + units[i]
 }

@@ -32,6 +32,10 @@ var commands = map[string]command{
 	"run":          {"run the daemon: multihome run --config FILE", cmdRun},
 	"check-config": {"validate a config file: multihome check-config FILE", cmdCheckConfig},
 	"version":      {"print the version", cmdVersion},
+	"status":       {"show the links: multihome status [--api ADDR]", cmdStatus},
+	"events":       {"show the decision log: multihome events [--follow]", cmdEvents},
+	"link":         {"act on a link: multihome link down|up|drain NAME [--reason R]", cmdLink},
+	"reload":       {"reload the daemon's config through the API", cmdReload},
 }
 
 func usage(w io.Writer) {
@@ -156,12 +160,7 @@ func cmdRun(args []string) error {
 	go func() {
 		for range hup {
 			log.Info("SIGHUP: reloading", "file", *path)
-			next, err := config.Load(*path)
-			if err != nil {
-				log.Error("reload rejected: keeping the running config", "file", *path, "err", err)
-				continue
-			}
-			_ = d.Reload(next) // logged by the daemon
+			_ = d.ReloadSignal() // the daemon logs the outcome
 		}
 	}()
 	return d.Run(ctx)

@@ -1,0 +1,389 @@
+package api
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/monitor"
+	"github.com/multihome/multihome/web"
+)
+
+// Error is the body of every error answer.
+type Error struct {
+	Error string `json:"error"`
+	// Errors lists every problem when there are several (a rejected
+	// config).
+	Errors []string `json:"errors,omitempty"`
+}
+
+// ReloadResult is the answer of a successful POST /api/v1/reload.
+type ReloadResult struct {
+	File  string `json:"file"`
+	Links int    `json:"links"`
+}
+
+// actions maps the action of POST /api/v1/links/{name}/{action} to the
+// override it sets.
+var actions = map[string]monitor.Admin{
+	"down":  monitor.AdminDown,
+	"drain": monitor.AdminDrain,
+	"up":    monitor.AdminNone,
+	"clear": monitor.AdminNone,
+}
+
+func (s *Server) routes(metricsHandler http.Handler) http.Handler {
+	api := http.NewServeMux()
+	api.Handle("/api/v1/status", method("GET", s.getStatus))
+	api.Handle("/api/v1/links", method("GET", s.getLinks))
+	api.Handle("/api/v1/links/{name}", method("GET", s.getLink))
+	api.Handle("/api/v1/links/{name}/{action}", method("POST", s.postAction))
+	api.Handle("/api/v1/events", method("GET", s.getEvents))
+	api.Handle("/api/v1/events/stream", method("GET", s.streamEvents))
+	api.Handle("/api/v1/history", method("GET", s.getHistory))
+	api.Handle("/api/v1/config", method("GET", s.getConfig))
+	api.Handle("/api/v1/reload", method("POST", s.postReload))
+	api.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
+	})
+	api.Handle("/metrics", metricsHandler)
+
+	mux := http.NewServeMux()
+	protected := s.authenticate(http.NewCrossOriginProtection().Handler(api))
+	mux.Handle("/api/", protected)
+	mux.Handle("/metrics", protected)
+	mux.Handle("/", web.Handler())
+	return s.checkHost(mux)
+}
+
+// method answers 405 in JSON to any other method than m (and HEAD for GET).
+func method(m string, h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != m && !(m == "GET" && r.Method == "HEAD") {
+			w.Header().Set("Allow", m)
+			writeError(w, http.StatusMethodNotAllowed, "%s %s: use %s", r.Method, r.URL.Path, m)
+			return
+		}
+		h(w, r)
+	})
+}
+
+// authenticate enforces the bearer token, when there is one.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	if s.opts.Token == "" {
+		return next
+	}
+	want := sha256.Sum256([]byte(s.opts.Token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		// Hashing first makes the comparison constant-time in the length
+		// of the token, too.
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="multihome"`)
+			msg := "a bearer token is required"
+			if ok {
+				msg = "invalid token"
+			}
+			writeError(w, http.StatusUnauthorized, "%s", msg)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkHost guards a loopback listener without a token against DNS
+// rebinding: a web page whose name resolves to 127.0.0.1 must not reach
+// the API, so the Host header must name a loopback host.
+func (s *Server) checkHost(next http.Handler) http.Handler {
+	if !s.loopbackNoToken {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		ip := net.ParseIP(host)
+		if host != "localhost" && !strings.HasSuffix(host, ".localhost") && (ip == nil || !ip.IsLoopback()) {
+			writeError(w, http.StatusForbidden, "host %q is not a loopback address", r.Host)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, format string, a ...any) {
+	writeJSON(w, code, Error{Error: fmt.Sprintf(format, a...)})
+}
+
+func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, overviewOf(s.b.Snapshot(), time.Now(), s.started))
+}
+
+// LinkList is the answer of GET /api/v1/links.
+type LinkList struct {
+	Links []Link `json:"links"`
+}
+
+func (s *Server) getLinks(w http.ResponseWriter, r *http.Request) {
+	snap := s.b.Snapshot()
+	out := LinkList{Links: make([]Link, len(snap))}
+	for i, st := range snap {
+		out.Links[i] = linkOf(st)
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) find(name string) (monitor.Status, bool) {
+	for _, st := range s.b.Snapshot() {
+		if st.Link == name {
+			return st, true
+		}
+	}
+	return monitor.Status{}, false
+}
+
+func (s *Server) getLink(w http.ResponseWriter, r *http.Request) {
+	st, ok := s.find(r.PathValue("name"))
+	if !ok {
+		writeError(w, http.StatusNotFound, "no link named %q", r.PathValue("name"))
+		return
+	}
+	writeJSON(w, http.StatusOK, linkOf(st))
+}
+
+// ActionRequest is the optional body of POST /api/v1/links/{name}/{action}.
+type ActionRequest struct {
+	// Reason is logged with the decision.
+	Reason string `json:"reason"`
+}
+
+func (s *Server) postAction(w http.ResponseWriter, r *http.Request) {
+	name, action := r.PathValue("name"), r.PathValue("action")
+	admin, ok := actions[action]
+	if !ok {
+		writeError(w, http.StatusNotFound, "no action %q: use down, drain or up", action)
+		return
+	}
+	var req ActionRequest
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "read body: %v", err)
+		return
+	}
+	if len(strings.TrimSpace(string(body))) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeError(w, http.StatusBadRequest, "body: %v", err)
+			return
+		}
+	}
+	if q := r.URL.Query().Get("reason"); q != "" && req.Reason == "" {
+		req.Reason = q
+	}
+	if len(req.Reason) > 200 {
+		writeError(w, http.StatusBadRequest, "reason: longer than 200 characters")
+		return
+	}
+	req.Reason = strings.Join(strings.Fields(req.Reason), " ") // one line
+	if _, ok := s.find(name); !ok {
+		writeError(w, http.StatusNotFound, "no link named %q", name)
+		return
+	}
+	// The monitor says who set what; the reason says why, and from where.
+	reason := "via API"
+	if req.Reason != "" {
+		reason = req.Reason + " (via API)"
+	}
+	if err := s.b.SetAdmin(name, admin, reason); err != nil {
+		s.log.Warn("link action failed", "link", name, "action", action, "err", err)
+		writeError(w, http.StatusInternalServerError, "%s %s: %v", action, name, err)
+		return
+	}
+	s.log.Info("link action", "link", name, "action", action, "admin", admin, "reason", reason, "remote", remote(r))
+	st, _ := s.find(name)
+	writeJSON(w, http.StatusOK, linkOf(st))
+}
+
+func remote(r *http.Request) string {
+	if r.RemoteAddr == "" || r.RemoteAddr == "@" {
+		return "unix"
+	}
+	return r.RemoteAddr
+}
+
+// EventList is the answer of GET /api/v1/events.
+type EventList struct {
+	Events []Entry `json:"events"`
+	// Last is the seq of the newest entry in the log, to resume a stream
+	// from.
+	Last uint64 `json:"last"`
+}
+
+func (s *Server) getEvents(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	limit := 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			writeError(w, http.StatusBadRequest, "limit: want a positive integer, got %q", v)
+			return
+		}
+		limit = min(n, s.opts.History)
+	}
+	since, err := parseSeq(q.Get("since"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "since: %v", err)
+		return
+	}
+	link := q.Get("link")
+	all, _ := s.events.since(since, 0)
+	out := EventList{Events: []Entry{}, Last: s.events.last()}
+	for _, e := range all {
+		if link == "" || e.Link == link {
+			out.Events = append(out.Events, e)
+		}
+	}
+	if len(out.Events) > limit {
+		out.Events = out.Events[len(out.Events)-limit:]
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func parseSeq(v string) (uint64, error) {
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("want an event seq, got %q", v)
+	}
+	return n, nil
+}
+
+// streamEvents serves the decision log as server-sent events: one "entry"
+// event per Entry (id: its seq, data: its JSON), from the entry after
+// ?since= or Last-Event-ID (replayed from the ring), else from now on;
+// a comment every KeepAlive.
+func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
+	from := r.URL.Query().Get("since")
+	if from == "" {
+		from = r.Header.Get("Last-Event-ID")
+	}
+	seq, err := parseSeq(from)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "since: %v", err)
+		return
+	}
+	switch last := s.events.last(); {
+	case from == "":
+		seq = last
+	case seq > last:
+		// A seq from the future: the client's clock of seqs is another
+		// daemon's. Replay what there is.
+		seq = 0
+	}
+	link := r.URL.Query().Get("link")
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, err := io.WriteString(w, "retry: 2000\n: multihome event stream\n\n"); err != nil {
+		return
+	}
+	if rc.Flush() != nil {
+		return
+	}
+	keep := time.NewTicker(s.opts.KeepAlive)
+	defer keep.Stop()
+	for {
+		entries, wake := s.events.since(seq, 0)
+		for _, e := range entries {
+			seq = e.Seq
+			if link != "" && e.Link != link {
+				continue
+			}
+			b, _ := json.Marshal(e)
+			if _, err := fmt.Fprintf(w, "id: %d\nevent: entry\ndata: %s\n\n", e.Seq, b); err != nil {
+				return
+			}
+		}
+		if len(entries) > 0 && rc.Flush() != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-wake:
+		case <-keep.C:
+			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
+				return
+			}
+		}
+	}
+}
+
+func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, History{
+		IntervalMS: s.opts.SampleInterval.Milliseconds(),
+		Samples:    s.opts.HistorySamples,
+		Links:      s.history.get(r.URL.Query().Get("link")),
+	})
+}
+
+func (s *Server) getConfig(w http.ResponseWriter, r *http.Request) {
+	b, err := configJSON(s.b.Config())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "render config: %v", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Write(b)
+}
+
+func (s *Server) postReload(w http.ResponseWriter, r *http.Request) {
+	err := s.b.ReloadFile()
+	s.ObserveReload(err)
+	if err != nil {
+		s.log.Warn("reload via API rejected", "err", err, "remote", remote(r))
+		e := Error{Error: "config rejected, the old one stays in force: " + err.Error()}
+		var ce config.Errors
+		if errors.As(err, &ce) {
+			for _, x := range ce {
+				e.Errors = append(e.Errors, x.Error())
+			}
+		}
+		writeJSON(w, http.StatusUnprocessableEntity, e)
+		return
+	}
+	s.log.Info("config reloaded via API", "remote", remote(r))
+	res := ReloadResult{}
+	if c := s.b.Config(); c != nil {
+		res = ReloadResult{File: c.File, Links: len(c.Links)}
+	}
+	writeJSON(w, http.StatusOK, res)
+}

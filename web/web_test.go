@@ -1,0 +1,299 @@
+package web_test
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/multihome/multihome/api"
+	"github.com/multihome/multihome/api/apitest"
+	"github.com/multihome/multihome/monitor"
+	"github.com/multihome/multihome/web"
+)
+
+func TestAssets(t *testing.T) {
+	srv := http.NewServeMux()
+	srv.Handle("/", web.Handler())
+	for _, tc := range []struct{ path, ctype, want string }{
+		{"/", "text/html", `<script src="app.js"`},
+		{"/app.js", "text/javascript", "/api/v1/events/stream"},
+		{"/style.css", "text/css", "--up:"},
+		{"/favicon.svg", "image/svg+xml", "<svg"},
+	} {
+		rec := httptest.NewRecorder()
+		req, _ := http.NewRequest("GET", tc.path, nil)
+		srv.ServeHTTP(rec, req)
+		if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), tc.ctype) || !strings.Contains(rec.Body.String(), tc.want) {
+			t.Errorf("GET %s: %d %q, body has %q: %v", tc.path, rec.Code, rec.Header().Get("Content-Type"), tc.want, strings.Contains(rec.Body.String(), tc.want))
+		}
+		if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("GET %s: CSP %q", tc.path, csp)
+		}
+	}
+	rec := httptest.NewRecorder()
+	req, _ := http.NewRequest("POST", "/", nil)
+	srv.ServeHTTP(rec, req)
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /: %d", rec.Code)
+	}
+}
+
+// browser starts a headless Chromium for the test, or skips the test when
+// there is none outside CI.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "" {
+			t.Skip("chromium is not installed (apt-get install chromium); the dashboard test needs it and runs in CI")
+		}
+		t.Fatal("CI is set but chromium is not installed: scripts/deps.sh must install it")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(path),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1440, 900),
+	}
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(acancel)
+	ctx, cancel := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(cancel)
+	ctx, tcancel := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(tcancel)
+	// Fail on any uncaught exception or error message in the page.
+	var mu sync.Mutex
+	var problems []string
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			// The browser logs every 401 as an error: the token test
+			// makes some on purpose.
+			if m.IsException() || m.Type == chromedp.ConsoleError && !strings.Contains(m.Text, "status of 401") {
+				mu.Lock()
+				problems = append(problems, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range problems {
+			t.Errorf("page console: %s", p)
+		}
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// artifacts is where screenshots go: $MULTIHOME_ARTIFACTS, else a fixed
+// directory under the system's temporary directory.
+func artifacts(t *testing.T) string {
+	dir := os.Getenv("MULTIHOME_ARTIFACTS")
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "multihome-artifacts")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	p := filepath.Join(artifacts(t), name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", p)
+}
+
+// jiggle makes the fake's measurements move like a live network's until
+// ctx ends.
+func jiggle(ctx context.Context, f *apitest.Fake) {
+	base := map[string]monitor.Status{}
+	for _, s := range f.Snapshot() {
+		base[s.Link] = s
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	start := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		x := time.Since(start).Seconds()
+		for name, b := range base {
+			phase := float64(len(name))
+			f.Update(name, "", func(s *monitor.Status) {
+				if s.State == monitor.Down {
+					s.RTT, s.Loss, s.RateDown, s.RateUp, s.UtilDown, s.UtilUp = 0, 1, 0, 0, 0, 0
+					return
+				}
+				w := 1 + 0.25*math.Sin(x*0.9+phase) + 0.15*r.NormFloat64()
+				s.RTT = time.Duration(float64(b.RTT) * max(0.5, w))
+				s.Loss = max(0, b.Loss*(1+0.6*math.Sin(x*1.7+phase)+0.3*r.NormFloat64()))
+				u := 1 + 0.35*math.Sin(x*0.6+phase*2) + 0.1*r.NormFloat64()
+				s.UtilDown = min(1, max(0, b.UtilDown*u))
+				s.UtilUp = min(1, max(0, b.UtilUp*(2-u)))
+				s.RateDown = uint64(float64(b.RateDown) * max(0, u))
+				s.RateUp = uint64(float64(b.RateUp) * max(0, 2-u))
+			})
+		}
+	}
+}
+
+func text(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	s, err := chromedp.Run(ctx, chromedp.TextContent(sel))
+	if err != nil {
+		t.Fatalf("text of %s: %v", sel, err)
+	}
+	return s
+}
+
+// until waits up to timeout for a JavaScript expression to be true.
+func until(expr string, timeout time.Duration) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(timeout))
+}
+
+func TestDashboard(t *testing.T) {
+	ctx := browser(t)
+
+	links := apitest.Links()
+	links[2].State, links[2].Health = monitor.Up, monitor.Up // lte degrades below, with an event
+	f := apitest.NewFake(links...)
+	srv, addr := apitest.Start(t, f, api.Options{Listen: "127.0.0.1:0", SampleInterval: 250 * time.Millisecond, HistorySamples: 24})
+	jctx, jcancel := context.WithCancel(context.Background())
+	defer jcancel()
+	go jiggle(jctx, f)
+
+	// Some history before the page opens: a reload and lte degrading.
+	srv.ObserveReload(nil)
+	f.Update("lte", "loss 12% over 10s ≥ 10%", func(s *monitor.Status) { s.State, s.Health = monitor.Degraded, monitor.Degraded })
+	time.Sleep(4 * time.Second) // sparklines have something to show
+
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate("http://"+addr+"/"),
+		chromedp.WaitVisible(`[data-link="lte"] .state`),
+		until(`document.querySelector('#live').dataset.live === 'on'`, 5*time.Second),
+	); err != nil {
+		t.Fatalf("load the dashboard: %v", err)
+	}
+	fiber, cable, lte := text(t, ctx, `[data-link="fiber"] .state`), text(t, ctx, `[data-link="cable"] .state`), text(t, ctx, `[data-link="lte"] .state`)
+	if fiber != "up" || cable != "up" || lte != "degraded" {
+		t.Errorf("cards show fiber %q, cable %q, lte %q; want up, up, degraded", fiber, cable, lte)
+	}
+	if o := text(t, ctx, `#overall-text`); o != "Degraded: 2 of 3 up" {
+		t.Errorf("overall %q", o)
+	}
+	if log := text(t, ctx, `#events tbody`); !strings.Contains(log, "loss 12% over 10s ≥ 10%") || !strings.Contains(log, "config reloaded") {
+		t.Errorf("decision log shows %q", log)
+	}
+	time.Sleep(2 * time.Second) // a few polls into the sparklines
+	screenshot(t, ctx, "dashboard-initial.png")
+
+	// A link goes down: the card says so within a few seconds.
+	reason := "3 rounds with 0/2 targets answering (quorum 1)"
+	f.Update("cable", reason, func(s *monitor.Status) {
+		s.State, s.Health, s.TargetsUp = monitor.Down, monitor.Down, 0
+		for i := range s.Targets {
+			s.Targets[i].Up, s.Targets[i].LastError = false, "timeout"
+		}
+	})
+	start := time.Now()
+	if err := chromedp.Do(ctx, until(`document.querySelector('[data-link="cable"]').dataset.state === 'down' &&
+		document.querySelector('[data-link="cable"] .state').textContent === 'down'`, 5*time.Second)); err != nil {
+		t.Fatalf("the cable card does not show down: %v", err)
+	}
+	t.Logf("down shown %v after the event", time.Since(start).Round(time.Millisecond))
+	if first := text(t, ctx, `#events tbody tr:first-child`); !strings.Contains(first, "cable") || !strings.Contains(first, reason) {
+		t.Errorf("newest decision log row %q", first)
+	}
+
+	// Drain fiber from its card.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(`[data-link="fiber"] button[data-action="drain"]`),
+		chromedp.WaitVisible(`#action-dialog[open] #action-reason`),
+		chromedp.SendKeys(`#action-reason`, "ISP maintenance"),
+		chromedp.Click(`#action-ok`),
+	); err != nil {
+		t.Fatalf("drain fiber: %v", err)
+	}
+	c, err := f.WaitCall(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (apitest.Call{Link: "fiber", Admin: monitor.AdminDrain, Reason: "ISP maintenance (via API)"}); c != want {
+		t.Errorf("SetAdmin(%+v), want %+v", c, want)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.WaitVisible(`[data-link="fiber"] .badge-drain`),
+		until(`document.querySelector('[data-link="fiber"] button[data-action="drain"]').disabled`, 5*time.Second),
+	); err != nil {
+		t.Fatalf("fiber card does not show the drain: %v", err)
+	}
+	time.Sleep(1500 * time.Millisecond) // the toast and the new log rows settle
+	screenshot(t, ctx, "dashboard.png")
+}
+
+func TestDashboardToken(t *testing.T) {
+	ctx := browser(t)
+	f := apitest.NewFake(apitest.Links()...)
+	_, addr := apitest.Start(t, f, api.Options{Listen: "127.0.0.1:0", Token: "let-me-in"})
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate("http://"+addr+"/"),
+		chromedp.WaitVisible(`#token-dialog[open] #token-input`),
+		chromedp.SendKeys(`#token-input`, "let-me-in"),
+		chromedp.Click(`#token-ok`),
+		chromedp.WaitVisible(`[data-link="fiber"] .state`),
+		until(`document.querySelector('#live').dataset.live === 'on'`, 5*time.Second),
+	); err != nil {
+		t.Fatalf("dashboard with a token: %v", err)
+	}
+	if s := text(t, ctx, `[data-link="fiber"] .state`); s != "up" {
+		t.Errorf("fiber shows %q", s)
+	}
+	// The token is kept: after a reload the page needs no prompt.
+	if err := chromedp.Do(ctx, chromedp.Reload(), chromedp.WaitVisible(`[data-link="fiber"] .state`)); err != nil {
+		t.Fatal(err)
+	}
+	open, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('#token-dialog').open`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if open {
+		t.Error("token asked again after a reload")
+	}
+}
