@@ -315,3 +315,88 @@ func TestOperatorCommands(t *testing.T) {
 		t.Errorf("link down of an unknown link succeeded:\n%s", out)
 	}
 }
+
+// sourceOf fetches /ip from the LAN host through the gateway and returns the
+// source address the server saw: which ISP the connection left by.
+func sourceOf(t *testing.T, l *lab.Lab, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ip, err := l.Get(ctx, "lan1", "", "/ip")
+	return strings.TrimSpace(ip), err
+}
+
+// TestDaemonSteersLANTraffic is the outbound datapath end to end with the
+// real monitor: LAN connections are spread by weight (isp1:isp2 = 2:1 in
+// examples/lab.yaml), a blackholed isp1 stops getting new connections
+// within a second, and gets them again after recovery and hold-down.
+func TestDaemonSteersLANTraffic(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	d, _ := startDaemon(t, l, examples.Lab())
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+	d.waitState(10*time.Second, "isp2", monitor.Up)
+	isp1, isp2 := l.ISPs[0].GW.String(), l.ISPs[1].GW.String()
+
+	// Wait until the datapath is in place (the first connections may use
+	// the main table while it is applied).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if src, err := sourceOf(t, l, time.Second); err == nil && (src == isp1 || src == isp2) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("LAN host cannot reach the server through the gateway")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	const n = 300
+	seen := map[string]int{}
+	for range n {
+		src, err := sourceOf(t, l, 2*time.Second)
+		if err != nil {
+			t.Fatalf("connection from the LAN failed with both links up: %v", err)
+		}
+		seen[src]++
+	}
+	share := float64(seen[isp1]) / n
+	t.Logf("weighted 2:1 over %d connections: isp1 %d, isp2 %d (isp1 share %.3f)", n, seen[isp1], seen[isp2], share)
+	if share < 0.56 || share > 0.78 || seen[isp1]+seen[isp2] != n {
+		t.Errorf("isp1 share %.3f of %v, want ~0.667", share, seen)
+	}
+
+	at, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep opening connections; from 1 s after the fault every one must
+	// succeed via isp2.
+	var firstGood time.Duration
+	for time.Since(at) < 2500*time.Millisecond {
+		src, err := sourceOf(t, l, 300*time.Millisecond)
+		if err == nil && src == isp2 && firstGood == 0 {
+			firstGood = time.Since(at)
+		}
+		if time.Since(at) > time.Second && (err != nil || src != isp2) {
+			t.Fatalf("%s after blackholing isp1: connection via %q, err %v", time.Since(at).Round(time.Millisecond), src, err)
+		}
+	}
+	t.Logf("first new connection via isp2 %s after the blackhole", firstGood.Round(time.Millisecond))
+	d.waitState(time.Second, "isp1", monitor.Down) // long since happened
+
+	if err := l.Restore("isp1"); err != nil {
+		t.Fatal(err)
+	}
+	up := d.waitState(10*time.Second, "isp1", monitor.Up)
+	time.Sleep(300 * time.Millisecond) // the datapath follows the event
+	seen = map[string]int{}
+	for range 60 {
+		src, err := sourceOf(t, l, 2*time.Second)
+		if err != nil {
+			t.Fatalf("after failback: %v", err)
+		}
+		seen[src]++
+	}
+	if seen[isp1] == 0 {
+		t.Errorf("isp1 back up at %s but takes no new connections: %v", up.Time.Format("15:04:05.000"), seen)
+	}
+}

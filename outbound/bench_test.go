@@ -1,0 +1,417 @@
+package outbound
+
+// Benchmarks of the outbound datapath, gated behind MULTIHOME_BENCH=1
+// (bench/outbound.sh runs them). Each is bounded in time and traffic and
+// runs only inside lab namespaces.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/monitor"
+	mhnetns "github.com/multihome/multihome/netns"
+	"github.com/vishvananda/netlink"
+)
+
+func benchGate(t *testing.T) {
+	if os.Getenv("MULTIHOME_BENCH") == "" {
+		t.Skip("benchmark: set MULTIHOME_BENCH=1 (bench/outbound.sh)")
+	}
+}
+
+func pct(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+type sample struct {
+	start, end time.Time
+	ok         bool
+	src        string
+}
+
+// stream opens one new connection every 10 ms from lan1 (each with a 1 s
+// timeout) until stop is closed, and returns every attempt.
+func stream(e *env, stop <-chan struct{}) []sample {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var out []sample
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			wg.Wait()
+			return out
+		case <-tick.C:
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s := sample{start: time.Now()}
+				src, err := e.viaTimeout("lan1", time.Second)
+				s.end, s.ok, s.src = time.Now(), err == nil, src
+				mu.Lock()
+				out = append(out, s)
+				mu.Unlock()
+			}()
+		}
+	}
+}
+
+// failoverFigures returns the time from t0 to the first successful
+// connection through the backup (source backup) started at or after t0,
+// and the longest gap between two successful completions around t0.
+func failoverFigures(samples []sample, t0 time.Time, backup string) (first, gap time.Duration) {
+	first = -1
+	var ends []time.Time
+	for _, s := range samples {
+		if !s.ok {
+			continue
+		}
+		ends = append(ends, s.end)
+		if s.src == backup && !s.start.Before(t0) && (first < 0 || s.end.Sub(t0) < first) {
+			first = s.end.Sub(t0)
+		}
+	}
+	slices.SortFunc(ends, func(a, b time.Time) int { return a.Compare(b) })
+	for i := 1; i < len(ends); i++ {
+		if ends[i].After(t0.Add(-50*time.Millisecond)) && ends[i-1].Before(t0.Add(3*time.Second)) {
+			gap = max(gap, ends[i].Sub(ends[i-1]))
+		}
+	}
+	return first, gap
+}
+
+// TestBenchFailoverFake: blackhole of the active link with detection
+// excluded (the fake monitor reports the link down at the moment of the
+// fault): what the datapath itself costs.
+func TestBenchFailoverFake(t *testing.T) {
+	benchGate(t)
+	e := newEnv(t, lab.Spec{ISPs: 2}, "outbound:\n  policies:\n    - {name: main, type: failover}\n")
+	trials := benchTrials()
+	var firsts, gaps []time.Duration
+	for i := range trials {
+		stop := make(chan struct{})
+		res := make(chan []sample, 1)
+		go func() { res <- stream(e, stop) }()
+		time.Sleep(300 * time.Millisecond)
+		if _, err := e.l.Fault("isp1", lab.Fault{Kind: lab.Blackhole}); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now() // the fault is in place; the monitor "detects" it now
+		e.src.down("isp1")
+		time.Sleep(1500 * time.Millisecond)
+		close(stop)
+		first, gap := failoverFigures(<-res, t0, e.addr("isp2"))
+		t.Logf("trial %d: first new connection %s, stream gap %s", i, first.Round(time.Millisecond), gap.Round(time.Millisecond))
+		firsts, gaps = append(firsts, first), append(gaps, gap)
+		e.l.Restore("isp1")
+		e.src.up("isp1")
+		time.Sleep(200 * time.Millisecond)
+	}
+	report(t, "failover-fake-blackhole", firsts, gaps)
+}
+
+func benchTrials() int {
+	n := 20
+	fmt.Sscan(os.Getenv("MULTIHOME_BENCH_TRIALS"), &n)
+	return n
+}
+
+func report(t *testing.T, name string, firsts, gaps []time.Duration) {
+	line := fmt.Sprintf("%s: trials=%d first-new-connection median=%s p95=%s; stream-gap median=%s p95=%s",
+		name, len(firsts), pct(firsts, 0.5).Round(time.Millisecond), pct(firsts, 0.95).Round(time.Millisecond),
+		pct(gaps, 0.5).Round(time.Millisecond), pct(gaps, 0.95).Round(time.Millisecond))
+	t.Log(line)
+	if f := os.Getenv("MULTIHOME_BENCH_OUT"); f != "" {
+		fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintln(fh, line)
+			fh.Close()
+		}
+	}
+}
+
+// TestBenchChild runs the real monitor and the controller in this
+// process's own namespace: the parent test starts it inside the lab's
+// gateway with `ip netns exec`. It runs until SIGTERM.
+func TestBenchChild(t *testing.T) {
+	path := os.Getenv("MULTIHOME_CHILD_CONFIG")
+	if path == "" {
+		t.Skip("helper process for the real-monitor benchmark")
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	mon, err := monitor.New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(cfg, mon, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer cancel()
+	go mon.Run(ctx)
+	if err := c.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBenchFailoverMonitor: the same with the real link monitor (probes
+// every 50 ms to three core targets, down after 3 failed rounds), so
+// detection is included; blackhole and carrier loss.
+func TestBenchFailoverMonitor(t *testing.T) {
+	benchGate(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	var b strings.Builder
+	b.WriteString(`defaults:
+  health:
+    interval: 50ms
+    timeout: 100ms
+    down_after: 3
+    up_after: 3
+    hold_down: 500ms
+    window: 2s
+links:
+`)
+	for _, isp := range l.ISPs {
+		fmt.Fprintf(&b, "  - {name: %s, interface: %s, gateway4: %s, priority: %d, probes: [{target: 203.0.113.10}, {target: 203.0.113.11}, {target: 203.0.113.12}]}\n", isp.Name, isp.WAN, isp.Router, isp.Index)
+	}
+	b.WriteString("outbound:\n  policies:\n    - {name: main, type: failover}\n")
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "multihome.yaml")
+	os.WriteFile(cfgPath, []byte(b.String()), 0o644)
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, _ := os.Executable()
+	cmd := l.Run(context.Background(), lab.RoleGW, exe, "-test.run=^TestBenchChild$", "-test.v")
+	cmd.Env = append(os.Environ(), "MULTIHOME_CHILD_CONFIG="+cfgPath)
+	logf, _ := os.Create(filepath.Join(dir, "child.log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() || testing.Verbose() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("child log:\n%s", tail(string(b), 40))
+		}
+	})
+	e := &env{t: t, l: l, cfg: cfg}
+	e.waitFor("both links up and the ruleset in place", 10*time.Second, func() bool {
+		s, err := e.viaTimeout("lan1", 300*time.Millisecond)
+		if err != nil || s != e.addr("isp1") {
+			return false
+		}
+		out, _ := l.Run(context.Background(), lab.RoleGW, "nft", "list", "chain", "inet", "multihome", "pol0").Output()
+		return strings.Contains(string(out), "link0")
+	})
+	for _, kind := range []lab.FaultKind{lab.Blackhole, lab.CarrierDown} {
+		var firsts, gaps []time.Duration
+		for i := range benchTrials() {
+			stop := make(chan struct{})
+			res := make(chan []sample, 1)
+			go func() { res <- stream(e, stop) }()
+			time.Sleep(300 * time.Millisecond)
+			if _, err := l.Fault("isp1", lab.Fault{Kind: kind}); err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Now() // the fault is in place
+			time.Sleep(2 * time.Second)
+			close(stop)
+			first, gap := failoverFigures(<-res, t0, e.addr("isp2"))
+			t.Logf("%s trial %d: first new connection %s, stream gap %s", kind, i, first.Round(time.Millisecond), gap.Round(time.Millisecond))
+			firsts, gaps = append(firsts, first), append(gaps, gap)
+			l.Restore("isp1")
+			// Wait for failback (up_after + hold-down) before the next trial.
+			e.waitFor("failback", 10*time.Second, func() bool {
+				s, err := e.viaTimeout("lan1", 300*time.Millisecond)
+				return err == nil && s == e.addr("isp1")
+			})
+		}
+		report(t, "failover-monitor-"+string(kind), firsts, gaps)
+	}
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// TestBenchThroughput: iperf3 LAN → server through the gateway with the
+// multihome ruleset vs a plain masquerade-only table, alternating in the
+// same run.
+func TestBenchThroughput(t *testing.T) {
+	benchGate(t)
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		t.Skip("iperf3 not installed")
+	}
+	e := newEnv(t, lab.Spec{ISPs: 2}, "")
+	srv := e.l.Run(context.Background(), lab.RoleCore, "iperf3", "-s", "-B", e.l.Servers.HTTP.String())
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	gw := e.l.NS(lab.RoleGW)
+	plain := "table inet mhplain {\n chain nat_out {\n  type nat hook postrouting priority srcnat; policy accept;\n  oifname { \"wan1\", \"wan2\" } masquerade\n }\n}\n"
+	run := func() float64 {
+		out, err := e.l.Run(context.Background(), "lan1", "iperf3", "-c", e.l.Servers.HTTP.String(), "-t", "4", "-J").Output()
+		if err != nil {
+			t.Fatalf("iperf3: %v", err)
+		}
+		var r struct {
+			End struct {
+				SumReceived struct {
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+		}
+		if err := json.Unmarshal(out, &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.End.SumReceived.BitsPerSecond
+	}
+	var with, without []float64
+	for range 3 {
+		with = append(with, run())
+		// Plain: stop steering (controller down, keeping nothing), NAT only.
+		if err := e.stop(); err != nil {
+			t.Fatal(err)
+		}
+		c := mhnetns.Command(context.Background(), gw, "nft", "-f", "-")
+		c.Stdin = strings.NewReader(plain)
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		without = append(without, run())
+		mhnetns.Command(context.Background(), gw, "nft", "delete", "table", "inet", "mhplain").Run()
+		e.start()
+	}
+	slices.Sort(with)
+	slices.Sort(without)
+	ratio := with[1] / without[1]
+	line := fmt.Sprintf("throughput: iperf3 lan1→core 4s ×3 alternating: with multihome median %.2f Gbit/s, plain NAT median %.2f Gbit/s, ratio %.3f", with[1]/1e9, without[1]/1e9, ratio)
+	t.Log(line)
+	t.Logf("with %v without %v", with, without)
+	if f := os.Getenv("MULTIHOME_BENCH_OUT"); f != "" {
+		fh, _ := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		fmt.Fprintln(fh, line)
+		fh.Close()
+	}
+}
+
+// TestBenchRuleUpdate: 64 links and 1000 rules: time to apply the whole
+// state, and to apply the change after one link fails.
+func TestBenchRuleUpdate(t *testing.T) {
+	benchGate(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	ns := mhnetns.Unique("mhbench", "")
+	if err := mhnetns.Add(ns); err != nil {
+		t.Fatal(err)
+	}
+	defer mhnetns.Delete(ns)
+	h, err := mhnetns.Handle(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var b strings.Builder
+	b.WriteString("links:\n")
+	for i := range 64 {
+		name := fmt.Sprintf("wan%d", i+1)
+		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("p%d", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+		lk, _ := h.LinkByName(name)
+		a := netip.AddrFrom4([4]byte{198, 51, 100, byte(i * 2)})
+		addr, _ := netlink.ParseAddr(netip.PrefixFrom(a.Next(), 31).String())
+		h.AddrAdd(lk, addr)
+		h.LinkSetUp(lk)
+		if p, err := h.LinkByName(fmt.Sprintf("p%d", i+1)); err == nil {
+			h.LinkSetUp(p)
+		}
+		fmt.Fprintf(&b, "  - {name: l%d, interface: %s, gateway4: %s, weight: %d, priority: %d}\n", i+1, name, a, 1+i%4, 1+i/16)
+	}
+	b.WriteString("outbound:\n  policies:\n    - {name: default, type: weighted}\n    - {name: fo, type: failover}\n    - {name: st, type: sticky}\n    - {name: ll, type: least-loaded, spillover: 80%}\n  rules:\n")
+	for i := range 1000 {
+		fmt.Fprintf(&b, "    - {src: [192.0.2.%d/32], dst: [203.0.113.%d/32], proto: tcp, dport: %d, policy: %s}\n", i%128, i%256, 1000+i, []string{"fo", "st", "ll", "default"}[i%4])
+	}
+	cfg, err := config.Parse("bench.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newFakeSource(cfg, monitor.Up)
+	c, err := New(cfg, src, slog.New(slog.DiscardHandler), WithNetns(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, s := range src.Snapshot() {
+		c.status[s.Link] = s
+	}
+	start := time.Now()
+	if err := c.apply(ctx, "bench"); err != nil {
+		t.Fatal(err)
+	}
+	initial := time.Since(start)
+	var updates, readbacks []time.Duration
+	for i := range 10 {
+		link := fmt.Sprintf("l%d", 1+i%64)
+		st := c.status[link]
+		st.State = monitor.Down
+		c.status[link] = st
+		start := time.Now()
+		if err := c.apply(ctx, "bench", true); err != nil {
+			t.Fatal(err)
+		}
+		updates = append(updates, time.Since(start))
+		start = time.Now()
+		c.record(ctx)
+		readbacks = append(readbacks, time.Since(start))
+		st.State = monitor.Up
+		c.status[link] = st
+		c.apply(ctx, "bench")
+	}
+	rendered := len(c.last.text)
+	c.cleanup()
+	line := fmt.Sprintf("rule update: 64 links × 1000 rules (%d KiB of nft): initial apply %s; one link down: apply median %s p95 %s, then read-back for tamper checks median %s (10 updates)",
+		rendered/1024, initial.Round(time.Millisecond), pct(updates, 0.5).Round(time.Millisecond), pct(updates, 0.95).Round(time.Millisecond), pct(readbacks, 0.5).Round(time.Millisecond))
+	t.Log(line)
+	if f := os.Getenv("MULTIHOME_BENCH_OUT"); f != "" {
+		fh, _ := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		fmt.Fprintln(fh, line)
+		fh.Close()
+	}
+	_ = bufio.NewReader
+}

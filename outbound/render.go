@@ -1,0 +1,500 @@
+package outbound
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/monitor"
+	"github.com/multihome/multihome/nft"
+	"github.com/multihome/multihome/route"
+)
+
+// TableFamily and TableName name the one nftables table multihome owns.
+const (
+	TableFamily = "inet"
+	TableName   = "multihome"
+)
+
+// linkView is one link as the planner sees it.
+type linkView struct {
+	idx          int
+	cfg          config.Link
+	st           monitor.Status
+	addr4, addr6 netip.Addr // configured, else learned from the interface
+}
+
+// member is a link a policy gives new flows to, with its share.
+type member struct {
+	idx    int
+	weight int
+}
+
+// choice is what one policy does with new flows right now.
+type choice struct {
+	policy     config.OutboundPolicy
+	members    []member // empty: last resort
+	lastResort config.LastResort
+	why        string // one line for the decision log
+}
+
+// plan is the complete desired kernel state.
+type plan struct {
+	ruleset nft.Ruleset
+	routes  route.State
+	// flush are sticky sets to empty (their link takes no new flows).
+	flush   []string
+	choices []choice
+	text    string // ruleset + routes, for change detection
+}
+
+func (p *plan) String() string { return p.text }
+
+// Render returns the nft ruleset and the ip rules and routes that
+// multihome would apply for cfg with the links in the given states, as
+// text: for `multihome run --dry-run` and golden tests. A nil statuses
+// means every link is up; a link missing from a non-nil statuses is
+// unknown (takes no new flows). Addresses not in the config are not
+// learned: links without address4 are masqueraded and get no source rule.
+func Render(cfg *config.Config, statuses []monitor.Status) (string, error) {
+	o := cfg.EffectiveOutbound()
+	if err := validate(cfg, o); err != nil {
+		return "", err
+	}
+	views := viewsFor(cfg, statuses, nil)
+	p := build(cfg, o, views)
+	return p.text, nil
+}
+
+// validate checks references a config built in Go may get wrong; parsed
+// configs have passed config's own checks.
+func validate(cfg *config.Config, o config.Outbound) error {
+	if len(cfg.Links) == 0 {
+		return fmt.Errorf("no links")
+	}
+	if config.MarkSlots(o.MarkMask)-1 < len(cfg.Links) {
+		return fmt.Errorf("mark mask %#x has no room for %d links", o.MarkMask, len(cfg.Links))
+	}
+	names := map[string]bool{}
+	for _, p := range o.Policies {
+		names[p.Name] = true
+		for _, l := range p.Links {
+			if cfg.LinkByName(l) == nil {
+				return fmt.Errorf("policy %q: unknown link %q", p.Name, l)
+			}
+		}
+	}
+	if !names[o.DefaultPolicy] {
+		return fmt.Errorf("default policy %q is not defined", o.DefaultPolicy)
+	}
+	for _, r := range o.Rules {
+		if !names[r.Policy] {
+			return fmt.Errorf("rule %q: unknown policy %q", r.Name, r.Policy)
+		}
+	}
+	return nil
+}
+
+type learnedAddrs struct{ v4, v6 netip.Addr }
+
+func viewsFor(cfg *config.Config, statuses []monitor.Status, learned map[string]learnedAddrs) []linkView {
+	byName := map[string]monitor.Status{}
+	for _, s := range statuses {
+		byName[s.Link] = s
+	}
+	views := make([]linkView, len(cfg.Links))
+	for i, l := range cfg.Links {
+		v := linkView{idx: i, cfg: l, addr4: l.Address4, addr6: l.Address6}
+		if statuses == nil {
+			v.st = monitor.Status{Link: l.Name, Interface: l.Interface, State: monitor.Up, Health: monitor.Up, Carrier: true}
+		} else if s, ok := byName[l.Name]; ok {
+			v.st = s
+		} else {
+			v.st = monitor.Status{Link: l.Name, Interface: l.Interface}
+		}
+		if a, ok := learned[l.Name]; ok {
+			if !v.addr4.IsValid() {
+				v.addr4 = a.v4
+			}
+			if !v.addr6.IsValid() {
+				v.addr6 = a.v6
+			}
+		}
+		views[i] = v
+	}
+	return views
+}
+
+func weightOf(l config.Link) int {
+	if l.Weight < 0 {
+		return 0
+	}
+	return l.Weight
+}
+
+func priorityOf(l config.Link) int {
+	if l.Priority <= 0 {
+		return 1
+	}
+	return l.Priority
+}
+
+// decide picks the members that take new flows for policy p.
+func decide(p config.OutboundPolicy, views []linkView, byName map[string]int) choice {
+	c := choice{policy: p, lastResort: p.LastResort}
+	var ok []linkView
+	unjudged := false
+	for _, name := range p.Links {
+		v := views[byName[name]]
+		if v.st.AcceptsNew() {
+			ok = append(ok, v)
+		}
+		unjudged = unjudged || v.st.State == monitor.Unknown
+	}
+	if len(ok) == 0 {
+		if unjudged {
+			// At start, before the monitor's first verdicts: do not
+			// refuse traffic that the main table may well carry.
+			c.lastResort = config.LastResortMain
+			c.why = "no member judged healthy yet: main table until the monitor's first verdicts"
+			return c
+		}
+		c.why = fmt.Sprintf("no member accepts new flows: last resort %s", p.LastResort)
+		return c
+	}
+	// Spillover: drop full members while some member has room.
+	full := func(v linkView) bool {
+		if p.Type == config.PolicyLeastLoaded && v.st.Saturated {
+			return true
+		}
+		return p.Spillover > 0 && max(v.st.UtilDown, v.st.UtilUp) >= float64(p.Spillover)
+	}
+	var room []linkView
+	var spilled []string
+	for _, v := range ok {
+		if full(v) {
+			spilled = append(spilled, v.cfg.Name)
+		} else {
+			room = append(room, v)
+		}
+	}
+	var notes []string
+	if len(room) > 0 {
+		if len(spilled) > 0 {
+			notes = append(notes, "full: "+strings.Join(spilled, ","))
+		}
+		ok = room
+	} else if len(spilled) > 0 {
+		notes = append(notes, "all members full: spreading anyway")
+	}
+	if p.Type == config.PolicyFailover {
+		best := math.MaxInt
+		for _, v := range ok {
+			best = min(best, priorityOf(v.cfg))
+		}
+		ok = slices.DeleteFunc(ok, func(v linkView) bool { return priorityOf(v.cfg) != best })
+		notes = append(notes, fmt.Sprintf("tier %d", best))
+	}
+	for _, v := range ok {
+		w := weightOf(v.cfg)
+		if p.Type == config.PolicyLeastLoaded {
+			// Weight × spare capacity, in 5 % steps, at least one step.
+			w = w * max(1, int(math.Round(v.st.Spare()*20)))
+		}
+		c.members = append(c.members, member{idx: v.idx, weight: w})
+	}
+	total := 0
+	for _, m := range c.members {
+		total += m.weight
+	}
+	if total == 0 { // only weight-0 links left: share equally
+		for i := range c.members {
+			c.members[i].weight = 1
+		}
+	}
+	c.members = slices.DeleteFunc(c.members, func(m member) bool { return m.weight == 0 })
+	g := 0
+	for _, m := range c.members {
+		g = gcd(g, m.weight)
+	}
+	var parts []string
+	for i := range c.members {
+		c.members[i].weight /= g
+		parts = append(parts, fmt.Sprintf("%s×%d", views[c.members[i].idx].cfg.Name, c.members[i].weight))
+	}
+	c.why = strings.Join(append([]string{strings.Join(parts, " ")}, notes...), "; ")
+	return c
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+func hexMark(m uint32) string { return fmt.Sprintf("0x%08x", m) }
+
+func linkChain(i int) string       { return fmt.Sprintf("link%d", i) }
+func saveChain(i int) string       { return fmt.Sprintf("save%d", i) }
+func policyChain(j int) string     { return fmt.Sprintf("pol%d", j) }
+func pickChain(j, i int) string    { return fmt.Sprintf("pick%d_%d", j, i) }
+func stickySet(j, i, f int) string { return fmt.Sprintf("sticky%d_%d_v%d", j, i, f) }
+
+// build computes the desired kernel state.
+func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
+	s := route.Scheme{TableBase: o.TableBase, PriorityBase: o.RulePriority, MarkMask: o.MarkMask}
+	byName := map[string]int{}
+	for _, v := range views {
+		byName[v.cfg.Name] = v.idx
+	}
+	p := &plan{}
+
+	// Routing: every link gets its table whatever its health, so that
+	// probes and existing flows can always use it.
+	var rl []route.Link
+	for _, v := range views {
+		rl = append(rl, route.Link{Index: v.idx, Interface: v.cfg.Interface, Gateway4: v.cfg.Gateway4, Gateway6: v.cfg.Gateway6, Address4: v.addr4, Address6: v.addr6})
+	}
+	p.routes = s.Desired(rl)
+
+	rs := nft.Ruleset{Family: TableFamily, Name: TableName}
+	rs.Header = append(rs.Header, "multihome outbound ruleset: generated, replaced atomically on every change; do not edit",
+		fmt.Sprintf("marks in %s, tables %d-%d, rule priorities %d-%d", hexMark(o.MarkMask), s.TableBase, s.TableBase+config.TableRange-1, s.PriorityBase, s.PriorityBase+config.RulePriorityRange-1))
+	keep := ^o.MarkMask
+	var restore, save []string
+	for _, v := range views {
+		m := s.Mark(v.idx)
+		rs.Header = append(rs.Header, fmt.Sprintf("link %s: interface %s mark %s table %d state %s%s", v.cfg.Name, v.cfg.Interface, hexMark(m), s.Table(v.idx), v.st.State, stateNotes(v.st)))
+		rs.Chains = append(rs.Chains,
+			nft.Chain{Name: linkChain(v.idx), Comment: "to " + v.cfg.Name, Rules: []string{
+				fmt.Sprintf("meta mark set meta mark & %s | %s", hexMark(keep), hexMark(m)),
+			}},
+			nft.Chain{Name: saveChain(v.idx), Comment: "flow uses " + v.cfg.Name, Rules: []string{
+				fmt.Sprintf("ct mark set ct mark & %s | %s", hexMark(keep), hexMark(m)),
+			}})
+		restore = append(restore, fmt.Sprintf("%s : goto %s", hexMark(m), linkChain(v.idx)))
+		save = append(save, fmt.Sprintf("%s : goto %s", nft.Quote(v.cfg.Interface), saveChain(v.idx)))
+	}
+	rs.Chains = append(rs.Chains, nft.Chain{Name: "unreachable", Comment: "last resort: no route", Rules: []string{
+		fmt.Sprintf("meta mark set meta mark | %s", hexMark(s.LastResort())),
+	}})
+	restoreRule := fmt.Sprintf("ct mark & %s vmap { %s } comment \"known flow: keep its link\"", hexMark(o.MarkMask), strings.Join(restore, ", "))
+	saveMap := strings.Join(save, ", ")
+	local := "fib daddr type { local, broadcast, multicast } return"
+
+	rs.Chains = append(rs.Chains,
+		nft.Chain{Name: "prerouting", Type: "filter", Hook: "prerouting", Priority: "mangle", Policy: "accept", Rules: []string{
+			restoreRule,
+			"ct state != new return",
+			fmt.Sprintf("iifname vmap { %s } comment \"inbound flow: replies leave by its link\"", saveMap),
+			local,
+			"goto steer",
+		}},
+		nft.Chain{Name: "output", Type: "route", Hook: "output", Priority: "mangle", Policy: "accept", Rules: []string{
+			restoreRule,
+			"ct state != new return",
+			fmt.Sprintf("meta mark & %s != 0 return comment \"pinned socket (probes): routed by its own mark\"", hexMark(o.MarkMask)),
+			local,
+			"goto steer",
+		}},
+		nft.Chain{Name: "postrouting", Type: "filter", Hook: "postrouting", Priority: "mangle", Policy: "accept", Rules: []string{
+			fmt.Sprintf("ct state new ct direction original oifname vmap { %s } comment \"remember the link a new flow left by\"", saveMap),
+		}},
+	)
+
+	// Steering: ordered rules, then the default policy.
+	polIndex := map[string]int{}
+	for j, pol := range o.Policies {
+		polIndex[pol.Name] = j
+	}
+	var steer []string
+	if !o.NAT6 {
+		steer = append(steer, "meta nfproto ipv6 return comment \"IPv6 leaves by source address (nat6 off)\"")
+	}
+	for _, r := range o.Rules {
+		for _, m := range matchExprs(r) {
+			steer = append(steer, fmt.Sprintf("%sgoto %s comment %s", m, policyChain(polIndex[r.Policy]), nft.Quote("rule "+r.Name)))
+		}
+	}
+	steer = append(steer, fmt.Sprintf("goto %s comment %s", policyChain(polIndex[o.DefaultPolicy]), nft.Quote("default policy "+o.DefaultPolicy)))
+	rs.Chains = append(rs.Chains, nft.Chain{Name: "steer", Comment: "new flows: first matching rule picks the policy", Rules: steer})
+
+	for j, pol := range o.Policies {
+		c := decide(pol, views, byName)
+		p.choices = append(p.choices, c)
+		rs.Header = append(rs.Header, fmt.Sprintf("policy %s (%s): %s", pol.Name, pol.Type, c.why))
+		sticky := pol.Type == config.PolicySticky
+		target := func(i int) string {
+			if sticky {
+				return pickChain(j, i)
+			}
+			return linkChain(i)
+		}
+		var rules []string
+		if sticky {
+			accepting := map[int]bool{}
+			for _, m := range c.members {
+				accepting[m.idx] = true
+			}
+			for _, name := range pol.Links {
+				i := byName[name]
+				for _, f := range []int{4, 6} {
+					rs.Sets = append(rs.Sets, nft.Set{Name: stickySet(j, i, f), Type: fmt.Sprintf("ipv%d_addr", f), Flags: []string{"dynamic", "timeout"}, Timeout: pol.StickyTimeout.D(),
+						Comment: fmt.Sprintf("sources stuck to %s by %s", name, pol.Name)})
+					if !views[i].st.AcceptsNew() {
+						p.flush = append(p.flush, stickySet(j, i, f))
+					}
+				}
+				rs.Chains = append(rs.Chains, nft.Chain{Name: pickChain(j, i), Comment: pol.Name + " picks " + name, Rules: []string{
+					fmt.Sprintf("meta nfproto ipv4 update @%s { ip saddr }", stickySet(j, i, 4)),
+					fmt.Sprintf("meta nfproto ipv6 update @%s { ip6 saddr }", stickySet(j, i, 6)),
+					"goto " + linkChain(i),
+				}})
+				if accepting[i] {
+					rules = append(rules,
+						fmt.Sprintf("ip saddr @%s goto %s", stickySet(j, i, 4), pickChain(j, i)),
+						fmt.Sprintf("ip6 saddr @%s goto %s", stickySet(j, i, 6), pickChain(j, i)))
+				}
+			}
+		}
+		switch {
+		case len(c.members) == 0 && c.lastResort == config.LastResortUnreachable:
+			rules = append(rules, "goto unreachable comment \"no link accepts new flows\"")
+		case len(c.members) == 0:
+			rules = append(rules, "return comment \"no link accepts new flows: main table\"")
+		case len(c.members) == 1:
+			rules = append(rules, "goto "+target(c.members[0].idx))
+		default:
+			var ranges []string
+			n := 0
+			for _, m := range c.members {
+				if m.weight == 1 {
+					ranges = append(ranges, fmt.Sprintf("%d : goto %s", n, target(m.idx)))
+				} else {
+					ranges = append(ranges, fmt.Sprintf("%d-%d : goto %s", n, n+m.weight-1, target(m.idx)))
+				}
+				n += m.weight
+			}
+			rules = append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", n, strings.Join(ranges, ", ")))
+		}
+		rs.Chains = append(rs.Chains, nft.Chain{Name: policyChain(j), Comment: fmt.Sprintf("policy %s (%s)", pol.Name, pol.Type), Rules: rules})
+	}
+
+	// Source NAT per uplink.
+	var nat []string
+	for _, v := range views {
+		dev := nft.Quote(v.cfg.Interface)
+		if *o.SNAT {
+			if v.cfg.Address4.IsValid() {
+				nat = append(nat, fmt.Sprintf("oifname %s snat ip to %s", dev, v.cfg.Address4))
+			} else {
+				nat = append(nat, fmt.Sprintf("oifname %s meta nfproto ipv4 masquerade", dev))
+			}
+		}
+		if o.NAT6 && (v.cfg.Gateway6.IsValid() || v.cfg.Address6.IsValid()) {
+			nat = append(nat, fmt.Sprintf("oifname %s meta nfproto ipv6 masquerade", dev))
+		}
+	}
+	rs.Chains = append(rs.Chains, nft.Chain{Name: "nat_out", Type: "nat", Hook: "postrouting", Priority: "srcnat", Policy: "accept", Rules: nat})
+
+	p.ruleset = rs
+	p.text = rs.String() + "\n# ip rules and routes\n" + p.routes.String()
+	return p
+}
+
+func stateNotes(s monitor.Status) string {
+	var n []string
+	if s.HoldDown {
+		n = append(n, "hold-down")
+	}
+	if s.Admin != monitor.AdminNone {
+		n = append(n, "admin "+s.Admin.String())
+	}
+	if s.Saturated {
+		n = append(n, "saturated")
+	}
+	if len(n) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(n, ", ") + ")"
+}
+
+// matchExprs renders a rule's conditions as nft match expressions, one
+// string per address family needed (each ends with a space, or is empty
+// for a rule that matches everything).
+func matchExprs(r config.OutboundRule) []string {
+	fam := 0
+	for _, p := range append(slices.Clone(r.Src), r.Dst...) {
+		if p.Addr().Is4() {
+			fam = 4
+		} else {
+			fam = 6
+		}
+	}
+	switch r.Proto {
+	case "icmp":
+		fam = 4
+	case "icmpv6":
+		fam = 6
+	}
+	fams := []int{fam}
+	if fam == 0 && r.DSCP != nil {
+		fams = []int{4, 6} // dscp needs ip or ip6
+	}
+	var out []string
+	for _, f := range fams {
+		var b strings.Builder
+		ipk := map[int]string{0: "ip", 4: "ip", 6: "ip6"}[f]
+		if r.IIF != "" {
+			fmt.Fprintf(&b, "iifname %s ", nft.Quote(r.IIF))
+		}
+		if len(r.Src) > 0 {
+			fmt.Fprintf(&b, "%s saddr %s ", ipk, prefixSet(r.Src))
+		}
+		if len(r.Dst) > 0 {
+			fmt.Fprintf(&b, "%s daddr %s ", ipk, prefixSet(r.Dst))
+		}
+		if r.DSCP != nil {
+			fmt.Fprintf(&b, "%s dscp %d ", ipk, *r.DSCP)
+		}
+		switch {
+		case r.Proto == "tcp" || r.Proto == "udp":
+			if len(r.SPort)+len(r.DPort) == 0 {
+				fmt.Fprintf(&b, "meta l4proto %s ", r.Proto)
+			}
+			if len(r.SPort) > 0 {
+				fmt.Fprintf(&b, "%s sport %s ", r.Proto, r.SPort)
+			}
+			if len(r.DPort) > 0 {
+				fmt.Fprintf(&b, "%s dport %s ", r.Proto, r.DPort)
+			}
+		case r.Proto == "icmp" || r.Proto == "icmpv6":
+			fmt.Fprintf(&b, "meta l4proto %s ", map[string]string{"icmp": "icmp", "icmpv6": "ipv6-icmp"}[r.Proto])
+		case len(r.SPort) > 0 || len(r.DPort) > 0:
+			b.WriteString("meta l4proto { tcp, udp } ")
+			if len(r.SPort) > 0 {
+				fmt.Fprintf(&b, "th sport %s ", r.SPort)
+			}
+			if len(r.DPort) > 0 {
+				fmt.Fprintf(&b, "th dport %s ", r.DPort)
+			}
+		}
+		out = append(out, b.String())
+	}
+	return out
+}
+
+func prefixSet(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.Masked().String()
+	}
+	if len(s) == 1 {
+		return s[0]
+	}
+	return "{ " + strings.Join(s, ", ") + " }"
+}

@@ -1,0 +1,242 @@
+// Package route owns multihome's policy routing: one routing table per
+// link holding its default route, and the ip rules that select a table by
+// packet mark (fwmark) or by source address. State is declarative: build
+// the desired [State], and [Manager.Set] adds, replaces and deletes only
+// what differs from the kernel, inside the priority and table ranges that
+// multihome owns (see [Scheme]); calling it twice changes nothing.
+//
+// The mark scheme is shared with the link monitor: a probe socket with
+// SO_MARK = [Scheme.Mark] of its link is routed through that link's table
+// by the fwmark rule, and the outbound ruleset leaves such packets alone.
+package route
+
+import (
+	"cmp"
+	"fmt"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/multihome/multihome/config"
+)
+
+// Scheme maps link indexes (positions in config.Links) to marks, routing
+// tables and rule priorities.
+//
+// With the defaults (table base 31000, priority base 31000, mask
+// 0x00ff0000), link i has mark (i+1)<<16 and table 31000+i; table 31255
+// holds the last-resort unreachable routes, selected by mark 0x00ff0000.
+// Rule priorities:
+//
+//	P+0        lookup main suppress_prefixlength 0  (specific routes first)
+//	P+1        fwmark LastResort/mask lookup table base+255
+//	P+10+i     fwmark Mark(i)/mask lookup Table(i)
+//	P+300+i    from Address(i) lookup Table(i)
+type Scheme struct {
+	TableBase    int
+	PriorityBase int
+	MarkMask     uint32
+}
+
+// DefaultScheme is the scheme of a config without an outbound section.
+var DefaultScheme = Scheme{TableBase: config.DefaultTableBase, PriorityBase: config.DefaultRulePriority, MarkMask: config.DefaultMarkMask}
+
+// SchemeFor returns the scheme of cfg (defaults filled in).
+func SchemeFor(cfg *config.Config) Scheme {
+	o := cfg.EffectiveOutbound()
+	return Scheme{TableBase: o.TableBase, PriorityBase: o.RulePriority, MarkMask: o.MarkMask}
+}
+
+// Mark returns the packet mark of the link at index i with the default
+// scheme. Use SchemeFor(cfg).Mark(i) when the config may override it.
+func Mark(i int) uint32 { return DefaultScheme.Mark(i) }
+
+// Table returns the routing table of the link at index i with the default
+// scheme.
+func Table(i int) int { return DefaultScheme.Table(i) }
+
+func (s Scheme) shift() int { return bits.TrailingZeros32(s.MarkMask) }
+
+// Mark returns the mark (within MarkMask) of link i.
+func (s Scheme) Mark(i int) uint32 { return uint32(i+1) << s.shift() }
+
+// LastResort returns the mark that sends a packet to the unreachable
+// table: all bits of the mask.
+func (s Scheme) LastResort() uint32 { return s.MarkMask }
+
+// LinkOf returns the link index of mark m, or -1 if m (masked) is not a
+// link's mark.
+func (s Scheme) LinkOf(m uint32) int {
+	v := (m & s.MarkMask) >> s.shift()
+	if v == 0 || m&s.MarkMask == s.MarkMask {
+		return -1
+	}
+	return int(v) - 1
+}
+
+// Table returns the routing table of link i.
+func (s Scheme) Table(i int) int { return s.TableBase + i }
+
+// UnreachableTable is the table of the last resort "unreachable".
+func (s Scheme) UnreachableTable() int { return s.TableBase + config.TableRange - 1 }
+
+// OwnsTable reports whether table t is in the scheme's range.
+func (s Scheme) OwnsTable(t int) bool { return t >= s.TableBase && t < s.TableBase+config.TableRange }
+
+// OwnsPriority reports whether rule priority p is in the scheme's range.
+func (s Scheme) OwnsPriority(p int) bool {
+	return p >= s.PriorityBase && p < s.PriorityBase+config.RulePriorityRange
+}
+
+// Rule is one ip rule. Exactly one selector form is used: Suppress (lookup
+// main suppress_prefixlength 0), Mark/Mask, or Src.
+type Rule struct {
+	Family   int // 4 or 6
+	Priority int
+	Table    int
+	Suppress bool // lookup main suppress_prefixlength 0
+	Mark     uint32
+	Mask     uint32
+	Src      netip.Prefix
+}
+
+// Route is one route in one of our tables: a default route via Gateway on
+// Dev, a device route when Gateway is unset, or an unreachable default.
+type Route struct {
+	Family      int
+	Table       int
+	Dst         netip.Prefix
+	Gateway     netip.Addr
+	Dev         string
+	Unreachable bool
+}
+
+// State is the desired (or observed) policy routing.
+type State struct {
+	Rules  []Rule
+	Routes []Route
+}
+
+func (r Rule) key() string {
+	return fmt.Sprintf("%d/%d", r.Family, r.Priority)
+}
+
+func (r Route) key() string {
+	return fmt.Sprintf("%d/%d/%s", r.Family, r.Table, r.Dst)
+}
+
+// String renders the rule as `ip rule add` arguments.
+func (r Rule) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ip -%d rule add pref %d", r.Family, r.Priority)
+	switch {
+	case r.Suppress:
+		b.WriteString(" lookup main suppress_prefixlength 0")
+		return b.String()
+	case r.Mark != 0:
+		fmt.Fprintf(&b, " fwmark %#x/%#x", r.Mark, r.Mask)
+	case r.Src.IsValid():
+		fmt.Fprintf(&b, " from %s", r.Src)
+	}
+	fmt.Fprintf(&b, " lookup %d", r.Table)
+	return b.String()
+}
+
+// String renders the route as `ip route replace` arguments.
+func (r Route) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ip -%d route replace", r.Family)
+	dst := "default"
+	if r.Dst.Bits() != 0 {
+		dst = r.Dst.String()
+	}
+	if r.Unreachable {
+		fmt.Fprintf(&b, " unreachable %s", dst)
+	} else {
+		fmt.Fprintf(&b, " %s", dst)
+		if r.Gateway.IsValid() {
+			fmt.Fprintf(&b, " via %s", r.Gateway)
+		}
+		if r.Dev != "" {
+			fmt.Fprintf(&b, " dev %s", r.Dev)
+		}
+	}
+	fmt.Fprintf(&b, " table %d", r.Table)
+	return b.String()
+}
+
+// Sort puts rules and routes in a canonical order.
+func (s *State) Sort() {
+	slices.SortFunc(s.Rules, func(a, b Rule) int {
+		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Priority, b.Priority))
+	})
+	slices.SortFunc(s.Routes, func(a, b Route) int {
+		return cmp.Or(cmp.Compare(a.Family, b.Family), cmp.Compare(a.Table, b.Table), cmp.Compare(a.Dst.String(), b.Dst.String()))
+	})
+}
+
+// String renders the state as ip commands, one per line, sorted.
+func (s State) String() string {
+	c := State{Rules: slices.Clone(s.Rules), Routes: slices.Clone(s.Routes)}
+	c.Sort()
+	var b strings.Builder
+	for _, r := range c.Rules {
+		b.WriteString(r.String())
+		b.WriteByte('\n')
+	}
+	for _, r := range c.Routes {
+		b.WriteString(r.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Link is what [Desired] needs to know about one link.
+type Link struct {
+	Index     int // position in config.Links
+	Interface string
+	Gateway4  netip.Addr
+	Gateway6  netip.Addr
+	Address4  netip.Addr
+	Address6  netip.Addr
+}
+
+// Desired builds the policy routing for links: the suppress rules, one
+// fwmark rule and table per link for each family it has a gateway in (a
+// link with no gateway at all gets an IPv4 device route: point-to-point
+// links), source rules for
+// known addresses, and the last-resort unreachable table.
+func (s Scheme) Desired(links []Link) State {
+	var st State
+	for _, fam := range []int{4, 6} {
+		st.Rules = append(st.Rules,
+			Rule{Family: fam, Priority: s.PriorityBase, Suppress: true},
+			Rule{Family: fam, Priority: s.PriorityBase + 1, Mark: s.LastResort(), Mask: s.MarkMask, Table: s.UnreachableTable()})
+		dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		if fam == 6 {
+			dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+		}
+		st.Routes = append(st.Routes, Route{Family: fam, Table: s.UnreachableTable(), Dst: dst, Unreachable: true})
+		for _, l := range links {
+			gw, addr := l.Gateway4, l.Address4
+			if fam == 4 && !gw.IsValid() && l.Gateway6.IsValid() {
+				continue // an IPv6-only link
+			}
+			if fam == 6 {
+				gw, addr = l.Gateway6, l.Address6
+				if !gw.IsValid() {
+					continue
+				}
+			}
+			t := s.Table(l.Index)
+			st.Rules = append(st.Rules, Rule{Family: fam, Priority: s.PriorityBase + 10 + l.Index, Mark: s.Mark(l.Index), Mask: s.MarkMask, Table: t})
+			if addr.IsValid() {
+				st.Rules = append(st.Rules, Rule{Family: fam, Priority: s.PriorityBase + 300 + l.Index, Src: netip.PrefixFrom(addr, addr.BitLen()), Table: t})
+			}
+			st.Routes = append(st.Routes, Route{Family: fam, Table: t, Dst: dst, Gateway: gw, Dev: l.Interface})
+		}
+	}
+	st.Sort()
+	return st
+}
