@@ -45,6 +45,92 @@ type demo struct {
 	events chan monitor.Event
 	// results are the measured detection times, for the summary.
 	results []string
+
+	// flows are the LAN host's connections through the gateway: one new
+	// connection every 100 ms, with the ISP the server saw it come from.
+	flowMu sync.Mutex
+	flows  []flow
+}
+
+type flow struct {
+	at  time.Time
+	isp string // "" if the connection failed
+}
+
+// lanTraffic opens a new connection from the LAN host every 100 ms until
+// ctx ends, recording which ISP each one left by.
+func (d *demo) lanTraffic(ctx context.Context) {
+	byAddr := map[string]string{}
+	for _, isp := range d.l.ISPs {
+		byAddr[isp.GW.String()] = isp.Name
+	}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		go func() {
+			start := time.Now()
+			c, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			ip, err := d.l.Get(c, "lan1", "", "/ip")
+			f := flow{at: start}
+			if err == nil {
+				f.isp = byAddr[strings.TrimSpace(ip)]
+			}
+			d.flowMu.Lock()
+			d.flows = append(d.flows, f)
+			d.flowMu.Unlock()
+		}()
+	}
+}
+
+// flowCount counts the LAN connections opened in [from, to) that left by
+// isp, and those that failed.
+func (d *demo) flowCount(from, to time.Time, isp string) (n, failed int) {
+	d.flowMu.Lock()
+	defer d.flowMu.Unlock()
+	for _, f := range d.flows {
+		if f.at.Before(from) || !f.at.Before(to) {
+			continue
+		}
+		switch f.isp {
+		case isp:
+			n++
+		case "":
+			failed++
+		}
+	}
+	return n, failed
+}
+
+// flowSummary describes the LAN connections opened in [from, to).
+func (d *demo) flowSummary(from, to time.Time) string {
+	d.flowMu.Lock()
+	defer d.flowMu.Unlock()
+	counts, failed, n := map[string]int{}, 0, 0
+	for _, f := range d.flows {
+		if f.at.Before(from) || !f.at.Before(to) {
+			continue
+		}
+		n++
+		if f.isp == "" {
+			failed++
+		} else {
+			counts[f.isp]++
+		}
+	}
+	if n == 0 {
+		return "no LAN connections"
+	}
+	var parts []string
+	for _, isp := range d.l.ISPs {
+		parts = append(parts, fmt.Sprintf("%s %d", isp.Name, counts[isp.Name]))
+	}
+	return fmt.Sprintf("%d new LAN connections: %s, failed %d", n, strings.Join(parts, ", "), failed)
 }
 
 func cmdDemo(args []string) error {
@@ -139,7 +225,14 @@ func (d *demo) script(ctx context.Context) error {
 	if err := d.waitState(ctx, "isp2", monitor.Up, 10*time.Second); err != nil {
 		return err
 	}
+	d.pause(ctx, time.Second)
 	d.table()
+	tctx, tstop := context.WithCancel(ctx)
+	defer tstop()
+	go d.lanTraffic(tctx)
+	d.say("LAN host %s opens a new connection to %s every 100 ms through the gateway (weights isp1:isp2 = 2:1)", d.l.Hosts[0].Addr.Addr(), d.l.Servers.HTTP)
+	d.pause(ctx, 2*time.Second)
+	d.say("traffic: %s", d.flowSummary(time.Now().Add(-2*time.Second), time.Now()))
 	steps := []struct {
 		isp   string
 		fault lab.Fault
@@ -165,10 +258,19 @@ func (d *demo) script(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		took := e.Time.Sub(at)
-		d.say("multihome: %s is %s after %s (%s)", s.isp, s.want, took.Round(time.Millisecond), e.Reason)
-		d.record("%-12s %-8s → %-8s in %s", s.fault.String(), s.isp, s.want, took.Round(time.Millisecond))
+		// The kernel may report a carrier loss before Fault returns.
+		took := max(e.Time.Sub(at), 0).Round(100 * time.Microsecond)
+		d.say("multihome: %s is %s after %s (%s)", s.isp, s.want, took, e.Reason)
+		d.record("%-12s %-8s → %-8s in %s", s.fault.String(), s.isp, s.want, took)
 		d.pause(ctx, 3*time.Second)
+		d.say("traffic since the decision: %s", d.flowSummary(e.Time, time.Now()))
+		if d.quick && s.want == monitor.Down {
+			// Self-check for tests: from shortly after the decision, no
+			// new connection may use the dead link or fail.
+			if n, failed := d.flowCount(e.Time.Add(100*time.Millisecond), time.Now(), s.isp); n > 0 || failed > 0 {
+				return fmt.Errorf("after %s was declared down, %d new connections still used it and %d failed", s.isp, n, failed)
+			}
+		}
 		d.table()
 		d.say("REPAIR: %s restored", s.isp)
 		at = time.Now()
@@ -182,6 +284,8 @@ func (d *demo) script(ctx context.Context) error {
 		took = e.Time.Sub(at)
 		d.say("multihome: %s is back up after %s (probes proved it, then the hold-down passed)", s.isp, took.Round(time.Millisecond))
 		d.record("%-12s %-8s → up       in %s (incl. hold-down)", "repair", s.isp, took.Round(time.Millisecond))
+		d.pause(ctx, 2*time.Second)
+		d.say("traffic after failback: %s", d.flowSummary(e.Time.Add(200*time.Millisecond), time.Now()))
 	}
 	if !d.quick {
 		if err := d.saturate(ctx); err != nil {
