@@ -1,0 +1,869 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/probe"
+)
+
+// settings are a link's health settings with every default resolved.
+type settings struct {
+	interval                   time.Duration
+	timeout, floor, maxTO      time.Duration
+	quorum, downAfter, upAfter int
+	holdDown, window           time.Duration
+	degraded, recovered        thresholds
+	sample                     time.Duration
+	satThreshold, satClear     float64
+	satAfter                   time.Duration
+	capDown, capUp             uint64
+}
+
+type thresholds struct {
+	loss   float64 // 0 = off
+	rtt    time.Duration
+	jitter time.Duration
+}
+
+// Built-in defaults, the same as the config loader's; applied here too so
+// that configs built in Go behave like loaded ones.
+var defaultHealth = config.Health{
+	Interval:     config.Duration(200 * time.Millisecond),
+	TimeoutFloor: config.Duration(100 * time.Millisecond),
+	MaxTimeout:   config.Duration(time.Second),
+	MinTargetsUp: 1,
+	DownAfter:    3,
+	UpAfter:      5,
+	HoldDown:     config.Duration(2 * time.Second),
+	Window:       config.Duration(10 * time.Second),
+	Degraded:     config.Quality{Loss: 0.10},
+	Recovered:    config.Quality{Loss: 0.05},
+	Saturation: config.Saturation{
+		Sample:    config.Duration(250 * time.Millisecond),
+		Threshold: 0.90,
+		Clear:     0.75,
+		After:     config.Duration(2 * time.Second),
+	},
+}
+
+// resolve fills the zero fields of h from def.
+func resolveHealth(hs ...config.Health) config.Health {
+	var r config.Health
+	for _, h := range hs {
+		fill := func(d *config.Duration, v config.Duration) {
+			if *d == 0 {
+				*d = v
+			}
+		}
+		fillI := func(d *int, v int) {
+			if *d == 0 {
+				*d = v
+			}
+		}
+		fillP := func(d *config.Percent, v config.Percent) {
+			if *d == 0 {
+				*d = v
+			}
+		}
+		fill(&r.Interval, h.Interval)
+		fill(&r.Timeout, h.Timeout)
+		fill(&r.TimeoutFloor, h.TimeoutFloor)
+		fill(&r.MaxTimeout, h.MaxTimeout)
+		fillI(&r.MinTargetsUp, h.MinTargetsUp)
+		fillI(&r.DownAfter, h.DownAfter)
+		fillI(&r.UpAfter, h.UpAfter)
+		fill(&r.HoldDown, h.HoldDown)
+		fill(&r.Window, h.Window)
+		fillP(&r.Degraded.Loss, h.Degraded.Loss)
+		fill(&r.Degraded.RTT, h.Degraded.RTT)
+		fill(&r.Degraded.Jitter, h.Degraded.Jitter)
+		fillP(&r.Recovered.Loss, h.Recovered.Loss)
+		fill(&r.Recovered.RTT, h.Recovered.RTT)
+		fill(&r.Recovered.Jitter, h.Recovered.Jitter)
+		fill(&r.Saturation.Sample, h.Saturation.Sample)
+		fillP(&r.Saturation.Threshold, h.Saturation.Threshold)
+		fillP(&r.Saturation.Clear, h.Saturation.Clear)
+		fill(&r.Saturation.After, h.Saturation.After)
+	}
+	return r
+}
+
+func linkSettings(cfg *config.Config, l config.Link) settings {
+	h := resolveHealth(l.Health, cfg.Defaults.Health, defaultHealth)
+	s := settings{
+		interval:     h.Interval.D(),
+		timeout:      h.Timeout.D(),
+		floor:        h.TimeoutFloor.D(),
+		maxTO:        h.MaxTimeout.D(),
+		quorum:       h.MinTargetsUp,
+		downAfter:    h.DownAfter,
+		upAfter:      h.UpAfter,
+		holdDown:     h.HoldDown.D(),
+		window:       h.Window.D(),
+		degraded:     thresholds{float64(h.Degraded.Loss), h.Degraded.RTT.D(), h.Degraded.Jitter.D()},
+		recovered:    thresholds{float64(h.Recovered.Loss), h.Recovered.RTT.D(), h.Recovered.Jitter.D()},
+		sample:       h.Saturation.Sample.D(),
+		satThreshold: float64(h.Saturation.Threshold),
+		satClear:     float64(h.Saturation.Clear),
+		satAfter:     h.Saturation.After.D(),
+		capDown:      uint64(l.Capacity.Down),
+		capUp:        uint64(l.Capacity.Up),
+	}
+	// As the config loader does: RTT and jitter without their own
+	// recovery threshold recover at 80 % of the degradation threshold; no
+	// recovery threshold may be above its degradation threshold.
+	if s.recovered.loss == 0 || s.recovered.loss > s.degraded.loss {
+		s.recovered.loss = s.degraded.loss
+	}
+	if s.recovered.rtt == 0 || s.recovered.rtt > s.degraded.rtt {
+		s.recovered.rtt = s.degraded.rtt * 8 / 10
+	}
+	if s.recovered.jitter == 0 || s.recovered.jitter > s.degraded.jitter {
+		s.recovered.jitter = s.degraded.jitter * 8 / 10
+	}
+	if s.satClear > s.satThreshold {
+		s.satClear = s.satThreshold
+	}
+	if n := len(l.Probes); s.quorum > n && n > 0 {
+		s.quorum = n
+	}
+	s.floor = min(s.floor, s.maxTO)
+	return s
+}
+
+// probeResult is one probe's outcome, as the prober goroutines report it.
+type probeResult struct {
+	target int
+	sent   time.Time // when the probe was sent
+	at     time.Time // when the result came in
+	rtt    time.Duration
+	err    error
+}
+
+// target is what the monitor knows about one probe target of a link.
+type target struct {
+	typ, addr string
+	est       rttEstimator
+	// latest is the sent time of the newest result; up says whether it
+	// succeeded.
+	latest     time.Time
+	up         bool
+	consecFail int       // consecutive failures
+	failStart  time.Time // sent time of the first of them
+	lastOK     time.Time // sent time of the newest success
+	prevRTT    time.Duration
+	hasPrev    bool
+	sent, lost uint64
+	lastErr    string
+	silent     bool // failing on its own while others answer
+}
+
+// decision is a change of a link, for the event bus and the log.
+type decision struct {
+	at       time.Time
+	kind     Kind
+	from, to State
+	reason   string
+	// publish is false for changes that do not show on the bus: health
+	// changes masked by an admin override, aborted hold-downs.
+	publish bool
+	msg     string
+}
+
+// linkState is one link's state machine and measurements. It is owned by
+// the monitor's loop goroutine and never shared; it takes time as an
+// argument so that tests drive it with a fake clock.
+type linkState struct {
+	name, iface string
+	cfg         config.Link
+	s           settings
+	targets     []*target
+	win         window
+	hist        history
+	rtt         rttEstimator
+
+	health      State
+	admin       Admin
+	adminReason string
+	since       time.Time
+	reason      string
+
+	carrier      bool
+	carrierKnown bool
+	carrierSince time.Time // results of probes sent before are ignored
+
+	// Failure streak (by probe send time) and quorum streak.
+	fail       int
+	pending    []histEntry // the streak's failures
+	failStart  time.Time
+	failOutage bool // the current streak took the link down
+	// The last outage streak, by probe send time: late failures of
+	// probes sent during it are part of it.
+	outageFrom, outageTo time.Time
+	lastOK               time.Time
+	lastErr              string
+	quorumFail           int
+	// Recovery.
+	downAt    time.Time
+	up        int
+	holdDown  bool
+	holdUntil time.Time
+
+	sat satState
+
+	out []decision
+}
+
+func newLinkState(cfg *config.Config, l config.Link, now time.Time) *linkState {
+	ls := &linkState{name: l.Name, iface: l.Interface, carrier: true, since: now, reason: "starting"}
+	ls.configure(cfg, l)
+	return ls
+}
+
+// configure applies a link's (new) config. It keeps the link's state; a
+// changed probe list resets the per-target measurements.
+func (l *linkState) configure(cfg *config.Config, lc config.Link) {
+	old := l.cfg
+	l.cfg = lc
+	l.iface = lc.Interface
+	l.s = linkSettings(cfg, lc)
+	l.win.d = l.s.window
+	if !slices.Equal(old.Probes, lc.Probes) || l.targets == nil {
+		l.targets = nil
+		for _, p := range lc.Probes {
+			typ := string(p.Type)
+			if typ == "" {
+				typ = string(config.ProbeICMP)
+			}
+			l.targets = append(l.targets, &target{typ: typ, addr: p.Target})
+		}
+		l.win.s = nil
+		l.hist = history{}
+		l.fail, l.pending, l.failOutage, l.quorumFail, l.up = 0, nil, false, 0, 0
+		l.holdDown = false
+	}
+}
+
+// slot is the time between two probes of the link.
+func (l *linkState) slot() time.Duration {
+	return l.s.interval / time.Duration(max(1, len(l.targets)))
+}
+
+// maxStreak bounds the adaptive streak: never more slots than a window.
+func (l *linkState) maxStreak() int {
+	return max(l.s.downAfter, int(l.s.window/max(l.slot(), time.Millisecond)))
+}
+
+// timeout returns the probe timeout for target i.
+func (l *linkState) timeout(i int) time.Duration {
+	if l.s.timeout > 0 {
+		return l.s.timeout
+	}
+	return l.targets[i].est.rto(l.s.floor, l.s.maxTO)
+}
+
+// State is the effective state: health unless forced down.
+func (l *linkState) state() State {
+	if l.admin == AdminDown {
+		return Down
+	}
+	return l.health
+}
+
+func (l *linkState) quorum() int { return max(1, min(l.s.quorum, len(l.targets))) }
+
+func (l *linkState) targetsUp() int {
+	n := 0
+	for _, t := range l.targets {
+		if t.up {
+			n++
+		}
+	}
+	return n
+}
+
+// background returns p̂, the rate at which this link loses probes while
+// it works: the larger of the failure rate of the last historyLen slots
+// (quick to follow a change) and the loss over the window (steadier),
+// both without the current failure streak, outages and silent targets.
+func (l *linkState) background() float64 { return l.backgroundWithout(-1) }
+
+// backgroundWithout is background over the targets other than skip.
+func (l *linkState) backgroundWithout(skip int) float64 {
+	p := l.hist.rate(skip)
+	var n, lost int
+	for _, s := range l.win.s {
+		if s.target == skip || s.silent || s.outage || (s.fail && l.fail > 0 && !s.sent.Before(l.failStart)) {
+			continue
+		}
+		n++
+		if s.fail {
+			lost++
+		}
+	}
+	if n >= historyLen {
+		p = max(p, float64(lost)/float64(n))
+	}
+	return p
+}
+
+// needDown is the failure streak that takes a working link down now.
+func (l *linkState) needDown() int {
+	return streakNeeded(l.background(), falseDownP, l.s.downAfter, l.maxStreak())
+}
+
+// needReset is the failure streak that restarts a recovering link's count.
+func (l *linkState) needReset() int {
+	return streakNeeded(l.background(), recoverP, 1, l.maxStreak())
+}
+
+func errString(err error) string {
+	if errors.Is(err, probe.ErrTimeout) {
+		return "timeout"
+	}
+	return err.Error()
+}
+
+// result takes one probe result.
+func (l *linkState) result(r probeResult) {
+	if r.target < 0 || r.target >= len(l.targets) {
+		return
+	}
+	if !l.carrier || r.sent.Before(l.carrierSince) {
+		return // no carrier: the probe says nothing new
+	}
+	t := l.targets[r.target]
+	now := r.at
+	ok := r.err == nil
+	t.sent++
+	s := sample{at: now, target: r.target, fail: !ok, sent: r.sent}
+	newest := !r.sent.Before(t.latest)
+	if newest {
+		t.latest = r.sent
+		t.up = ok
+	}
+	if ok {
+		t.est.add(r.rtt)
+		l.rtt.add(r.rtt)
+		s.rtt = r.rtt
+		if t.hasPrev {
+			s.jit = r.rtt - t.prevRTT
+			if s.jit < 0 {
+				s.jit = -s.jit
+			}
+			s.hasJit = true
+		}
+		t.prevRTT, t.hasPrev = r.rtt, true
+		t.consecFail = 0
+		if r.sent.After(t.lastOK) {
+			t.lastOK = r.sent
+		}
+	} else {
+		t.lost++
+		t.lastErr = errString(r.err)
+		t.hasPrev = false
+		if t.consecFail == 0 {
+			t.failStart = r.sent
+		}
+		t.consecFail++
+		// A target that keeps failing while another answers is down on
+		// its own: its failures say nothing about the link. "Keeps
+		// failing": a run the other targets' loss makes improbable
+		// (DownAfter on a clean link); "while another answers": a probe
+		// sent less than one interval before this one succeeded.
+		s.silent = len(l.targets) > 1 && t.consecFail >= l.s.downAfter &&
+			l.otherAnsweredSince(r.target, r.sent.Add(-l.s.interval)) &&
+			(t.silent || t.consecFail >= streakNeeded(l.backgroundWithout(r.target), falseDownP, l.s.downAfter, l.maxStreak()))
+		if s.silent && !t.silent {
+			l.silence(r.target)
+		}
+		t.silent = s.silent
+	}
+
+	// The link's failure streak, ordered by send time: a failure of a
+	// probe sent before the newest success does not extend it.
+	h := histEntry{fail: !ok, target: r.target, sent: r.sent}
+	if ok {
+		t.silent = false
+		if r.sent.After(l.failStart) {
+			// The streak is over. A streak that took the link down was
+			// an outage, not background loss.
+			if !l.failOutage {
+				for _, p := range l.pending {
+					l.hist.add(p)
+				}
+			} else {
+				l.outageFrom, l.outageTo = l.failStart, r.sent
+			}
+			l.pending, l.fail, l.failOutage = l.pending[:0], 0, false
+		}
+		l.hist.add(h)
+		if r.sent.After(l.lastOK) {
+			l.lastOK = r.sent
+		}
+	} else if !s.silent {
+		if r.sent.Before(l.lastOK) {
+			// Late news: a probe sent after this one succeeded already.
+			// Sent during the last outage, it belongs to it.
+			if !r.sent.Before(l.outageFrom) && r.sent.Before(l.outageTo) {
+				s.outage = true
+			} else {
+				l.hist.add(h)
+			}
+		} else {
+			if l.fail == 0 {
+				l.failStart = r.sent
+			}
+			l.fail++
+			l.pending = append(l.pending, h)
+			l.lastErr = t.lastErr
+			s.outage = l.failOutage
+		}
+	}
+	l.win.add(s)
+
+	up, q := l.targetsUp(), l.quorum()
+	if up < q {
+		l.quorumFail++
+	} else {
+		l.quorumFail = 0
+	}
+
+	switch l.health {
+	case Unknown, Up, Degraded:
+		need := l.needDown()
+		if l.fail >= need || l.quorumFail >= need {
+			l.goDown(now, need)
+			return
+		}
+		if l.health == Unknown {
+			if up >= q {
+				l.setHealth(now, Up, fmt.Sprintf("%d/%d targets answering (quorum %d)", up, len(l.targets), q))
+			}
+			return
+		}
+		l.evalQuality(now)
+	case Down:
+		reset := l.needReset()
+		if (!ok && !s.silent && l.fail >= reset) || l.quorumFail >= reset {
+			if l.holdDown {
+				l.holdDown = false
+				l.note(now, fmt.Sprintf("hold-down aborted: %s", l.failureEvidence(reset)))
+			}
+			l.up = 0
+			return
+		}
+		if ok && up >= q && !r.sent.Before(l.downAt) {
+			l.up++
+			if !l.holdDown && l.up >= l.s.upAfter {
+				ev := fmt.Sprintf("%d successful probes, %d/%d targets answering (quorum %d)", l.up, up, len(l.targets), q)
+				if l.s.holdDown <= 0 {
+					l.recover(now, ev)
+					return
+				}
+				l.holdDown = true
+				l.holdUntil = now.Add(l.s.holdDown)
+				l.out = append(l.out, decision{at: now, kind: HoldDownStarted, from: l.state(), to: l.state(), publish: true,
+					reason: fmt.Sprintf("%s; hold-down %v", ev, l.s.holdDown)})
+			}
+		}
+	}
+}
+
+// silence takes back the failures of target i's current streak, now
+// that the target is known to be down on its own: out of the loss, the
+// background failure rate and the link's failure streak.
+func (l *linkState) silence(i int) {
+	since := l.targets[i].failStart
+	for k := range l.win.s {
+		if s := &l.win.s[k]; s.target == i && s.fail && !s.sent.Before(since) {
+			s.silent = true
+		}
+	}
+	l.hist.silence(i, since)
+	kept := l.pending[:0]
+	for _, p := range l.pending {
+		if p.target != i || p.sent.Before(since) {
+			kept = append(kept, p)
+		}
+	}
+	l.pending = kept
+	l.fail = len(kept)
+	if l.fail > 0 {
+		l.failStart = kept[0].sent
+	}
+}
+
+// otherAnsweredSince reports whether a target other than i succeeded with
+// a probe sent after since.
+func (l *linkState) otherAnsweredSince(i int, since time.Time) bool {
+	for j, t := range l.targets {
+		if j != i && t.lastOK.After(since) {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *linkState) failureEvidence(need int) string {
+	var b strings.Builder
+	up, q := l.targetsUp(), l.quorum()
+	if l.fail < need && up < q {
+		fmt.Fprintf(&b, "%d/%d targets answering (quorum %d) for %d consecutive probes", up, len(l.targets), q, l.quorumFail)
+	} else {
+		fmt.Fprintf(&b, "%d consecutive failed probes", l.fail)
+		if need > l.s.downAfter {
+			fmt.Fprintf(&b, " (%d needed at %.0f%% recent loss)", need, 100*l.background())
+		}
+		fmt.Fprintf(&b, ", %d/%d targets answering (quorum %d)", up, len(l.targets), q)
+	}
+	if l.lastErr != "" {
+		fmt.Fprintf(&b, ", last error: %s", l.lastErr)
+	}
+	return b.String()
+}
+
+func (l *linkState) goDown(now time.Time, need int) {
+	reason := l.failureEvidence(need)
+	// The streak was an outage, not loss of a working link: keep it out
+	// of the loss figures and of the background failure rate.
+	l.failOutage = true
+	for i := range l.win.s {
+		s := &l.win.s[i]
+		if s.fail && !s.silent && !s.sent.Before(l.failStart) {
+			s.outage = true
+		}
+	}
+	l.up, l.holdDown, l.downAt = 0, false, now
+	l.setHealth(now, Down, reason)
+}
+
+// recover ends a recovery: Up, or Degraded if the window says so.
+func (l *linkState) recover(now time.Time, evidence string) {
+	l.holdDown = false
+	l.up = 0
+	st := Up
+	q := l.win.quality()
+	if why, bad := l.degradedBy(q); bad && q.n >= l.minQualitySamples() {
+		st = Degraded
+		evidence += "; " + why
+	}
+	l.setHealth(now, st, evidence)
+}
+
+// tick handles deadlines: the end of a hold-down.
+func (l *linkState) tick(now time.Time) {
+	if l.holdDown && !now.Before(l.holdUntil) {
+		up := l.targetsUp()
+		l.recover(now, fmt.Sprintf("hold-down of %v passed without failure, %d/%d targets answering", l.s.holdDown, up, len(l.targets)))
+	}
+}
+
+// deadline is the next time tick must run (zero if none).
+func (l *linkState) deadline() time.Time {
+	if l.holdDown {
+		return l.holdUntil
+	}
+	return time.Time{}
+}
+
+func (l *linkState) minQualitySamples() int {
+	return max(10, l.maxStreak()/4)
+}
+
+func (l *linkState) evalQuality(now time.Time) {
+	q := l.win.quality()
+	if q.n < l.minQualitySamples() {
+		return
+	}
+	switch l.health {
+	case Up:
+		if why, bad := l.degradedBy(q); bad {
+			l.setHealth(now, Degraded, why)
+		}
+	case Degraded:
+		if why, good := l.recoveredBy(q); good {
+			l.setHealth(now, Up, why)
+		}
+	}
+}
+
+func (l *linkState) degradedBy(q quality) (string, bool) {
+	d := l.s.degraded
+	var why []string
+	if d.loss > 0 && q.loss > d.loss {
+		why = append(why, fmt.Sprintf("loss %.1f%% > %s", 100*q.loss, pct(d.loss)))
+	}
+	if d.rtt > 0 && q.p50 > d.rtt {
+		why = append(why, fmt.Sprintf("rtt p50 %v > %v", round(q.p50), d.rtt))
+	}
+	if d.jitter > 0 && q.jitter > d.jitter {
+		why = append(why, fmt.Sprintf("jitter %v > %v", round(q.jitter), d.jitter))
+	}
+	if len(why) == 0 {
+		return "", false
+	}
+	return fmt.Sprintf("%s over the last %v (%d probes)", strings.Join(why, ", "), l.s.window, q.n), true
+}
+
+func (l *linkState) recoveredBy(q quality) (string, bool) {
+	r := l.s.recovered
+	if (r.loss > 0 && q.loss > r.loss) || (r.rtt > 0 && q.p50 > r.rtt) || (r.jitter > 0 && q.jitter > r.jitter) {
+		return "", false
+	}
+	why := []string{fmt.Sprintf("loss %.1f%%", 100*q.loss)}
+	if r.loss > 0 {
+		why[0] += " ≤ " + pct(r.loss)
+	}
+	if r.rtt > 0 {
+		why = append(why, fmt.Sprintf("rtt p50 %v ≤ %v", round(q.p50), r.rtt))
+	}
+	if r.jitter > 0 {
+		why = append(why, fmt.Sprintf("jitter %v ≤ %v", round(q.jitter), r.jitter))
+	}
+	return fmt.Sprintf("%s over the last %v (%d probes)", strings.Join(why, ", "), l.s.window, q.n), true
+}
+
+func pct(f float64) string {
+	return fmt.Sprintf("%s%%", trimFloat(100*f))
+}
+
+func trimFloat(f float64) string {
+	s := fmt.Sprintf("%.2f", f)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s
+}
+
+func round(d time.Duration) time.Duration {
+	switch {
+	case d >= 10*time.Millisecond:
+		return d.Round(100 * time.Microsecond)
+	case d >= 10*time.Microsecond:
+		return d.Round(time.Microsecond)
+	}
+	return d
+}
+
+// setHealth changes the link's health and records the decision.
+func (l *linkState) setHealth(now time.Time, h State, reason string) {
+	if h == l.health {
+		return
+	}
+	from := l.state()
+	oldHealth := l.health
+	l.health = h
+	to := l.state()
+	if from != to {
+		l.since, l.reason = now, reason
+		l.out = append(l.out, decision{at: now, kind: StateChanged, from: from, to: to, reason: reason, publish: true})
+		return
+	}
+	l.out = append(l.out, decision{at: now, kind: StateChanged, from: oldHealth, to: h, reason: reason,
+		msg: "link health changed under admin override"})
+}
+
+// note records a decision that only goes to the log.
+func (l *linkState) note(now time.Time, msg string) {
+	st := l.state()
+	l.out = append(l.out, decision{at: now, kind: HoldDownStarted, from: st, to: st, reason: msg, msg: "hold-down aborted"})
+}
+
+// setCarrier takes the interface's carrier (and presence) from netlink.
+func (l *linkState) setCarrier(now time.Time, up bool, why string) {
+	if l.carrierKnown && l.carrier == up {
+		return
+	}
+	was := l.carrierKnown
+	l.carrierKnown, l.carrier = true, up
+	if up {
+		l.carrierSince = now
+		if was {
+			st := l.state()
+			l.out = append(l.out, decision{at: now, kind: StateChanged, from: st, to: st, msg: "carrier back",
+				reason: fmt.Sprintf("carrier back on %s: probes must prove the link (%d successes, hold-down %v)", l.iface, l.s.upAfter, l.s.holdDown)})
+		}
+		return
+	}
+	// Without carrier nothing goes through: forget what the probes said.
+	// Failures until the first success after the carrier returns belong
+	// to this outage.
+	l.fail, l.pending, l.failOutage, l.quorumFail, l.up, l.holdDown = 0, nil, true, 0, 0, false
+	l.failStart = time.Time{}
+	for _, t := range l.targets {
+		t.up, t.consecFail, t.hasPrev, t.silent = false, 0, false, false
+	}
+	l.downAt = now
+	l.setHealth(now, Down, why)
+}
+
+// setAdmin applies an operator's override.
+func (l *linkState) setAdmin(now time.Time, a Admin, reason string) {
+	if a == l.admin && reason == l.adminReason {
+		return
+	}
+	from := l.state()
+	old := l.admin
+	l.admin, l.adminReason = a, reason
+	to := l.state()
+	if old == a {
+		return
+	}
+	why := fmt.Sprintf("operator set admin %s (was %s)", a, old)
+	if reason != "" {
+		why += ": " + reason
+	}
+	l.out = append(l.out, decision{at: now, kind: AdminChanged, from: from, to: to, reason: why, publish: true})
+	if from != to {
+		var r string
+		switch {
+		case a == AdminDown:
+			r = "forced down by operator"
+		default:
+			r = fmt.Sprintf("operator override cleared, health is %s", l.health)
+		}
+		if reason != "" {
+			r += ": " + reason
+		}
+		l.since, l.reason = now, r
+		l.out = append(l.out, decision{at: now, kind: StateChanged, from: from, to: to, reason: r, publish: true})
+	}
+}
+
+// status returns the link's snapshot.
+func (l *linkState) status() Status {
+	q := l.win.quality()
+	st := Status{
+		Link:      l.name,
+		Interface: l.iface,
+		State:     l.state(),
+		Health:    l.health,
+		Admin:     l.admin,
+		HoldDown:  l.holdDown,
+		Carrier:   l.carrier,
+		Saturated: l.sat.saturated,
+		RTT:       l.rtt.srtt,
+		RTTP50:    q.p50,
+		RTTP95:    q.p95,
+		Jitter:    q.jitter,
+		Loss:      q.loss,
+		RateDown:  l.sat.rateDown,
+		RateUp:    l.sat.rateUp,
+		UtilDown:  l.sat.utilDown,
+		UtilUp:    l.sat.utilUp,
+		BytesDown: l.sat.lastRx,
+		BytesUp:   l.sat.lastTx,
+		TargetsUp: l.targetsUp(),
+		Since:     l.since,
+		Reason:    l.reason,
+	}
+	for i, t := range l.targets {
+		st.Targets = append(st.Targets, TargetStatus{
+			Type:      t.typ,
+			Target:    t.addr,
+			Up:        t.up,
+			RTT:       t.est.srtt,
+			Loss:      l.win.targetLoss(i),
+			Sent:      t.sent,
+			Lost:      t.lost,
+			LastError: t.lastErr,
+		})
+	}
+	if math.IsNaN(st.Loss) {
+		st.Loss = 0
+	}
+	return st
+}
+
+// satState tracks interface counters and the saturated state.
+type satState struct {
+	have               bool
+	lastAt             time.Time
+	lastRx, lastTx     uint64
+	rateDown, rateUp   uint64
+	utilDown, utilUp   float64
+	saturated          bool
+	overSince, underAt time.Time
+}
+
+// counters takes one sample of the interface's byte counters.
+func (l *linkState) counters(now time.Time, rx, tx uint64) {
+	s := &l.sat
+	if !s.have || rx < s.lastRx || tx < s.lastTx || !now.After(s.lastAt) {
+		// First sample, or counters reset (interface re-created).
+		s.have, s.lastAt, s.lastRx, s.lastTx = true, now, rx, tx
+		return
+	}
+	dt := now.Sub(s.lastAt).Seconds()
+	start := s.lastAt
+	s.rateDown = uint64(float64(rx-s.lastRx) * 8 / dt)
+	s.rateUp = uint64(float64(tx-s.lastTx) * 8 / dt)
+	s.lastAt, s.lastRx, s.lastTx = now, rx, tx
+	s.utilDown, s.utilUp = 0, 0
+	if l.s.capDown > 0 {
+		s.utilDown = float64(s.rateDown) / float64(l.s.capDown)
+	}
+	if l.s.capUp > 0 {
+		s.utilUp = float64(s.rateUp) / float64(l.s.capUp)
+	}
+	u := max(s.utilDown, s.utilUp)
+	if !s.saturated {
+		s.underAt = time.Time{}
+		if l.s.capDown == 0 && l.s.capUp == 0 || u < l.s.satThreshold {
+			s.overSince = time.Time{}
+			return
+		}
+		if s.overSince.IsZero() {
+			s.overSince = start
+		}
+		if now.Sub(s.overSince) >= l.s.satAfter {
+			s.saturated = true
+			st := l.state()
+			l.out = append(l.out, decision{at: now, kind: SaturationChanged, from: st, to: st, publish: true,
+				reason: fmt.Sprintf("saturated: %s for %v (≥ %s)", l.utilText(), now.Sub(s.overSince).Round(time.Millisecond), pct(l.s.satThreshold))})
+		}
+		return
+	}
+	s.overSince = time.Time{}
+	if u >= l.s.satClear {
+		s.underAt = time.Time{}
+		return
+	}
+	if s.underAt.IsZero() {
+		s.underAt = start
+	}
+	if now.Sub(s.underAt) >= l.s.satAfter {
+		s.saturated = false
+		st := l.state()
+		l.out = append(l.out, decision{at: now, kind: SaturationChanged, from: st, to: st, publish: true,
+			reason: fmt.Sprintf("no longer saturated: %s for %v (< %s)", l.utilText(), now.Sub(s.underAt).Round(time.Millisecond), pct(l.s.satClear))})
+		s.underAt = time.Time{}
+	}
+}
+
+func (l *linkState) utilText() string {
+	s := &l.sat
+	return fmt.Sprintf("down %s of %s (%.0f%%), up %s of %s (%.0f%%)",
+		rateText(s.rateDown), rateText(l.s.capDown), 100*s.utilDown,
+		rateText(s.rateUp), rateText(l.s.capUp), 100*s.utilUp)
+}
+
+// rateText writes a rate in bit/s with three significant digits.
+func rateText(r uint64) string {
+	f := float64(r)
+	switch {
+	case f >= 1e9:
+		return trimFloat(f/1e9) + "Gbit/s"
+	case f >= 1e6:
+		return trimFloat(f/1e6) + "Mbit/s"
+	case f >= 1e3:
+		return trimFloat(f/1e3) + "kbit/s"
+	}
+	return strconv.FormatUint(r, 10) + "bit/s"
+}
