@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every benchmark (make bench). Each works only inside throwaway lab
+# namespaces and stops by itself; needs root. Figures and their meaning:
+# docs/monitor.md, docs/outbound.md, docs/dns.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== link monitor: time from fault to down (bench/detect.sh)"
+bench/detect.sh "${TRIALS:-25}"
+echo "== outbound datapath: failover, throughput, rule updates (bench/outbound.sh)"
+TRIALS=${TRIALS:-20} bench/outbound.sh
+if [ -x bench/dns.sh ]; then
+  echo "== inbound DNS: queries per second (bench/dns.sh)"
+  bench/dns.sh
+fi
