@@ -490,7 +490,7 @@ func checkDNS(c *Config, k *checker) {
 		}
 		oneOf(k, p+".mode", &z.Mode, def, DNSModeServe, DNSModePush, DNSModeBoth)
 		if z.Mode != DNSModeServe && z.Push == nil {
-			k.errorf(p+".push", "mode %s needs a push section", z.Mode)
+			k.errorf(p+".mode", "mode %s needs a push section", z.Mode)
 		}
 		if z.Mode != DNSModePush {
 			serving = true

@@ -8,9 +8,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +23,9 @@ import (
 	"github.com/multihome/multihome/examples"
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/monitor"
+	"github.com/multihome/multihome/netns"
+
+	mdns "github.com/miekg/dns"
 )
 
 var binary string
@@ -398,5 +404,105 @@ func TestDaemonSteersLANTraffic(t *testing.T) {
 	}
 	if seen[isp1] == 0 {
 		t.Errorf("isp1 back up at %s but takes no new connections: %v", up.Time.Format("15:04:05.000"), seen)
+	}
+}
+
+// queryA asks the site's DNS server at server (via the ISP it belongs to)
+// for name's A records, from the Internet core.
+func queryA(t *testing.T, l *lab.Lab, server, name string) ([]string, uint32, error) {
+	t.Helper()
+	m := new(mdns.Msg)
+	m.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
+	c := &mdns.Client{Timeout: 500 * time.Millisecond, Dialer: &net.Dialer{}}
+	var r *mdns.Msg
+	err := netns.Do(l.NS("core"), func() error {
+		var err error
+		r, _, err = c.Exchange(m, net.JoinHostPort(server, "53"))
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if r.Rcode != mdns.RcodeSuccess {
+		return nil, 0, fmt.Errorf("rcode %s", mdns.RcodeToString[r.Rcode])
+	}
+	var out []string
+	var ttl uint32
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*mdns.A); ok {
+			out = append(out, a.A.String())
+			ttl = a.Hdr.Ttl
+		}
+	}
+	sort.Strings(out)
+	return out, ttl, nil
+}
+
+// TestDaemonDNSFollowsLinks: the daemon's DNS server, asked from the
+// Internet core through each ISP, answers www.example.com with the address
+// of every healthy link; a blackholed isp1 drops out of the answers as soon
+// as the monitor says so, and returns after recovery and hold-down.
+func TestDaemonDNSFollowsLinks(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	d, _ := startDaemon(t, l, examples.Lab())
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+	d.waitState(10*time.Second, "isp2", monitor.Up)
+	via1, via2 := l.ISPs[0].GW.String(), l.ISPs[1].GW.String()
+	both := []string{via1, via2}
+	sort.Strings(both)
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got1, _, err1 := queryA(t, l, via1, "www.example.com")
+		got2, _, err2 := queryA(t, l, via2, "WWW.Example.COM")
+		if err1 == nil && err2 == nil && slices.Equal(got1, both) && slices.Equal(got2, both) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with both links up: via isp1 %v %v, via isp2 %v %v; want %v", got1, err1, got2, err2, both)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	at, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := d.waitState(3*time.Second, "isp1", monitor.Down)
+	var got []string
+	var ttl uint32
+	for {
+		got, ttl, err = queryA(t, l, via2, "www.example.com")
+		if err == nil && slices.Equal(got, []string{via2}) {
+			break
+		}
+		if time.Since(down.Time) > time.Second {
+			t.Fatalf("1 s after isp1 went down, DNS via isp2 still answers %v (%v)", got, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("isp1's address left the answers %s after the blackhole, TTL now %d s", time.Since(at).Round(time.Millisecond), ttl)
+	if ttl >= 30 {
+		t.Errorf("TTL %d right after a change, want it lowered below the configured 30 s", ttl)
+	}
+	if _, _, err := queryA(t, l, via1, "www.example.com"); err == nil {
+		t.Errorf("query via the blackholed isp1 was answered")
+	}
+
+	if err := l.Restore("isp1"); err != nil {
+		t.Fatal(err)
+	}
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+	deadline = time.Now().Add(2 * time.Second)
+	for {
+		got, _, err = queryA(t, l, via1, "www.example.com")
+		if err == nil && slices.Equal(got, both) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after recovery: %v %v, want %v", got, err, both)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

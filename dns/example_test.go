@@ -1,0 +1,63 @@
+package dns
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/monitor"
+)
+
+// TestDocsExample loads the example of docs/dns.md (kept identical to
+// testdata/multihome.yaml), builds a server from it and checks a few of
+// its answers.
+func TestDocsExample(t *testing.T) {
+	example, err := os.ReadFile("testdata/multihome.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../docs/dns.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```yaml\n"+string(example)+"```") {
+		t.Error("docs/dns.md does not hold testdata/multihome.yaml as a ```yaml block")
+	}
+	cfg, err := config.Load("testdata/multihome.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newFakeSource("isp1", "isp2")
+	s, err := New(cfg, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	for _, st := range src.Snapshot() {
+		if st.Link == "isp1" {
+			st.State = monitor.Down
+		}
+		s.applyStatus(st, s.now(), true)
+	}
+	s.rebuild()
+	s.mu.Unlock()
+	v := s.view.Load()
+	ask := func(name string, qtype uint16) *mdns.Msg {
+		return s.respond(v, new(mdns.Msg).SetQuestion(name, qtype), false, v.zones["example.com."].z.xfrAllow[0].Addr())
+	}
+	if got := sortedAddrs(ask("www.example.com.", mdns.TypeA)); got != "198.51.100.18" {
+		t.Errorf("www with isp1 down: %s", got)
+	}
+	if got := sortedAddrs(ask("mail.example.com.", mdns.TypeA)); got != "198.51.100.19" {
+		t.Errorf("mail (failover) with isp1 down: %s", got)
+	}
+	if r := ask("webmail.example.com.", mdns.TypeA); len(r.Answer) != 2 {
+		t.Errorf("webmail CNAME www: %v", r)
+	}
+	if r := ask("shop.example.net.", mdns.TypeA); r.Rcode != mdns.RcodeRefused {
+		t.Errorf("push-only zone served: %v", r)
+	}
+}

@@ -1,0 +1,477 @@
+package dns
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+	"unsafe"
+
+	mdns "github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// listeners are the server's sockets, keyed by configured address.
+type listeners struct {
+	s      *Server
+	byAddr map[netip.AddrPort]*listener
+}
+
+// listener serves one address: several SO_REUSEPORT UDP sockets, each
+// read by its own goroutine, and one TCP listener.
+type listener struct {
+	conf    netip.AddrPort
+	bound   netip.AddrPort
+	sockets int
+	udp     []*net.UDPConn
+	tcp     *mdns.Server
+	serving bool // tcp was started
+}
+
+func newListeners(s *Server) *listeners {
+	return &listeners{s: s, byAddr: map[netip.AddrPort]*listener{}}
+}
+
+// reconcile opens what lc lists and is not open yet, then closes what it
+// no longer lists. If opening fails, nothing changes.
+func (ls *listeners) reconcile(lc listenConf) error {
+	want := map[netip.AddrPort]bool{}
+	var opened []*listener
+	for _, ap := range lc.addrs {
+		want[ap] = true
+		if l := ls.byAddr[ap]; l != nil && l.sockets == lc.sockets {
+			continue
+		}
+		l, err := ls.s.open(ap, lc)
+		if err != nil {
+			for _, o := range opened {
+				o.close()
+			}
+			return err
+		}
+		opened = append(opened, l)
+	}
+	for ap, l := range ls.byAddr {
+		replaced := false
+		for _, o := range opened {
+			replaced = replaced || o.conf == ap
+		}
+		if !want[ap] || replaced {
+			l.close()
+			delete(ls.byAddr, ap)
+		}
+	}
+	for _, l := range opened {
+		ls.byAddr[l.conf] = l
+		ls.s.serve(l, lc)
+	}
+	return nil
+}
+
+func (ls *listeners) closeAll() {
+	if ls == nil {
+		return
+	}
+	for ap, l := range ls.byAddr {
+		l.close()
+		delete(ls.byAddr, ap)
+	}
+}
+
+func (ls *listeners) bound() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, l := range ls.byAddr {
+		out = append(out, l.bound)
+	}
+	return out
+}
+
+func (l *listener) close() {
+	for _, c := range l.udp {
+		c.Close()
+	}
+	switch {
+	case l.serving:
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		l.tcp.ShutdownContext(ctx)
+		cancel()
+	case l.tcp != nil:
+		l.tcp.Listener.Close()
+	}
+}
+
+// reusePort sets SO_REUSEPORT, and for wildcard UDP sockets asks for the
+// destination address of each packet so the answer leaves from it.
+func reusePort(pktinfo bool) func(network, address string, c syscall.RawConn) error {
+	return func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			if serr != nil || !pktinfo {
+				return
+			}
+			if network == "udp4" {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+			} else {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// open binds the sockets of one address. With port 0 (tests) every socket
+// gets the port the first one was given.
+func (s *Server) open(ap netip.AddrPort, lc listenConf) (*listener, error) {
+	l := &listener{conf: ap, sockets: lc.sockets}
+	wildcard := ap.Addr().IsUnspecified()
+	network := "udp6"
+	if ap.Addr().Is4() || ap.Addr().Is4In6() {
+		network = "udp4"
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	tcpNet := "tcp4"
+	if network == "udp6" {
+		tcpNet = "tcp6"
+	}
+	for attempt := 0; ; attempt++ {
+		err := s.inNS(func() error {
+			ulc := net.ListenConfig{Control: reusePort(wildcard)}
+			tlc := net.ListenConfig{Control: reusePort(false)}
+			addr := ap
+			for i := range lc.sockets {
+				pc, err := ulc.ListenPacket(context.Background(), network, addr.String())
+				if err != nil {
+					return err
+				}
+				c := pc.(*net.UDPConn)
+				l.udp = append(l.udp, c)
+				if i == 0 {
+					addr = c.LocalAddr().(*net.UDPAddr).AddrPort()
+					addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+					l.bound = addr
+				}
+			}
+			ln, err := tlc.Listen(context.Background(), tcpNet, addr.String())
+			if err != nil {
+				return err
+			}
+			l.tcp = &mdns.Server{
+				Listener:      ln,
+				Net:           "tcp",
+				Handler:       mdns.HandlerFunc(s.serveTCP),
+				MsgAcceptFunc: acceptAll,
+				TsigProvider:  &s.keys,
+				ReadTimeout:   lc.tcpIdle,
+				WriteTimeout:  lc.tcpIdle,
+				IdleTimeout:   func() time.Duration { return lc.tcpIdle },
+			}
+			return nil
+		})
+		if err == nil {
+			return l, nil
+		}
+		l.close()
+		l.udp, l.tcp = nil, nil
+		// A random UDP port may be taken for TCP: try another.
+		if ap.Port() == 0 && attempt < 5 && errors.Is(err, syscall.EADDRINUSE) {
+			continue
+		}
+		return nil, fmt.Errorf("dns listen %s: %w", ap, err)
+	}
+}
+
+// acceptAll lets every request through to the handler, which answers
+// FORMERR or NOTIMP itself; responses are ignored.
+func acceptAll(dh mdns.Header) mdns.MsgAcceptAction {
+	if dh.Bits&(1<<15) != 0 {
+		return mdns.MsgIgnore
+	}
+	return mdns.MsgAccept
+}
+
+func (s *Server) serve(l *listener, lc listenConf) {
+	wildcard := l.conf.Addr().IsUnspecified()
+	for _, c := range l.udp {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveUDP(c, wildcard, l.bound.Addr().Is4())
+		}()
+	}
+	l.serving = true
+	started := make(chan struct{})
+	l.tcp.NotifyStartedFunc = func() { close(started) }
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := l.tcp.ActivateAndServe(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Warn("dns tcp listener stopped", "addr", l.bound, "err", err)
+		}
+	}()
+	select {
+	case <-started:
+	case <-time.After(time.Second):
+	}
+}
+
+// udpBatch is how many datagrams one recvmmsg/sendmmsg call moves.
+const udpBatch = 32
+
+// batchConn is what ipv4.PacketConn and ipv6.PacketConn have in common:
+// recvmmsg and sendmmsg on Linux.
+type batchConn interface {
+	ReadBatch([]ipv4.Message, int) (int, error)
+	WriteBatch([]ipv4.Message, int) (int, error)
+}
+
+// serveUDP reads queries from c until it is closed, a batch at a time,
+// and sends the answers of a batch together.
+func (s *Server) serveUDP(c *net.UDPConn, pktinfo, v4 bool) {
+	var bc batchConn
+	if v4 {
+		bc = ipv4.NewPacketConn(c)
+	} else {
+		bc = ipv6.NewPacketConn(c)
+	}
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	outBufs := make([][]byte, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, 4096)}
+		out[i].Buffers = [][]byte{nil}
+		outBufs[i] = make([]byte, 0, 2048)
+		if pktinfo {
+			in[i].OOB = make([]byte, 128)
+			out[i].OOB = make([]byte, 0, 128)
+		}
+	}
+	for {
+		n, err := bc.ReadBatch(in, 0)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("dns udp read", "err", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		v := s.view.Load()
+		k := 0
+		for i := range n {
+			m := &in[i]
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			from := ua.AddrPort()
+			q := m.Buffers[0][:m.N]
+			var resp []byte
+			if m.Flags&unix.MSG_TRUNC != 0 {
+				// Bigger than any query we answer: FORMERR, header only.
+				if len(q) >= 12 && q[2]&0x80 == 0 {
+					resp = s.formErr(q, outBufs[k][:0])
+				}
+			} else {
+				resp = s.handleUDP(v, q, from.Addr().Unmap(), outBufs[k][:0])
+			}
+			if resp == nil {
+				continue
+			}
+			if cap(resp) > cap(outBufs[k]) && cap(resp) <= 65536 {
+				outBufs[k] = resp[:0] // keep the bigger buffer for next time
+			}
+			o := &out[k]
+			o.Buffers[0] = resp
+			o.Addr = ua
+			if pktinfo {
+				o.OOB = replyPktinfo(m.OOB[:m.NN], o.OOB[:0], v4)
+			}
+			k++
+		}
+		for sent := 0; sent < k; {
+			w, err := bc.WriteBatch(out[sent:k], 0)
+			if err != nil {
+				if !errors.Is(err, net.ErrClosed) {
+					s.log.Debug("dns udp write", "err", err)
+				}
+				// Skip the datagram that failed and go on with the rest.
+				w = max(w, 1)
+			}
+			sent += w
+		}
+	}
+}
+
+// replyPktinfo turns the control message of a received packet into the
+// one that makes the answer leave from the address the query was sent to.
+func replyPktinfo(in, out []byte, v4 bool) []byte {
+	for len(in) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&in[0]))
+		l := int(h.Len)
+		if l < unix.SizeofCmsghdr || l > len(in) {
+			return nil
+		}
+		data := in[unix.CmsgLen(0):l]
+		switch {
+		case v4 && h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
+			var pi unix.Inet4Pktinfo
+			copy(pi.Spec_dst[:], data[8:12]) // in_pktinfo.ipi_addr: the header's destination
+			return appendCmsg(out, unix.IPPROTO_IP, unix.IP_PKTINFO, (*[unix.SizeofInet4Pktinfo]byte)(unsafe.Pointer(&pi))[:])
+		case !v4 && h.Level == unix.IPPROTO_IPV6 && h.Type == unix.IPV6_PKTINFO && len(data) >= unix.SizeofInet6Pktinfo:
+			var pi unix.Inet6Pktinfo
+			copy(pi.Addr[:], data[:16])
+			pi.Ifindex = binary.NativeEndian.Uint32(data[16:20])
+			return appendCmsg(out, unix.IPPROTO_IPV6, unix.IPV6_PKTINFO, (*[unix.SizeofInet6Pktinfo]byte)(unsafe.Pointer(&pi))[:])
+		}
+		in = in[min(unix.CmsgSpace(l-unix.CmsgLen(0)), len(in)):]
+	}
+	return nil
+}
+
+func appendCmsg(out []byte, level, typ int32, data []byte) []byte {
+	b := make([]byte, unix.CmsgSpace(len(data)))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = level, typ
+	h.SetLen(unix.CmsgLen(len(data)))
+	copy(b[unix.CmsgLen(0):], data)
+	return append(out, b...)
+}
+
+// handleUDP answers one UDP query, returning the packed answer in out, or
+// nil to send nothing.
+func (s *Server) handleUDP(v *view, in []byte, src netip.Addr, out []byte) []byte {
+	s.ctr.queries.Add(1)
+	s.ctr.udp.Add(1)
+	if len(in) < 12 || in[2]&0x80 != 0 {
+		return nil // too short for a header, or a response: never answer
+	}
+	verdict := rrlPass
+	if v.rrl != nil {
+		verdict = v.rrl.check(src, time.Now())
+		if verdict == rrlDrop {
+			s.ctr.rrlDropped.Add(1)
+			return nil
+		}
+	}
+	if verdict == rrlPass {
+		if b, ok := s.fastAnswer(v, in, out); ok {
+			return b
+		}
+	}
+	req := new(mdns.Msg)
+	if err := req.Unpack(in); err != nil {
+		return s.formErr(in, out)
+	}
+	var resp *mdns.Msg
+	tsig := req.IsTsig()
+	var tsigErr error
+	if tsig != nil {
+		tsigErr = mdns.TsigVerifyWithProvider(in, &s.keys, "", false)
+	}
+	switch {
+	case tsigErr != nil:
+		resp = new(mdns.Msg).SetRcode(req, mdns.RcodeNotAuth)
+		tsig = nil
+	case verdict == rrlSlip:
+		s.ctr.rrlSlipped.Add(1)
+		resp = new(mdns.Msg).SetReply(req)
+		resp.Truncated = true
+		if req.IsEdns0() != nil {
+			resp.SetEdns0(uint16(v.udpSize), false)
+		}
+	default:
+		resp = s.respond(v, req, false, src)
+	}
+	if resp == nil {
+		return nil
+	}
+	size := mdns.MinMsgSize
+	if opt := req.IsEdns0(); opt != nil {
+		size = min(max(int(opt.UDPSize()), mdns.MinMsgSize), v.udpSize)
+	}
+	var b []byte
+	var err error
+	if tsig != nil {
+		resp.SetTsig(tsig.Hdr.Name, tsig.Algorithm, tsig.Fudge, time.Now().Unix())
+		b, _, err = mdns.TsigGenerateWithProvider(resp, &s.keys, tsig.MAC, false)
+		if err == nil && len(b) > size {
+			resp.Answer, resp.Ns, resp.Extra = nil, nil, nil
+			resp.Truncated = true
+			resp.SetTsig(tsig.Hdr.Name, tsig.Algorithm, tsig.Fudge, time.Now().Unix())
+			b, _, err = mdns.TsigGenerateWithProvider(resp, &s.keys, tsig.MAC, false)
+		}
+	} else {
+		resp.Truncate(size)
+		b, err = resp.PackBuffer(out)
+	}
+	if err != nil {
+		s.log.Debug("dns pack", "err", err)
+		resp = new(mdns.Msg).SetRcode(req, mdns.RcodeServerFailure)
+		if b, err = resp.PackBuffer(out); err != nil {
+			return nil
+		}
+	}
+	if resp.Truncated {
+		s.ctr.truncated.Add(1)
+	}
+	s.ctr.rcode(resp.Rcode)
+	return b
+}
+
+// formErr answers a message that does not parse: the header only, with
+// the request's ID and opcode and RCODE FORMERR.
+func (s *Server) formErr(in, out []byte) []byte {
+	s.ctr.rcode(mdns.RcodeFormatError)
+	out = append(out[:0], in[:12]...)
+	out[2] = 0x80 | in[2]&0x78 // QR, opcode; no AA/TC/RD
+	out[3] = mdns.RcodeFormatError
+	for i := 4; i < 12; i++ {
+		out[i] = 0
+	}
+	return out
+}
+
+// serveTCP answers one query read from a TCP connection.
+func (s *Server) serveTCP(w mdns.ResponseWriter, req *mdns.Msg) {
+	s.ctr.queries.Add(1)
+	s.ctr.tcp.Add(1)
+	var src netip.Addr
+	if a, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		src = a.AddrPort().Addr().Unmap()
+	}
+	v := s.view.Load()
+	tsig := req.IsTsig()
+	if tsig != nil && w.TsigStatus() != nil {
+		resp := new(mdns.Msg).SetRcode(req, mdns.RcodeNotAuth)
+		s.ctr.rcode(resp.Rcode)
+		w.WriteMsg(resp)
+		return
+	}
+	if !req.Response && req.Opcode == mdns.OpcodeQuery && len(req.Question) == 1 &&
+		(req.Question[0].Qtype == mdns.TypeAXFR || req.Question[0].Qtype == mdns.TypeIXFR) {
+		s.transfer(v, w, req, src)
+		return
+	}
+	resp := s.respond(v, req, true, src)
+	if resp == nil {
+		return
+	}
+	resp.Truncate(mdns.MaxMsgSize)
+	if tsig != nil {
+		resp.SetTsig(tsig.Hdr.Name, tsig.Algorithm, tsig.Fudge, time.Now().Unix())
+	}
+	s.ctr.rcode(resp.Rcode)
+	if err := w.WriteMsg(resp); err != nil {
+		s.log.Debug("dns tcp write", "err", err)
+	}
+}

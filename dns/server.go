@@ -1,0 +1,463 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/monitor"
+)
+
+// Server is the authoritative DNS server and RFC 2136 pusher.
+type Server struct {
+	log  *slog.Logger
+	src  monitor.Source
+	ctr  counters
+	keys keyring
+	view atomic.Pointer[view]
+	rot  atomic.Uint64
+
+	// mu guards the control state below. The query path never takes it.
+	mu        sync.Mutex
+	cfg       *config.Config
+	zones     []*zone
+	links     map[string]*linkState
+	lastGood  lastGood
+	serials   map[string]uint32
+	content   map[string]string
+	prevDyn   map[string]*dynView
+	notifyGen map[string]*atomic.Uint64
+	rrl       *rrl
+	udpSize   int
+	lconf     listenConf
+	ls        *listeners
+	pushers   map[string]*pusher
+	weighted  bool
+	running   bool
+	ctx       context.Context // Run's, cancelled when it returns
+	cancelRun context.CancelFunc
+	wg        sync.WaitGroup
+
+	// Test hooks: inNS runs socket-creating code (listen and dial) in the
+	// right network namespace; now is the clock.
+	inNS func(func() error) error
+	now  func() time.Time
+}
+
+// New builds a server from cfg's dns section. It opens no socket until
+// Run. A config without a dns section gives a server that serves nothing.
+func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Server, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		log:       log,
+		src:       src,
+		links:     map[string]*linkState{},
+		lastGood:  lastGood{},
+		serials:   map[string]uint32{},
+		content:   map[string]string{},
+		prevDyn:   map[string]*dynView{},
+		notifyGen: map[string]*atomic.Uint64{},
+		pushers:   map[string]*pusher{},
+		inNS:      func(f func() error) error { return f() },
+		now:       time.Now,
+	}
+	keys, zones, err := s.compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.keys.set(keys)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.apply(cfg, zones)
+	s.rebuild()
+	return s, nil
+}
+
+func (s *Server) compile(cfg *config.Config) (map[string]*tsigKey, []*zone, error) {
+	keys, err := compileKeys(cfg.DNS)
+	if err != nil {
+		return nil, nil, err
+	}
+	zones, err := compile(cfg, s.ctr.name)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, z := range zones {
+		for _, k := range []string{z.xfrKey, pushKey(z)} {
+			if k != "" && keys[k] == nil {
+				return nil, nil, fmt.Errorf("zone %s: unknown TSIG key %q", z.origin, k)
+			}
+		}
+	}
+	return keys, zones, nil
+}
+
+func pushKey(z *zone) string {
+	if z.push == nil {
+		return ""
+	}
+	return z.push.key
+}
+
+// listenConf is the socket part of the config.
+type listenConf struct {
+	addrs   []netip.AddrPort
+	sockets int
+	tcpIdle time.Duration
+}
+
+func (s *Server) apply(cfg *config.Config, zones []*zone) {
+	s.cfg = cfg
+	s.zones = zones
+	d := cfg.DNS
+	if d == nil {
+		d = &config.DNS{}
+	}
+	s.udpSize = d.UDPSize
+	if s.udpSize < 512 {
+		s.udpSize = config.DefaultDNSUDPSize
+	}
+	s.lconf = listenConf{addrs: slices.Clone(d.Listen), sockets: d.UDPSockets, tcpIdle: orDur(d.TCPIdle, config.DefaultDNSTCPIdle)}
+	if s.lconf.sockets <= 0 {
+		s.lconf.sockets = min(runtime.GOMAXPROCS(0), 16)
+	}
+	r := newRRL(d.RRL, cfg.Has("dns.rrl.slip"))
+	if s.rrl == nil || r == nil || !s.rrl.same(r) {
+		s.rrl = r
+	}
+	s.weighted = false
+	for _, z := range zones {
+		for _, n := range z.names {
+			if n.policy == config.DNSPolicyWeighted {
+				s.weighted = true
+			}
+		}
+	}
+}
+
+// Update applies a new config. On error nothing changes: the server goes
+// on with the old config.
+func (s *Server) Update(cfg *config.Config) error {
+	keys, zones, err := s.compile(cfg)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running {
+		d := cfg.DNS
+		if d == nil {
+			d = &config.DNS{}
+		}
+		lc := listenConf{addrs: d.Listen, sockets: d.UDPSockets, tcpIdle: orDur(d.TCPIdle, config.DefaultDNSTCPIdle)}
+		if lc.sockets <= 0 {
+			lc.sockets = min(runtime.GOMAXPROCS(0), 16)
+		}
+		if err := s.ls.reconcile(lc); err != nil {
+			return err
+		}
+	}
+	s.keys.set(keys)
+	s.apply(cfg, zones)
+	s.reconcilePushers()
+	s.rebuild()
+	s.log.Info("dns config applied", "zones", len(zones))
+	return nil
+}
+
+// Run serves until ctx is cancelled. It follows the source's link events
+// and rebuilds the answers on every change.
+func (s *Server) Run(ctx context.Context) error {
+	events, unsubscribe := s.src.Subscribe()
+	defer unsubscribe()
+	s.mu.Lock()
+	if s.running {
+		s.mu.Unlock()
+		return errors.New("dns server already running")
+	}
+	now := s.now()
+	for _, st := range s.src.Snapshot() {
+		s.applyStatus(st, now, true)
+	}
+	s.ctx, s.cancelRun = context.WithCancel(ctx)
+	s.ls = newListeners(s)
+	if err := s.ls.reconcile(s.lconf); err != nil {
+		s.ls.closeAll()
+		s.cancelRun()
+		s.mu.Unlock()
+		return err
+	}
+	s.running = true
+	s.reconcilePushers()
+	s.rebuildAll(true)
+	addrs := s.ls.bound()
+	s.mu.Unlock()
+	s.log.Info("dns server running", "listen", addrs)
+
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	defer s.stop()
+	// Stop NOTIFY retries and pushers before waiting for them, whatever
+	// ends the loop.
+	defer s.cancelRun()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-events:
+			if !ok {
+				return errors.New("link event source closed")
+			}
+			s.mu.Lock()
+			s.applyEvent(e)
+			// Take every event already queued before rebuilding once.
+		drain:
+			for {
+				select {
+				case e, ok := <-events:
+					if !ok {
+						break drain
+					}
+					s.applyEvent(e)
+				default:
+					break drain
+				}
+			}
+			s.rebuild()
+			s.mu.Unlock()
+		case <-tick.C:
+			s.mu.Lock()
+			if s.weighted && s.pollSpare() {
+				s.rebuild()
+			}
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *Server) stop() {
+	s.mu.Lock()
+	s.running = false
+	s.ls.closeAll()
+	for k, p := range s.pushers {
+		p.stop()
+		delete(s.pushers, k)
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	s.log.Info("dns server stopped")
+}
+
+// Addrs returns the addresses the server listens on (with the ports
+// actually bound), while it runs.
+func (s *Server) Addrs() []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ls == nil {
+		return nil
+	}
+	return s.ls.bound()
+}
+
+func (s *Server) applyEvent(e monitor.Event) {
+	t := e.Time
+	if t.IsZero() {
+		t = s.now()
+	}
+	if e.Status.Link == "" {
+		e.Status.Link = e.Link
+	}
+	s.applyStatus(e.Status, t, false)
+}
+
+// applyStatus records a link's status. initial statuses date their change
+// from Status.Since.
+func (s *Server) applyStatus(st monitor.Status, t time.Time, initial bool) {
+	ls := s.links[st.Link]
+	if ls == nil {
+		ls = &linkState{}
+		s.links[st.Link] = ls
+	}
+	if !ls.known || relevant(ls.st, st) {
+		ls.changed = t
+		if initial && !st.Since.IsZero() && st.Since.Before(t) {
+			ls.changed = st.Since
+		}
+	}
+	ls.st = st
+	ls.known = true
+}
+
+// pollSpare refreshes the links' spare capacity for weighted names; it
+// reports whether anything changed enough to rebuild.
+func (s *Server) pollSpare() bool {
+	changed := false
+	now := s.now()
+	for _, st := range s.src.Snapshot() {
+		ls := s.links[st.Link]
+		if ls == nil || relevant(ls.st, st) || abs(ls.st.Spare()-st.Spare()) > 0.02 {
+			changed = true
+		}
+		s.applyStatus(st, now, false)
+	}
+	return changed
+}
+
+func abs(f float64) float64 {
+	if f < 0 {
+		return -f
+	}
+	return f
+}
+
+// serialGreater compares serials in RFC 1982 arithmetic.
+func serialGreater(a, b uint32) bool { return a != b && int32(a-b) > 0 }
+
+func nextSerial(old uint32, now time.Time) uint32 {
+	t := uint32(now.Unix())
+	if serialGreater(t, old) {
+		return t
+	}
+	return old + 1
+}
+
+// rebuild recomputes every name's answers and swaps in a new view. It
+// bumps a zone's serial when its content changed, then sends NOTIFY and
+// queues a push.
+func (s *Server) rebuild() { s.rebuildAll(false) }
+
+// rebuildAll is rebuild; with start set (Run starting) every served zone
+// is notified, and serial changes are not counted as bumps.
+func (s *Server) rebuildAll(start bool) {
+	now := s.now()
+	v := &view{zones: map[string]*zoneView{}, udpSize: s.udpSize, rrl: s.rrl}
+	for _, z := range s.zones {
+		zv := &zoneView{z: z, dyn: map[*dynName]*dynView{}}
+		var key strings.Builder
+		key.WriteString(z.staticKey)
+		for _, n := range z.names {
+			d := computeDyn(n, s.links, s.lastGood, now)
+			zv.dyn[n] = d
+			fmt.Fprintf(&key, "\n%s %d %v %v", n.name, n.ttl, d.servfail, d)
+			s.logChange(n, d)
+		}
+		ser, known := s.serials[z.origin]
+		changed := false
+		switch {
+		case !known:
+			ser = uint32(now.Unix())
+			if serialGreater(z.fileSer, ser) {
+				ser = z.fileSer
+			}
+			changed = true
+		case s.content[z.origin] != key.String():
+			ser = nextSerial(ser, now)
+			changed = true
+			if !start && z.serve {
+				s.ctr.serialBumps.Add(1)
+				s.log.Info("zone serial bumped", "zone", z.origin, "serial", ser)
+			}
+		}
+		changed = changed || start
+		s.serials[z.origin] = ser
+		s.content[z.origin] = key.String()
+		zv.serial = ser
+		soa := z.soa
+		soa.Serial = ser
+		zv.soa = &soa
+		if z.serve {
+			v.zones[z.origin] = zv
+		}
+		v.all = append(v.all, zv)
+		if changed && s.running && z.serve {
+			s.notify(zv)
+		}
+		if p := s.pushers[z.origin]; p != nil {
+			p.set(desiredOf(zv))
+		}
+	}
+	s.view.Store(v)
+}
+
+// logChange logs a name's published addresses when they change, with
+// the link states behind the decision.
+func (s *Server) logChange(n *dynName, d *dynView) {
+	prev := s.prevDyn[n.name]
+	s.prevDyn[n.name] = d
+	if prev != nil && prev.servfail == d.servfail && prev.String() == d.String() {
+		return
+	}
+	var states []string
+	for _, l := range n.links {
+		st := "unknown"
+		if ls := s.links[l]; ls != nil && ls.known {
+			st = ls.st.State.String()
+			if ls.st.Admin != monitor.AdminNone {
+				st += "/admin-" + ls.st.Admin.String()
+			}
+			if ls.st.Saturated {
+				st += "/saturated"
+			}
+			if ls.st.HoldDown {
+				st += "/hold-down"
+			}
+		}
+		states = append(states, l+"="+st)
+	}
+	sort.Strings(states)
+	attrs := []any{"name", n.name, "policy", n.policy, "a", d.published(famA), "aaaa", d.published(famAAAA), "links", strings.Join(states, " ")}
+	if d.servfail {
+		attrs = append(attrs, "servfail", true)
+	}
+	if d.why != "" {
+		attrs = append(attrs, "why", d.why)
+	}
+	if prev == nil {
+		s.log.Debug("dns answer", attrs...)
+		return
+	}
+	s.ctr.answerChanges.Add(1)
+	attrs = append(attrs, "was", prev.String())
+	s.log.Info("dns answer changed", attrs...)
+}
+
+// dial opens a connection through the test hook's namespace.
+func (s *Server) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var c net.Conn
+	err := s.inNS(func() error {
+		var err error
+		var d net.Dialer
+		c, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return c, err
+}
+
+// exchange sends m to addr and reads the answer, over UDP or TCP.
+func (s *Server) exchange(ctx context.Context, network string, m *mdns.Msg, addr netip.AddrPort, timeout time.Duration) (*mdns.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := s.dial(ctx, network, addr.String())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	cl := &mdns.Client{Net: network, Timeout: timeout, TsigProvider: &s.keys}
+	r, _, err := cl.ExchangeWithConnContext(ctx, m, &mdns.Conn{Conn: c})
+	return r, err
+}

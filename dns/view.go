@@ -1,0 +1,328 @@
+package dns
+
+import (
+	"cmp"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/monitor"
+)
+
+// view is what the query path reads: an immutable snapshot of every
+// served zone and the answers its names may give. The control side builds
+// a new view on every change and swaps it in atomically.
+type view struct {
+	zones   map[string]*zoneView // served zones by origin
+	all     []*zoneView          // every zone, served or push-only
+	udpSize int
+	rrl     *rrl
+}
+
+type zoneView struct {
+	z      *zone
+	serial uint32
+	soa    *mdns.SOA // with the serial
+	dyn    map[*dynName]*dynView
+}
+
+// dynView is a name's answers for the current link states.
+type dynView struct {
+	n    *dynName
+	sets [2]answerSet
+	// allDown: no link of the name is usable; sets hold the fallback
+	// answer (or nothing, with servfail).
+	allDown  bool
+	servfail bool
+	// stable is since when none of the name's links changed; holdDown is
+	// set while one of them waits out its hold-down.
+	stable   time.Time
+	holdDown bool
+	// why says, for logs, which links are in the answer and why.
+	why string
+}
+
+// answerSet is the addresses one query type may be answered with.
+type answerSet struct {
+	addrs  []netip.Addr
+	ips    []net.IP
+	cum    []float64 // cumulative weights, for weighted
+	pick   int       // weighted: how many addresses per answer
+	rotate bool
+}
+
+// linkState is what the server knows of one link.
+type linkState struct {
+	st      monitor.Status
+	known   bool
+	changed time.Time // when what matters to DNS last changed
+}
+
+// relevant reports whether two statuses differ in what DNS answers depend
+// on (spare capacity excepted).
+func relevant(a, b monitor.Status) bool {
+	return a.State != b.State || a.Admin != b.Admin || a.Saturated != b.Saturated || a.HoldDown != b.HoldDown
+}
+
+// tier classifies a link for a name: 0 preferred, 1 demoted, -1 unusable.
+func (n *dynName) tier(ls *linkState) int {
+	if ls == nil || !ls.known || !ls.st.AcceptsNew() {
+		return -1
+	}
+	t := 0
+	apply := func(mode string) {
+		switch mode {
+		case config.DNSDemote:
+			t = max(t, 1)
+		case config.DNSRemove:
+			t = -1
+		}
+	}
+	if ls.st.State == monitor.Degraded {
+		apply(n.degraded)
+	}
+	if t >= 0 && ls.st.Saturated {
+		apply(n.saturated)
+	}
+	return t
+}
+
+// lastGood remembers a name's last answers while some link was usable.
+type lastGood map[string][2][]netip.Addr
+
+// computeDyn decides a name's answers from the link states.
+func computeDyn(n *dynName, links map[string]*linkState, lg lastGood, now time.Time) *dynView {
+	d := &dynView{n: n}
+	for _, l := range n.links {
+		ls := links[l]
+		if ls == nil {
+			continue
+		}
+		if ls.changed.After(d.stable) {
+			d.stable = ls.changed
+		}
+		if ls.st.HoldDown {
+			d.holdDown = true
+		}
+	}
+	if d.stable.IsZero() {
+		d.stable = now
+	}
+	var chosen [2][]addrRec
+	var spare = map[string]float64{}
+	usable := false
+	var why []string
+	for f := range 2 {
+		var tiers [2][]addrRec
+		for _, r := range n.recs[f] {
+			ls := links[r.link]
+			t := n.tier(ls)
+			if t < 0 {
+				continue
+			}
+			tiers[t] = append(tiers[t], r)
+			spare[r.link] = ls.st.Spare()
+		}
+		for t := range tiers {
+			if len(tiers[t]) > 0 {
+				chosen[f] = tiers[t]
+				usable = true
+				if t == 1 {
+					why = append(why, mdns.TypeToString[famType(f)]+" from demoted links")
+				}
+				break
+			}
+		}
+	}
+	if !usable {
+		d.allDown = true
+		switch n.allDown {
+		case config.DNSAllDownServfail:
+			d.servfail = true
+			d.why = "all links down: SERVFAIL"
+			return d
+		case config.DNSAllDownLastGood:
+			if g, ok := lg[n.name]; ok {
+				for f := range 2 {
+					d.sets[f] = fixedSet(g[f], true)
+				}
+				d.why = "all links down: last known good"
+				return d
+			}
+		}
+		for f := range 2 {
+			var addrs []netip.Addr
+			for _, r := range n.recs[f] {
+				addrs = append(addrs, r.addr)
+			}
+			d.sets[f] = fixedSet(addrs, true)
+		}
+		d.why = "all links down: every address"
+		return d
+	}
+	for f := range 2 {
+		c := chosen[f]
+		if len(c) == 0 {
+			continue // NODATA for this family
+		}
+		switch n.policy {
+		case config.DNSPolicyAll:
+			d.sets[f] = fixedSet(addrsOf(c), true)
+		case config.DNSPolicyFailover:
+			best := slices.MinFunc(c, func(a, b addrRec) int { return cmp.Compare(a.priority, b.priority) }).priority
+			c = slices.DeleteFunc(slices.Clone(c), func(r addrRec) bool { return r.priority != best })
+			d.sets[f] = fixedSet(addrsOf(c), true)
+		case config.DNSPolicyFirst:
+			c = slices.Clone(c)
+			slices.SortStableFunc(c, func(a, b addrRec) int { return cmp.Compare(a.priority, b.priority) })
+			d.sets[f] = fixedSet(addrsOf(c[:min(len(c), n.count)]), false)
+		case config.DNSPolicyWeighted:
+			s := fixedSet(addrsOf(c), false)
+			s.pick = min(n.count, len(c))
+			total := 0.0
+			w := make([]float64, len(c))
+			for i, r := range c {
+				w[i] = r.weight * spare[r.link]
+				total += w[i]
+			}
+			if total <= 0 {
+				for i := range w {
+					w[i] = 1
+				}
+			}
+			s.cum = make([]float64, len(c))
+			acc := 0.0
+			for i := range w {
+				acc += w[i]
+				s.cum[i] = acc
+			}
+			d.sets[f] = s
+		}
+	}
+	lg[n.name] = [2][]netip.Addr{d.sets[0].addrs, d.sets[1].addrs}
+	if len(why) > 0 {
+		d.why = strings.Join(why, ", ")
+	}
+	return d
+}
+
+func addrsOf(rs []addrRec) []netip.Addr {
+	out := make([]netip.Addr, len(rs))
+	for i, r := range rs {
+		out[i] = r.addr
+	}
+	return out
+}
+
+func fixedSet(addrs []netip.Addr, rotate bool) answerSet {
+	s := answerSet{addrs: addrs, rotate: rotate && len(addrs) > 1}
+	s.ips = make([]net.IP, len(addrs))
+	for i, a := range addrs {
+		s.ips[i] = net.IP(a.AsSlice())
+	}
+	return s
+}
+
+// published returns the addresses the name is published with (in
+// transfers and pushes): the whole answer set.
+func (d *dynView) published(f int) []netip.Addr {
+	if d == nil || d.servfail {
+		return nil
+	}
+	return d.sets[f].addrs
+}
+
+// ttlAt is the TTL of answers given at now: MinTTL right after a change
+// or during a hold-down, growing with the time the links stay stable up
+// to the configured TTL.
+func (d *dynView) ttlAt(now time.Time) uint32 {
+	n := d.n
+	if d.allDown || d.holdDown {
+		return n.minTTL
+	}
+	age := now.Sub(d.stable)
+	if age <= 0 {
+		return n.minTTL
+	}
+	s := uint64(age / time.Second)
+	return uint32(min(max(s, uint64(n.minTTL)), uint64(n.ttl)))
+}
+
+// answer appends the records for family f to out, with owner as the
+// owner name (the query's spelling) and the policy applied. rot is a
+// rotation counter.
+func (d *dynView) answer(out []mdns.RR, f int, owner string, ttl uint32, rot uint64) []mdns.RR {
+	s := &d.sets[f]
+	var buf [16]int
+	for _, i := range d.indices(f, rot, buf[:0]) {
+		h := mdns.RR_Header{Name: owner, Rrtype: famType(f), Class: mdns.ClassINET, Ttl: ttl}
+		if f == famA {
+			out = append(out, &mdns.A{Hdr: h, A: s.ips[i]})
+		} else {
+			out = append(out, &mdns.AAAA{Hdr: h, AAAA: s.ips[i]})
+		}
+	}
+	return out
+}
+
+// indices appends to idx which addresses of family f one answer gives, in
+// order: rotated, drawn by weight, or as they are.
+func (d *dynView) indices(f int, rot uint64, idx []int) []int {
+	s := &d.sets[f]
+	n := len(s.ips)
+	if n == 0 {
+		return idx
+	}
+	switch {
+	case s.cum != nil:
+		// Weighted draw without replacement.
+		var taken uint64 // bitmask; sets are small
+		total := s.cum[n-1]
+		for range s.pick {
+			var i int
+			for tries := 0; ; tries++ {
+				x := rand.Float64() * total
+				i, _ = slices.BinarySearch(s.cum, x)
+				if i >= n {
+					i = n - 1
+				}
+				if i >= 64 || taken&(1<<i) == 0 || tries > 16 {
+					break
+				}
+			}
+			if i < 64 && taken&(1<<i) != 0 {
+				for j := range min(n, 64) {
+					if taken&(1<<j) == 0 {
+						i = j
+						break
+					}
+				}
+			}
+			if i < 64 {
+				taken |= 1 << i
+			}
+			idx = append(idx, i)
+		}
+	case s.rotate:
+		off := int(rot % uint64(n))
+		for k := range n {
+			idx = append(idx, (off+k)%n)
+		}
+	default:
+		for i := range n {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+func (d *dynView) String() string {
+	return fmt.Sprintf("A %v AAAA %v", d.published(famA), d.published(famAAAA))
+}

@@ -1,0 +1,408 @@
+package dns
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/multihome/multihome/config"
+)
+
+// zone is one configured zone, compiled from the config. It is immutable:
+// a reload compiles new zones.
+type zone struct {
+	origin string // canonical: lower case, fully qualified
+	serve  bool
+	soa    mdns.SOA // template; the serial is the view's
+	// nodes holds every owner name of the zone, including the empty
+	// non-terminals between the apex and deeper names.
+	nodes map[string]*node
+	cuts  bool // some node is a delegation
+	names []*dynName
+	// static is every static record but the SOA, in file order, for
+	// transfers; staticKey fingerprints them.
+	static    []mdns.RR
+	staticKey string
+	fileSer   uint32
+
+	xfrAllow []netip.Prefix
+	xfrKey   string
+	notify   []netip.AddrPort
+	push     *pushConf
+}
+
+// node is one owner name.
+type node struct {
+	rrs map[uint16][]mdns.RR // static RRsets; owner names canonical
+	dyn *dynName
+	cut bool // NS records below the apex: a delegation
+}
+
+// dynName is a health-steered name.
+type dynName struct {
+	name      string
+	ttl       uint32
+	minTTL    uint32
+	policy    string
+	count     int
+	degraded  string
+	saturated string
+	allDown   string
+	// recs[0] are the A records, recs[1] the AAAA ones, in config order.
+	recs  [2][]addrRec
+	links []string // the links the name depends on
+	stats *nameCounters
+}
+
+// addrRec is one address of a name on one link.
+type addrRec struct {
+	link     string
+	addr     netip.Addr
+	weight   float64
+	priority int
+	order    int
+}
+
+const (
+	famA    = 0
+	famAAAA = 1
+)
+
+func famType(f int) uint16 {
+	if f == famA {
+		return mdns.TypeA
+	}
+	return mdns.TypeAAAA
+}
+
+// compile builds the zones of cfg. counters gives each name its counters,
+// kept across reloads.
+func compile(cfg *config.Config, counters func(name, policy string) *nameCounters) ([]*zone, error) {
+	d := cfg.DNS
+	if d == nil {
+		return nil, nil
+	}
+	var zones []*zone
+	seen := map[string]bool{}
+	for i := range d.Zones {
+		zc := &d.Zones[i]
+		z, err := compileZone(cfg, zc, i, counters)
+		if err != nil {
+			return nil, fmt.Errorf("zone %s: %w", zc.Name, err)
+		}
+		if seen[z.origin] {
+			return nil, fmt.Errorf("zone %s given twice", z.origin)
+		}
+		seen[z.origin] = true
+		zones = append(zones, z)
+	}
+	return zones, nil
+}
+
+func orDur(d config.Duration, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d.D()
+}
+
+func secs(d time.Duration) uint32 {
+	if d < time.Second {
+		return 1
+	}
+	return uint32(d / time.Second)
+}
+
+func compileZone(cfg *config.Config, zc *config.DNSZone, idx int, counters func(name, policy string) *nameCounters) (*zone, error) {
+	origin, ok := config.AbsName(zc.Name, ".")
+	if !ok || zc.Name == "" {
+		return nil, fmt.Errorf("bad zone name %q", zc.Name)
+	}
+	z := &zone{origin: origin, serve: zc.Mode != config.DNSModePush, nodes: map[string]*node{}}
+	ttl := orDur(zc.TTL, config.DefaultDNSZoneTTL)
+
+	var rrs []mdns.RR
+	if zc.File != "" {
+		path := cfg.ZoneFile(zc)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		frrs, err := config.ParseZoneText(string(b), origin, path, ttl)
+		if err != nil {
+			return nil, err
+		}
+		rrs = append(rrs, frrs...)
+	}
+	for j, s := range zc.Records {
+		r, err := config.ParseZoneText(s, origin, "", ttl)
+		if err != nil {
+			return nil, fmt.Errorf("records[%d]: %w", j, err)
+		}
+		rrs = append(rrs, r...)
+	}
+
+	var soa *mdns.SOA
+	var firstNS string
+	for _, rr := range rrs {
+		h := rr.Header()
+		h.Name = mdns.CanonicalName(h.Name)
+		if !mdns.IsSubDomain(origin, h.Name) {
+			return nil, fmt.Errorf("%s is outside the zone", h.Name)
+		}
+		if h.Class != mdns.ClassINET {
+			return nil, fmt.Errorf("%s: only class IN is served", h.Name)
+		}
+		switch r := rr.(type) {
+		case *mdns.SOA:
+			if h.Name != origin {
+				return nil, fmt.Errorf("SOA at %s: only at the apex", h.Name)
+			}
+			if soa != nil {
+				return nil, fmt.Errorf("more than one SOA")
+			}
+			soa = r
+			continue
+		case *mdns.NS:
+			if h.Name == origin && firstNS == "" {
+				firstNS = r.Ns
+			}
+		}
+		z.add(rr)
+	}
+	if soa == nil {
+		s := zc.SOA
+		soa = &mdns.SOA{
+			Hdr:     mdns.RR_Header{Name: origin, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: secs(orDur(s.TTL, config.DefaultDNSZoneTTL))},
+			Ns:      firstNS,
+			Mbox:    "hostmaster." + origin,
+			Refresh: secs(orDur(s.Refresh, config.DefaultDNSSOARefresh)),
+			Retry:   secs(orDur(s.Retry, config.DefaultDNSSOARetry)),
+			Expire:  secs(orDur(s.Expire, config.DefaultDNSSOAExpire)),
+			Minttl:  secs(orDur(s.Minimum, config.DefaultDNSSOAMinimum)),
+		}
+		if soa.Ns == "" {
+			soa.Ns = "ns." + origin
+		}
+		if s.MName != "" {
+			soa.Ns, _ = config.AbsName(s.MName, origin)
+		}
+		if s.RName != "" {
+			soa.Mbox, _ = config.AbsName(s.RName, origin)
+		}
+	} else {
+		z.fileSer = soa.Serial
+	}
+	z.soa = *soa
+	z.soa.Hdr.Name = origin
+	if z.serve && len(z.nodes[origin].rrsOf(mdns.TypeNS)) == 0 {
+		return nil, fmt.Errorf("no NS records at the apex: add e.g. \"@ NS ns1.%s\" to records", origin)
+	}
+
+	// Check the static data hangs together.
+	for name, n := range z.nodes {
+		if cn := n.rrs[mdns.TypeCNAME]; len(cn) > 0 {
+			if len(cn) > 1 {
+				return nil, fmt.Errorf("%s: more than one CNAME", name)
+			}
+			if len(n.rrs) > 1 {
+				return nil, fmt.Errorf("%s: CNAME next to other records", name)
+			}
+			if name == origin {
+				return nil, fmt.Errorf("CNAME at the zone apex")
+			}
+		}
+		if name != origin && len(n.rrs[mdns.TypeNS]) > 0 {
+			n.cut = true
+			z.cuts = true
+		}
+	}
+
+	for j := range zc.Names {
+		nc := &zc.Names[j]
+		dn, err := compileName(cfg, nc, origin, counters)
+		if err != nil {
+			return nil, fmt.Errorf("names[%d]: %w", j, err)
+		}
+		n := z.node(dn.name)
+		if n.dyn != nil {
+			return nil, fmt.Errorf("name %s given twice", dn.name)
+		}
+		for _, t := range []uint16{mdns.TypeA, mdns.TypeAAAA, mdns.TypeCNAME} {
+			if len(n.rrs[t]) > 0 {
+				return nil, fmt.Errorf("name %s: also has static %s records", dn.name, mdns.TypeToString[t])
+			}
+		}
+		if z.below(dn.name) {
+			return nil, fmt.Errorf("name %s is under a delegation", dn.name)
+		}
+		n.dyn = dn
+		z.names = append(z.names, dn)
+	}
+
+	for _, rr := range rrs {
+		if _, ok := rr.(*mdns.SOA); !ok {
+			z.static = append(z.static, rr)
+		}
+	}
+	var key strings.Builder
+	key.WriteString(z.soa.String())
+	for _, rr := range z.static {
+		key.WriteString("\n")
+		key.WriteString(rr.String())
+	}
+	z.staticKey = key.String()
+
+	z.xfrAllow = slices.Clone(zc.Transfer.Allow)
+	if zc.Transfer.Key != "" {
+		z.xfrKey = mdns.CanonicalName(zc.Transfer.Key)
+	}
+	z.notify = slices.Clone(zc.Transfer.Notify)
+	if zc.Push != nil {
+		pc, err := compilePush(cfg, zc, origin, idx)
+		if err != nil {
+			return nil, fmt.Errorf("push: %w", err)
+		}
+		z.push = pc
+	}
+	return z, nil
+}
+
+func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters func(name, policy string) *nameCounters) (*dynName, error) {
+	name, ok := config.AbsName(nc.Name, origin)
+	if !ok || nc.Name == "" || !mdns.IsSubDomain(origin, name) {
+		return nil, fmt.Errorf("bad name %q", nc.Name)
+	}
+	ttl := orDur(nc.TTL, config.DefaultDNSNameTTL)
+	dn := &dynName{
+		name:      name,
+		ttl:       secs(ttl),
+		minTTL:    secs(min(orDur(nc.MinTTL, config.DefaultDNSMinTTL), ttl)),
+		policy:    def(nc.Policy, config.DNSPolicyAll),
+		count:     max(nc.Count, 1),
+		degraded:  def(nc.Degraded, config.DNSDemote),
+		saturated: def(nc.Saturated, config.DNSDemote),
+		allDown:   def(nc.AllDown, config.DNSAllDownAll),
+	}
+	switch dn.policy {
+	case config.DNSPolicyAll, config.DNSPolicyWeighted, config.DNSPolicyFailover, config.DNSPolicyFirst:
+	default:
+		return nil, fmt.Errorf("%s: unknown policy %q", name, dn.policy)
+	}
+	for _, v := range []string{dn.degraded, dn.saturated} {
+		if v != config.DNSKeep && v != config.DNSDemote && v != config.DNSRemove {
+			return nil, fmt.Errorf("%s: unknown demotion %q", name, v)
+		}
+	}
+	switch dn.allDown {
+	case config.DNSAllDownAll, config.DNSAllDownLastGood, config.DNSAllDownServfail:
+	default:
+		return nil, fmt.Errorf("%s: unknown all_down %q", name, dn.allDown)
+	}
+	for i, r := range nc.Records {
+		l := cfg.LinkByName(r.Link)
+		if l == nil {
+			return nil, fmt.Errorf("%s: unknown link %q", name, r.Link)
+		}
+		w := float64(l.Weight)
+		if r.Weight > 0 {
+			w = float64(r.Weight)
+		}
+		ar := addrRec{link: r.Link, weight: w, priority: l.Priority, order: i}
+		if a := r.A.Resolve(l, 4); a.IsValid() && a.Is4() {
+			ar.addr = a
+			dn.recs[famA] = append(dn.recs[famA], ar)
+		}
+		if a := r.AAAA.Resolve(l, 6); a.IsValid() && a.Is6() && !a.Is4In6() {
+			ar.addr = a
+			dn.recs[famAAAA] = append(dn.recs[famAAAA], ar)
+		}
+		if !slices.Contains(dn.links, r.Link) {
+			dn.links = append(dn.links, r.Link)
+		}
+	}
+	dn.stats = counters(name, dn.policy)
+	return dn, nil
+}
+
+func def(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// node returns the node for name, creating it and the empty non-terminals
+// between it and the apex.
+func (z *zone) node(name string) *node {
+	n := z.nodes[name]
+	if n != nil {
+		return n
+	}
+	n = &node{rrs: map[uint16][]mdns.RR{}}
+	z.nodes[name] = n
+	if name != z.origin {
+		if p := parentName(name); mdns.IsSubDomain(z.origin, p) {
+			z.node(p)
+		}
+	}
+	return n
+}
+
+// parentName drops the first label of a fully qualified name.
+func parentName(name string) string {
+	i := 0
+	for i < len(name) {
+		if name[i] == '\\' {
+			i += 2
+			continue
+		}
+		if name[i] == '.' {
+			if i+1 >= len(name) {
+				return "."
+			}
+			return name[i+1:]
+		}
+		i++
+	}
+	return "."
+}
+
+func (z *zone) add(rr mdns.RR) {
+	h := rr.Header()
+	n := z.node(h.Name)
+	set := n.rrs[h.Rrtype]
+	for _, o := range set {
+		if mdns.IsDuplicate(o, rr) {
+			return
+		}
+	}
+	// One TTL per RRset (RFC 2181 5.2): the first one written wins.
+	if len(set) > 0 {
+		h.Ttl = set[0].Header().Ttl
+	}
+	n.rrs[h.Rrtype] = append(set, rr)
+}
+
+func (n *node) rrsOf(t uint16) []mdns.RR {
+	if n == nil {
+		return nil
+	}
+	return n.rrs[t]
+}
+
+// below reports whether name is at or under a delegation point other than
+// itself being the apex.
+func (z *zone) below(name string) bool {
+	for p := name; p != z.origin && p != "."; p = parentName(p) {
+		if n := z.nodes[p]; n != nil && n.cut {
+			return true
+		}
+	}
+	return false
+}
