@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,8 @@ import (
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/netns"
+
+	mdns "github.com/miekg/dns"
 )
 
 func init() {
@@ -86,6 +89,37 @@ func (d *demo) lanTraffic(ctx context.Context) {
 			d.flowMu.Unlock()
 		}()
 	}
+}
+
+// dnsAnswer asks the gateway's DNS server for www.example.com from the
+// Internet core, through each ISP in turn until one answers, as a resolver
+// out there would.
+func (d *demo) dnsAnswer() string {
+	m := new(mdns.Msg)
+	m.SetQuestion("www.example.com.", mdns.TypeA)
+	c := &mdns.Client{Timeout: 300 * time.Millisecond}
+	for _, isp := range d.l.ISPs {
+		var r *mdns.Msg
+		err := netns.Do(d.l.NS("core"), func() error {
+			var err error
+			r, _, err = c.Exchange(m, net.JoinHostPort(isp.GW.String(), "53"))
+			return err
+		})
+		if err != nil {
+			continue
+		}
+		var addrs []string
+		var ttl uint32
+		for _, rr := range r.Answer {
+			if a, ok := rr.(*mdns.A); ok {
+				addrs = append(addrs, a.A.String())
+				ttl = a.Hdr.Ttl
+			}
+		}
+		sort.Strings(addrs)
+		return fmt.Sprintf("www.example.com → %s (TTL %ds), asked via %s", strings.Join(addrs, " "), ttl, isp.Name)
+	}
+	return "www.example.com: no answer via any ISP"
 }
 
 // flowCount counts the LAN connections opened in [from, to) that left by
@@ -233,6 +267,7 @@ func (d *demo) script(ctx context.Context) error {
 	d.say("LAN host %s opens a new connection to %s every 100 ms through the gateway (weights isp1:isp2 = 2:1)", d.l.Hosts[0].Addr.Addr(), d.l.Servers.HTTP)
 	d.pause(ctx, 2*time.Second)
 	d.say("traffic: %s", d.flowSummary(time.Now().Add(-2*time.Second), time.Now()))
+	d.say("inbound DNS: %s", d.dnsAnswer())
 	steps := []struct {
 		isp   string
 		fault lab.Fault
@@ -264,6 +299,7 @@ func (d *demo) script(ctx context.Context) error {
 		d.record("%-12s %-8s → %-8s in %s", s.fault.String(), s.isp, s.want, took)
 		d.pause(ctx, 3*time.Second)
 		d.say("traffic since the decision: %s", d.flowSummary(e.Time, time.Now()))
+		d.say("inbound DNS: %s", d.dnsAnswer())
 		if d.quick && s.want == monitor.Down {
 			// Self-check for tests: from shortly after the decision, no
 			// new connection may use the dead link or fail.
@@ -286,6 +322,7 @@ func (d *demo) script(ctx context.Context) error {
 		d.record("%-12s %-8s → up       in %s (incl. hold-down)", "repair", s.isp, took.Round(time.Millisecond))
 		d.pause(ctx, 2*time.Second)
 		d.say("traffic after failback: %s", d.flowSummary(e.Time.Add(200*time.Millisecond), time.Now()))
+		d.say("inbound DNS: %s", d.dnsAnswer())
 	}
 	if !d.quick {
 		if err := d.saturate(ctx); err != nil {
