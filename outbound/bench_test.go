@@ -181,21 +181,20 @@ func TestBenchChild(t *testing.T) {
 	}
 }
 
-// TestBenchFailoverMonitor: the same with the real link monitor (probes
-// every 50 ms to three core targets, down after 3 failed rounds), so
-// detection is included; blackhole and carrier loss.
+// TestBenchFailoverMonitor: the same with the real link monitor at its
+// default probe rate (three core targets, each every 200 ms: 15 probes/s
+// per link; down after 3 failed probes), so detection is included;
+// blackhole and carrier loss. Hold-down is shortened to keep trials quick.
 func TestBenchFailoverMonitor(t *testing.T) {
 	benchGate(t)
 	l := lab.ForTest(t, lab.Spec{ISPs: 2})
 	var b strings.Builder
 	b.WriteString(`defaults:
   health:
-    interval: 50ms
-    timeout: 100ms
+    interval: 200ms
     down_after: 3
     up_after: 3
     hold_down: 500ms
-    window: 2s
 links:
 `)
 	for _, isp := range l.ISPs {
