@@ -163,6 +163,9 @@ type target struct {
 	sent, lost uint64
 	lastErr    string
 	silent     bool // failing on its own while others answer
+	// backoff doubles the timeout after a timeout while the link carries
+	// traffic (RFC 6298 5.5), until the target answers again.
+	backoff int
 }
 
 // decision is a change of a link, for the event bus and the log.
@@ -172,7 +175,8 @@ type decision struct {
 	from, to State
 	reason   string
 	// publish is false for changes that do not show on the bus: health
-	// changes masked by an admin override, aborted hold-downs.
+	// changes masked by an admin override, failure verdicts held on
+	// passive evidence.
 	publish bool
 	msg     string
 }
@@ -203,13 +207,21 @@ type linkState struct {
 	fail       int
 	pending    []histEntry // the streak's failures
 	failStart  time.Time
-	failOutage bool // the current streak took the link down
+	failSeen   time.Time // when the streak's first failure came in
+	failOutage bool      // the current streak took the link down
 	// The last outage streak, by probe send time: late failures of
 	// probes sent during it are part of it.
 	outageFrom, outageTo time.Time
 	lastOK               time.Time
 	lastErr              string
 	quorumFail           int
+	quorumBegan          time.Time // sent time of the quorum streak's first probe
+	quorumSeen           time.Time // when its result came in
+	// held: the streak reached its length but the link kept receiving
+	// traffic (passive evidence, alive.go): the verdict is postponed.
+	held bool
+	// rxs are recent readings of the interface's received-bytes counter.
+	rxs []rxSample
 	// Recovery.
 	downAt    time.Time
 	up        int
@@ -232,6 +244,10 @@ func newLinkState(cfg *config.Config, l config.Link, now time.Time) *linkState {
 func (l *linkState) configure(cfg *config.Config, lc config.Link) {
 	old := l.cfg
 	l.cfg = lc
+	if old.Interface != lc.Interface {
+		// Another interface's counters: start over.
+		l.rxs, l.sat.have = nil, false
+	}
 	l.iface = lc.Interface
 	l.s = linkSettings(cfg, lc)
 	l.win.d = l.s.window
@@ -247,7 +263,7 @@ func (l *linkState) configure(cfg *config.Config, lc config.Link) {
 		l.win.s = nil
 		l.hist = history{}
 		l.fail, l.pending, l.failOutage, l.quorumFail, l.up = 0, nil, false, 0, 0
-		l.holdDown = false
+		l.holdDown, l.held = false, false
 	}
 }
 
@@ -261,12 +277,18 @@ func (l *linkState) maxStreak() int {
 	return max(l.s.downAfter, int(l.s.window/max(l.slot(), time.Millisecond)))
 }
 
-// timeout returns the probe timeout for target i.
+// timeout returns the probe timeout for target i: its RTO, doubled for
+// each timeout in a row while the link carried traffic (backoff).
 func (l *linkState) timeout(i int) time.Duration {
 	if l.s.timeout > 0 {
 		return l.s.timeout
 	}
-	return l.targets[i].est.rto(l.s.floor, l.s.maxTO)
+	t := l.targets[i]
+	to := t.est.rto(l.s.floor, l.s.maxTO)
+	for range t.backoff {
+		to = min(l.s.maxTO, 2*to)
+	}
+	return to
 }
 
 // State is the effective state: health unless forced down.
@@ -362,6 +384,7 @@ func (l *linkState) result(r probeResult) {
 		}
 		t.prevRTT, t.hasPrev = r.rtt, true
 		t.consecFail = 0
+		t.backoff = 0
 		if r.sent.After(t.lastOK) {
 			t.lastOK = r.sent
 		}
@@ -369,6 +392,14 @@ func (l *linkState) result(r probeResult) {
 		t.lost++
 		t.lastErr = errString(r.err)
 		t.hasPrev = false
+		// A timeout while the link receives traffic may be an answer
+		// still waiting in a queue: like TCP (RFC 6298 5.5), give the
+		// target's next probes twice as long, up to max_timeout, until it
+		// answers. On a link that receives nothing there is no queue to
+		// wait for, and no backoff to slow the detection down.
+		if errors.Is(r.err, probe.ErrTimeout) && t.backoff < maxBackoff && l.rxFlowing(now) {
+			t.backoff++
+		}
 		if t.consecFail == 0 {
 			t.failStart = r.sent
 		}
@@ -419,7 +450,7 @@ func (l *linkState) result(r probeResult) {
 			}
 		} else {
 			if l.fail == 0 {
-				l.failStart = r.sent
+				l.failStart, l.failSeen = r.sent, now
 			}
 			l.fail++
 			l.pending = append(l.pending, h)
@@ -431,6 +462,9 @@ func (l *linkState) result(r probeResult) {
 
 	up, q := l.targetsUp(), l.quorum()
 	if up < q {
+		if l.quorumFail == 0 {
+			l.quorumBegan, l.quorumSeen = r.sent, now
+		}
 		l.quorumFail++
 	} else {
 		l.quorumFail = 0
@@ -440,8 +474,25 @@ func (l *linkState) result(r probeResult) {
 	case Unknown, Up, Degraded:
 		need := l.needDown()
 		if l.fail >= need || l.quorumFail >= need {
-			l.goDown(now, need)
-			return
+			// Before declaring the link down, ask its byte counters
+			// whether anything kept arriving since the streak began.
+			began, seen := l.failStart, l.failSeen
+			if l.fail < need {
+				began, seen = l.quorumBegan, l.quorumSeen
+			}
+			why, hold := l.aliveCheck(now, began, seen)
+			if !hold {
+				l.goDown(now, need, why)
+				return
+			}
+			if !l.held {
+				l.held = true
+				st := l.state()
+				l.out = append(l.out, decision{at: now, kind: StateChanged, from: st, to: st, msg: "link failure verdict held",
+					reason: fmt.Sprintf("probes failing (%s) but %s: congested, not down", l.failureEvidence(need), why)})
+			}
+		} else {
+			l.held = false
 		}
 		if l.health == Unknown {
 			if up >= q {
@@ -455,7 +506,9 @@ func (l *linkState) result(r probeResult) {
 		if (!ok && !s.silent && l.fail >= reset) || l.quorumFail >= reset {
 			if l.holdDown {
 				l.holdDown = false
-				l.note(now, fmt.Sprintf("hold-down aborted: %s", l.failureEvidence(reset)))
+				st := l.state()
+				l.out = append(l.out, decision{at: now, kind: HoldDownAborted, from: st, to: st, publish: true,
+					reason: fmt.Sprintf("failure during the hold-down: %s; %d successful probes needed again", l.failureEvidence(reset), l.s.upAfter)})
 			}
 			l.up = 0
 			return
@@ -530,8 +583,14 @@ func (l *linkState) failureEvidence(need int) string {
 	return b.String()
 }
 
-func (l *linkState) goDown(now time.Time, need int) {
+// goDown takes the link down after a failure streak of need probes;
+// rx is what the byte counters said ("" when they could not tell).
+func (l *linkState) goDown(now time.Time, need int, rx string) {
 	reason := l.failureEvidence(need)
+	if rx != "" {
+		reason += "; " + rx
+	}
+	l.held = false
 	// The streak was an outage, not loss of a working link: keep it out
 	// of the loss figures and of the background failure rate.
 	l.failOutage = true
@@ -669,12 +728,6 @@ func (l *linkState) setHealth(now time.Time, h State, reason string) {
 		msg: "link health changed under admin override"})
 }
 
-// note records a decision that only goes to the log.
-func (l *linkState) note(now time.Time, msg string) {
-	st := l.state()
-	l.out = append(l.out, decision{at: now, kind: HoldDownStarted, from: st, to: st, reason: msg, msg: "hold-down aborted"})
-}
-
 // setCarrier takes the interface's carrier (and presence) from netlink.
 func (l *linkState) setCarrier(now time.Time, up bool, why string) {
 	if l.carrierKnown && l.carrier == up {
@@ -694,10 +747,10 @@ func (l *linkState) setCarrier(now time.Time, up bool, why string) {
 	// Without carrier nothing goes through: forget what the probes said.
 	// Failures until the first success after the carrier returns belong
 	// to this outage.
-	l.fail, l.pending, l.failOutage, l.quorumFail, l.up, l.holdDown = 0, nil, true, 0, 0, false
+	l.fail, l.pending, l.failOutage, l.quorumFail, l.up, l.holdDown, l.held = 0, nil, true, 0, 0, false, false
 	l.failStart = time.Time{}
 	for _, t := range l.targets {
-		t.up, t.consecFail, t.hasPrev, t.silent = false, 0, false, false
+		t.up, t.consecFail, t.hasPrev, t.silent, t.backoff = false, 0, false, false, 0
 	}
 	l.downAt = now
 	l.setHealth(now, Down, why)
@@ -794,6 +847,7 @@ type satState struct {
 
 // counters takes one sample of the interface's byte counters.
 func (l *linkState) counters(now time.Time, rx, tx uint64) {
+	l.rxAdd(now, rx)
 	s := &l.sat
 	if !s.have || rx < s.lastRx || tx < s.lastTx || !now.After(s.lastAt) {
 		// First sample, or counters reset (interface re-created).

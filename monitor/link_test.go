@@ -19,6 +19,9 @@ type sim struct {
 	now time.Time
 	k   int // next slot
 	log []decision
+	// rx, when set, is the interface's received-bytes counter at a given
+	// time: it is read as each result comes in, as the monitor does.
+	rx func(time.Time) uint64
 }
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -47,6 +50,9 @@ func (s *sim) step(rtt time.Duration, err error) {
 	at := sent.Add(rtt)
 	if err != nil {
 		at = sent.Add(s.l.timeout(i))
+	}
+	if s.rx != nil {
+		s.l.rxAdd(at, s.rx(at))
 	}
 	s.l.result(probeResult{target: i, sent: sent, at: at, rtt: rtt, err: err})
 	s.now = s.now.Add(s.l.slot())

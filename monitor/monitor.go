@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/probe"
 	"github.com/multihome/multihome/route"
@@ -43,8 +45,11 @@ type Monitor struct {
 	runCtx context.Context
 	wg     *sync.WaitGroup
 
-	msgs    chan linkMsg
-	reqs    chan func()
+	msgs chan linkMsg
+	reqs chan func()
+	// nl reads interface counters on demand, in the loop (nil without
+	// netlink).
+	nl      *netlink.Handle
 	started atomic.Bool
 	stopped chan struct{}
 
@@ -228,6 +233,12 @@ func (m *Monitor) Run(ctx context.Context) error {
 	}()
 
 	if !m.noNetlink {
+		if h, err := netlink.NewHandle(); err != nil {
+			m.log.Error("cannot read interface counters on demand", "err", err)
+		} else {
+			m.nl = h
+			defer h.Close()
+		}
 		// Subscribe first, then read the current state: nothing falls
 		// between the two.
 		w := &watcher{log: m.log, out: m.msgs}
@@ -316,6 +327,11 @@ func (m *Monitor) handle(msg linkMsg) {
 	}
 	switch {
 	case msg.result != nil:
+		if msg.result.err != nil {
+			// The verdict a failure may bring rests on what the link
+			// received up to now, not up to the last periodic sample.
+			m.readRx(l)
+		}
 		l.result(*msg.result)
 		if i := msg.result.target; i < len(l.timeout) {
 			l.timeout[i].Store(int64(l.linkState.timeout(i)))
@@ -324,6 +340,18 @@ func (m *Monitor) handle(msg linkMsg) {
 		l.counters(msg.count.at, msg.count.rx, msg.count.tx)
 	}
 	m.flush(l)
+}
+
+// readRx reads the link's received-bytes counter now.
+func (m *Monitor) readRx(l *linkRun) {
+	if m.nl == nil {
+		return
+	}
+	lk, err := m.nl.LinkByName(l.iface)
+	if err != nil || lk.Attrs().Statistics == nil {
+		return
+	}
+	l.rxAdd(time.Now(), lk.Attrs().Statistics.RxBytes)
 }
 
 // flush publishes the link's pending decisions and refreshes the snapshot.
@@ -348,6 +376,8 @@ func (m *Monitor) logDecision(l *linkRun, d decision, st Status) {
 			msg = "link state changed"
 		case HoldDownStarted:
 			msg = "link hold-down started"
+		case HoldDownAborted:
+			msg = "link hold-down aborted"
 		case SaturationChanged:
 			msg = "link saturation changed"
 		case AdminChanged:

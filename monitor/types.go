@@ -167,6 +167,9 @@ const (
 	AdminChanged
 	// HoldDownStarted: the link recovered and waits out its hold-down.
 	HoldDownStarted
+	// HoldDownAborted: a failure interrupted the hold-down; the link
+	// stays down and must prove itself again (Status.HoldDown is false).
+	HoldDownAborted
 )
 
 func (k Kind) String() string {
@@ -179,6 +182,8 @@ func (k Kind) String() string {
 		return "admin"
 	case HoldDownStarted:
 		return "hold-down"
+	case HoldDownAborted:
+		return "hold-down-aborted"
 	}
 	return "unknown"
 }
@@ -188,7 +193,7 @@ func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
 // UnmarshalText parses what MarshalText wrote.
 func (k *Kind) UnmarshalText(b []byte) error {
-	for _, v := range []Kind{StateChanged, SaturationChanged, AdminChanged, HoldDownStarted} {
+	for _, v := range []Kind{StateChanged, SaturationChanged, AdminChanged, HoldDownStarted, HoldDownAborted} {
 		if v.String() == string(b) {
 			*k = v
 			return nil
