@@ -143,6 +143,12 @@ type builder struct {
 // start order. Each is registered in its own file of this package.
 var builders []builder
 
+// optional lists the subsystems that run only when their config section is
+// present. Adding or removing such a section takes a restart.
+var optional = map[string]func(*config.Config) bool{
+	"dns": func(c *config.Config) bool { return c.DNS != nil },
+}
+
 // Monitor returns the link monitor, the source of every link event.
 func (d *Daemon) Monitor() *monitor.Monitor { return d.mon }
 
@@ -204,14 +210,29 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) Reload(cfg *config.Config) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	var errs []error
-	for _, s := range d.subs {
-		if err := s.sub.Update(cfg); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+	prev := d.Config()
+	for name, has := range optional {
+		if has(prev) != has(cfg) {
+			err := fmt.Errorf("the %s section was added or removed: restart multihome to apply that", name)
+			d.log.Error("reload rejected: keeping the running config", "err", err)
+			return err
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		d.log.Error("reload failed", "err", err)
+	// Apply to each subsystem in turn; if one refuses, give the ones
+	// already updated the previous config back, so the daemon never runs
+	// half on the old config and half on the new one.
+	for i, s := range d.subs {
+		err := s.sub.Update(cfg)
+		if err == nil {
+			continue
+		}
+		err = fmt.Errorf("%s: %w", s.name, err)
+		for j := i - 1; j >= 0; j-- {
+			if rerr := d.subs[j].sub.Update(prev); rerr != nil {
+				d.log.Error("rolling back a refused reload failed", "subsystem", d.subs[j].name, "err", rerr)
+			}
+		}
+		d.log.Error("reload rejected: keeping the running config", "err", err)
 		return err
 	}
 	d.mu.Lock()

@@ -506,3 +506,94 @@ func TestDaemonDNSFollowsLinks(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestReloadGoodAndPartial: a good reload through the API takes effect; a
+// reload that parses but that one subsystem cannot apply (a DNS listen
+// address the gateway does not have) is refused as a whole and the old
+// config keeps running everywhere.
+func TestReloadGoodAndPartial(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	d, path := startDaemon(t, l, examples.Lab())
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+	d.waitState(10*time.Second, "isp2", monitor.Up)
+	via2 := l.ISPs[1].GW.String()
+	cfg, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addName := func(cfg []byte, name string) []byte {
+		return []byte(strings.Replace(string(cfg), "      names:\n", "      names:\n        - name: "+name+"\n          records: [{link: isp2, a: self}]\n", 1))
+	}
+
+	good := addName(cfg, "api")
+	if err := os.WriteFile(path, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := d.cli("reload"); err != nil {
+		t.Fatalf("good reload refused: %v\n%s", err, out)
+	}
+	if got, _, err := queryA(t, l, via2, "api.example.com"); err != nil || !slices.Equal(got, []string{via2}) {
+		t.Errorf("after a good reload api.example.com = %v, %v; want [%s]", got, err, via2)
+	}
+
+	partial := addName(good, "partial")
+	partial = []byte(strings.Replace(string(partial), `listen: ["198.51.100.2:53", "198.51.100.18:53"]`, `listen: ["198.51.100.2:53", "198.51.100.99:53"]`, 1))
+	if string(partial) == string(addName(good, "partial")) {
+		t.Fatal("test config did not change the listen line")
+	}
+	if err := os.WriteFile(path, partial, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.cli("reload")
+	if err == nil {
+		t.Fatalf("reload with an unbindable DNS address accepted:\n%s", out)
+	}
+	t.Logf("partial reload refused: %s", strings.TrimSpace(out))
+	if _, _, err := queryA(t, l, via2, "partial.example.com"); err == nil {
+		t.Errorf("partial.example.com is served although the reload was refused")
+	}
+	if got, _, err := queryA(t, l, via2, "api.example.com"); err != nil || !slices.Equal(got, []string{via2}) {
+		t.Errorf("after a refused reload api.example.com = %v, %v: the previous config should still serve", got, err)
+	}
+	if _, err := l.Fault("isp1", lab.Fault{Kind: lab.CarrierDown}); err != nil {
+		t.Fatal(err)
+	}
+	d.waitState(3*time.Second, "isp1", monitor.Down)
+}
+
+// TestShutdownLeavesNothing: after SIGTERM the gateway namespace has no
+// nftables table, ip rule or routing table of multihome's left.
+func TestShutdownLeavesNothing(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	ctx := context.Background()
+	show := func() (string, string, string) {
+		tables, _ := l.Run(ctx, "gw", "nft", "list", "tables").CombinedOutput()
+		rules, _ := l.Run(ctx, "gw", "ip", "rule", "show").CombinedOutput()
+		routes, _ := l.Run(ctx, "gw", "ip", "route", "show", "table", "all").CombinedOutput()
+		return string(tables), string(rules), string(routes)
+	}
+	t0, r0, rt0 := show()
+	d, _ := startDaemon(t, l, examples.Lab())
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		tables, rules, _ := show()
+		if strings.Contains(tables, "multihome") && strings.Contains(rules, "fwmark") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("datapath never installed: tables %q rules %q", tables, rules)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.cmd.Wait(); err != nil {
+		t.Errorf("daemon exited with %v after SIGTERM", err)
+	}
+	t1, r1, rt1 := show()
+	if t1 != t0 || r1 != r0 || rt1 != rt0 {
+		t.Errorf("kernel state differs after shutdown:\nnft before %q after %q\nrules before:\n%s\nafter:\n%s\nroutes before:\n%s\nafter:\n%s", t0, t1, r0, r1, rt0, rt1)
+	}
+}
