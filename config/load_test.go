@@ -177,6 +177,11 @@ log: {level: loud}
 links:
   - {name: a, interface: wan1, gateway4: 198.51.100.1}
 `, `bad.yaml:2:14: log.level: unknown level "loud": want debug, info, warn or error`},
+		{"api open to the network without a token", `
+links:
+  - {name: a, interface: wan1, gateway4: 198.51.100.1}
+api: {listen: "0.0.0.0:9180"}
+`, `bad.yaml:4:15: api.listen: "0.0.0.0:9180" is reachable from the network: set api.token or api.token_file`},
 		{"syntax", "links:\n  - name: a\n   interface: [\n", `bad.yaml:1:1: YAML syntax: did not find expected '-' indicator`},
 		{"empty", "# nothing\n", `bad.yaml: empty config: at least one link is needed`},
 		{"no links", "log: {level: info}\n", `bad.yaml: links: at least one link is needed`},
