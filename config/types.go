@@ -17,9 +17,11 @@ type Config struct {
 	// Subsystem sections. Each subsystem owns its own file in this package
 	// (outbound.go, dns.go, ...) with its types, defaults and validation.
 	// SECTIONS (keep one field per line; subsystems add theirs here)
-	DNS      *DNS     `yaml:"dns"`
-	Outbound Outbound `yaml:"outbound"`
-	API      API      `yaml:"api"`
+	DNS      *DNS      `yaml:"dns"`
+	Outbound Outbound  `yaml:"outbound"`
+	API      API       `yaml:"api"`
+	Topology *Topology `yaml:"topology"`
+	BGP      *BGP      `yaml:"bgp"`
 
 	// File is the path the config was read from ("" for in-memory input).
 	File string `yaml:"-"`
