@@ -104,6 +104,9 @@ type OutboundPolicy struct {
 	// LastResort applies when no member accepts new flows: main or
 	// unreachable (default main).
 	LastResort LastResort `yaml:"last_resort"`
+	// Degraded says what new flows do with degraded members: avoid them
+	// while a member is fully up (default), or use them like the others.
+	Degraded string `yaml:"degraded"`
 }
 
 // OutboundRule matches new flows and names their policy. Every condition
@@ -218,6 +221,9 @@ func (c *Config) EffectiveOutbound() Outbound {
 		if p.LastResort == "" {
 			p.LastResort = LastResortMain
 		}
+		if p.Degraded == "" {
+			p.Degraded = "avoid"
+		}
 	}
 	for i := range o.Rules {
 		if o.Rules[i].Name == "" {
@@ -314,6 +320,9 @@ func checkOutbound(c *Config, k *checker) {
 		case LastResortMain, LastResortUnreachable:
 		default:
 			k.errorf(path+".last_resort", "unknown last resort %q: want main or unreachable", p.LastResort)
+		}
+		if p.Degraded != "avoid" && p.Degraded != "use" {
+			k.errorf(path+".degraded", "unknown choice %q: want avoid or use", p.Degraded)
 		}
 	}
 	if _, ok := names[o.DefaultPolicy]; !ok {

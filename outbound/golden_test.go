@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -145,5 +146,38 @@ func TestDocExamples(t *testing.T) {
 		if !strings.Contains(m[1], "links:") {
 			t.Errorf("example %d has no links", i)
 		}
+	}
+}
+
+// TestDecideAvoidsDegraded: new flows leave a degraded member alone while
+// another member is fully up, use it when it is the only one left, and
+// use it anyway under degraded: use.
+func TestDecideAvoidsDegraded(t *testing.T) {
+	cfg := loadConfig(t, filepath.Join("testdata", "rules.yaml"))
+	p := config.OutboundPolicy{Name: "p", Type: config.PolicyWeighted, Links: []string{"isp1", "isp2"}, Degraded: "avoid", LastResort: config.LastResortMain}
+	byName := map[string]int{"isp1": 0, "isp2": 1}
+	views := func(s1, s2 monitor.State) []linkView {
+		st := []monitor.Status{{Link: "isp1", State: s1}, {Link: "isp2", State: s2}}
+		return viewsFor(cfg, st, nil)
+	}
+	members := func(c choice) []int {
+		var out []int
+		for _, m := range c.members {
+			out = append(out, m.idx)
+		}
+		return out
+	}
+	if got := members(decide(p, views(monitor.Up, monitor.Degraded), byName)); !slices.Equal(got, []int{0}) {
+		t.Errorf("up + degraded: members %v, want only isp1", got)
+	}
+	if c := decide(p, views(monitor.Up, monitor.Degraded), byName); !strings.Contains(c.why, "avoiding degraded: isp2") {
+		t.Errorf("decision does not say why: %q", c.why)
+	}
+	if got := members(decide(p, views(monitor.Down, monitor.Degraded), byName)); !slices.Equal(got, []int{1}) {
+		t.Errorf("down + degraded: members %v, want isp2", got)
+	}
+	p.Degraded = "use"
+	if got := members(decide(p, views(monitor.Up, monitor.Degraded), byName)); !slices.Equal(got, []int{0, 1}) {
+		t.Errorf("degraded: use: members %v, want both", got)
 	}
 }

@@ -165,6 +165,24 @@ func decide(p config.OutboundPolicy, views []linkView, byName map[string]int) ch
 		c.why = fmt.Sprintf("no member accepts new flows: last resort %s", p.LastResort)
 		return c
 	}
+	var notes []string
+	// Degraded members take new flows only while no member is fully up
+	// (unless the policy says to use them anyway).
+	if p.Degraded != "use" {
+		var up []linkView
+		var degraded []string
+		for _, v := range ok {
+			if v.st.State == monitor.Up {
+				up = append(up, v)
+			} else {
+				degraded = append(degraded, v.cfg.Name)
+			}
+		}
+		if len(up) > 0 && len(degraded) > 0 {
+			ok = up
+			notes = append(notes, "avoiding degraded: "+strings.Join(degraded, ","))
+		}
+	}
 	// Spillover: drop full members while some member has room.
 	full := func(v linkView) bool {
 		if p.Type == config.PolicyLeastLoaded && v.st.Saturated {
@@ -181,7 +199,6 @@ func decide(p config.OutboundPolicy, views []linkView, byName map[string]int) ch
 			room = append(room, v)
 		}
 	}
-	var notes []string
 	if len(room) > 0 {
 		if len(spilled) > 0 {
 			notes = append(notes, "full: "+strings.Join(spilled, ","))
