@@ -20,6 +20,7 @@ type Config struct {
 	DNS      *DNS      `yaml:"dns"`
 	Outbound Outbound  `yaml:"outbound"`
 	API      API       `yaml:"api"`
+	IPv6     *IPv6     `yaml:"ipv6"`
 	Topology *Topology `yaml:"topology"`
 	BGP      *BGP      `yaml:"bgp"`
 

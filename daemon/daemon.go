@@ -146,7 +146,8 @@ var builders []builder
 // optional lists the subsystems that run only when their config section is
 // present. Adding or removing such a section takes a restart.
 var optional = map[string]func(*config.Config) bool{
-	"dns": func(c *config.Config) bool { return c.DNS != nil },
+	"dns":  func(c *config.Config) bool { return c.DNS != nil },
+	"ipv6": func(c *config.Config) bool { return c.IPv6 != nil },
 }
 
 // Monitor returns the link monitor, the source of every link event.

@@ -14,6 +14,8 @@ need=(
   dnsperf:dnsperf
   conntrack:conntrack
   chromium:chromium
+  frr:vtysh
+  bird2:bird
 )
 missing=()
 for pc in "${need[@]}"; do
@@ -26,10 +28,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# knot's package starts a system knotd on port 53 of the root namespace;
-# the tests run their own in namespaces and do not need it.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet knot 2>/dev/null; then
-  systemctl stop knot || true
+# The knot, frr and bird2 packages may start system daemons in the root
+# namespace where systemd runs; the tests run their own in lab namespaces
+# and must not have those around.
+if command -v systemctl >/dev/null 2>&1; then
+  for svc in knot frr bird; do
+    if systemctl is-active --quiet "$svc" 2>/dev/null; then
+      systemctl stop "$svc" || true
+    fi
+  done
 fi
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 go version >/dev/null

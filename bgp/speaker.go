@@ -1,0 +1,683 @@
+package bgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	api "github.com/osrg/gobgp/v4/api"
+	"github.com/osrg/gobgp/v4/pkg/apiutil"
+	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v4/pkg/server"
+
+	"github.com/multihome/multihome/bfd"
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/monitor"
+)
+
+// Speaker is the embedded BGP speaker. Its Run goroutine is the only
+// writer of the GoBGP server's configuration; the monitor's events,
+// reloads, BFD verdicts and damping timers reach it through channels.
+type Speaker struct {
+	log *slog.Logger
+	src monitor.Source
+
+	updates chan update
+	bfdEv   chan bfd.Event
+	dampC   chan struct{}
+	ifaces  map[string]string // link → interface
+
+	mu    sync.Mutex // guards the fields below, read by the collector
+	cfg   *config.BGP
+	peers map[netip.Addr]*peerInfo
+	srv   *server.BgpServer
+}
+
+type update struct {
+	cfg  *config.BGP
+	done chan error
+}
+
+// peerInfo is what the collector reports per neighbour.
+type peerInfo struct {
+	link      string
+	asn       uint32
+	state     bgp.FSMState
+	announced bool // our prefixes are exported to it
+	prepend   int
+	bfd       bfd.State // AdminDown when BFD is not configured
+	quietWarn bool      // "receives nothing" logged for this establishment
+	since     time.Time
+}
+
+// New builds a speaker for cfg.BGP (which must be set). Nothing is
+// started until Run.
+func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Speaker, error) {
+	if cfg.BGP == nil {
+		return nil, errors.New("no bgp section")
+	}
+	for _, p := range cfg.BGP.LongPrefixes() {
+		log.Warn("prefix longer than most networks accept: upstreams may filter it", "prefix", p,
+			"limit", map[bool]string{true: "/24", false: "/48"}[p.Addr().Is4()])
+	}
+	ifaces := map[string]string{}
+	for _, l := range cfg.Links {
+		ifaces[l.Name] = l.Interface
+	}
+	return &Speaker{
+		log: log, src: src, cfg: cfg.BGP,
+		updates: make(chan update),
+		bfdEv:   make(chan bfd.Event, 16),
+		dampC:   make(chan struct{}, 1),
+		peers:   map[netip.Addr]*peerInfo{},
+		ifaces:  ifaces,
+	}, nil
+}
+
+// Update applies a reloaded config: neighbours and prefixes are diffed,
+// the policy is rebuilt. A change of ASN or router ID needs a restart and
+// is refused (the running config stays).
+func (s *Speaker) Update(cfg *config.Config) error {
+	if cfg.BGP == nil {
+		return errors.New("removing the bgp section needs a restart")
+	}
+	s.mu.Lock()
+	old := s.cfg
+	s.mu.Unlock()
+	if cfg.BGP.ASN != old.ASN || cfg.BGP.RouterID != old.RouterID {
+		return errors.New("changing bgp.asn or bgp.router_id needs a restart")
+	}
+	done := make(chan error, 1)
+	select {
+	case s.updates <- update{cfg.BGP, done}:
+		return <-done
+	case <-time.After(10 * time.Second):
+		return errors.New("bgp speaker not running: reload not applied")
+	}
+}
+
+// Evidence is what a monitor.Source may also implement to take link
+// evidence from other subsystems (proposed: (*monitor.Monitor).Evidence,
+// treated like carrier: down at once, probes prove the link afterwards).
+// When the source implements it, BFD verdicts are passed on.
+type Evidence interface {
+	Evidence(link string, up bool, reason string)
+}
+
+// run state, owned by Run.
+type runState struct {
+	srv     *server.BgpServer
+	cfg     *config.BGP
+	usable  map[string]bool
+	bfd     map[netip.Addr]bool // BFD session down after having been up
+	damp    map[netip.Addr]*damping
+	healthy map[netip.Addr]bool // per neighbour: link usable and BFD not down
+	dampT   *time.Timer
+	bfdCtx  context.Context
+	bfdStop map[netip.Addr]context.CancelFunc
+	ann     []announce
+	paths   map[netip.Prefix]uuid.UUID // prefix → GoBGP path UUID
+}
+
+// Run starts GoBGP, the sessions and the announcements, and follows the
+// monitor until ctx ends; then it stops GoBGP (sessions are closed with a
+// NOTIFICATION, which withdraws everything at the neighbours).
+func (s *Speaker) Run(ctx context.Context) error {
+	events, unsub := s.src.Subscribe()
+	defer unsub()
+
+	// GoBGP's own logs: warnings and errors only, unless debugging.
+	lvl := &slog.LevelVar{}
+	lvl.Set(slog.LevelWarn)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		lvl.Set(slog.LevelDebug)
+	}
+	glog := slog.New(levelHandler{s.log.Handler(), lvl}).With("gobgp", true)
+	srv := server.NewBgpServer(server.LoggerOption(glog, lvl))
+	go srv.Serve()
+
+	s.mu.Lock()
+	cfg := s.cfg
+	s.srv = srv
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.srv = nil
+		s.mu.Unlock()
+	}()
+
+	listen := int32(-1)
+	for _, n := range cfg.Neighbors {
+		if n.Passive {
+			listen = 179
+		}
+	}
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
+		Asn: cfg.ASN, RouterId: cfg.RouterID.String(), ListenPort: listen,
+	}}); err != nil {
+		return fmt.Errorf("start gobgp: %w", err)
+	}
+	wctx, wcancel := context.WithCancel(context.Background())
+	defer func() {
+		wcancel()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.StopBgp(sctx, &api.StopBgpRequest{})
+	}()
+	if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{
+		OnPeerUpdate: func(e *apiutil.WatchEventMessage_PeerEvent, at time.Time) {
+			if e.Type == apiutil.PEER_EVENT_STATE {
+				s.peerState(e.Peer, at)
+			}
+		},
+	}, server.WatchPeer()); err != nil {
+		return fmt.Errorf("watch gobgp peers: %w", err)
+	}
+
+	st := &runState{srv: srv, cfg: cfg, usable: map[string]bool{}, bfd: map[netip.Addr]bool{}, paths: map[netip.Prefix]uuid.UUID{},
+		damp: map[netip.Addr]*damping{}, healthy: map[netip.Addr]bool{}}
+	defer func() {
+		if st.dampT != nil {
+			st.dampT.Stop()
+		}
+	}()
+	for _, ls := range s.src.Snapshot() {
+		st.usable[ls.Link] = usable(cfg, ls)
+	}
+	st.ann = decide(cfg, st.usable, s.updateDamping(st, time.Now()))
+	pr := policies(cfg, st.ann)
+	if err := srv.SetPolicies(ctx, pr); err != nil {
+		return fmt.Errorf("set export policy: %w", err)
+	}
+	// SetPolicies keeps the assignments in force: assign once, by name.
+	for _, a := range pr.Assignments {
+		if err := srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: a}); err != nil {
+			return fmt.Errorf("assign %s policy: %w", a.Direction, err)
+		}
+	}
+	s.log.Info("bgp export policy", "asn", cfg.ASN, "router_id", cfg.RouterID, "policy", render(cfg, st.ann))
+	for i := range cfg.Neighbors {
+		if err := s.addPeer(ctx, srv, cfg, i); err != nil {
+			return err
+		}
+	}
+	if err := s.syncPaths(st, cfg.Prefixes); err != nil {
+		return err
+	}
+	warnUnrouted(s.log, cfg.Prefixes)
+	s.publish(st)
+	bctx, bcancel := context.WithCancel(ctx)
+	defer bcancel()
+	st.bfdCtx, st.bfdStop = bctx, map[netip.Addr]context.CancelFunc{}
+	for _, n := range cfg.Neighbors {
+		s.startBFD(st, n)
+	}
+
+	quiet := time.NewTicker(quietCheck)
+	defer quiet.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-quiet.C:
+			s.checkQuiet(ctx, srv)
+		case e, ok := <-events:
+			if !ok {
+				return errors.New("monitor event stream closed")
+			}
+			if e.Kind != monitor.StateChanged && e.Kind != monitor.AdminChanged {
+				continue
+			}
+			u := usable(st.cfg, e.Status)
+			if prev, seen := st.usable[e.Link]; seen && prev == u {
+				continue
+			}
+			st.usable[e.Link] = u
+			s.apply(ctx, st, fmt.Sprintf("link %s %s: %s", e.Link, map[bool]string{true: "usable", false: "not usable"}[u], e.Reason))
+		case <-s.dampC:
+			s.apply(ctx, st, "flap damping: penalty decayed below reuse")
+		case e := <-s.bfdEv:
+			s.bfdEvent(ctx, st, e)
+		case u := <-s.updates:
+			u.done <- s.reload(ctx, st, u.cfg)
+		}
+	}
+}
+
+// apply recomputes the decisions and, if any changed, installs the new
+// policy and re-evaluates the export to every neighbour.
+func (s *Speaker) apply(ctx context.Context, st *runState, why string) {
+	s.applyPolicy(ctx, st, why, false, nil)
+}
+
+// applyPolicy installs the policy when the decisions changed (or always,
+// with force); it logs the neighbours whose decision differs from prev
+// (by address; default: the current decisions).
+func (s *Speaker) applyPolicy(ctx context.Context, st *runState, why string, force bool, prev map[netip.Addr]announce) {
+	ann := decide(st.cfg, st.usable, s.updateDamping(st, time.Now()))
+	if !force && slices.Equal(ann, st.ann) {
+		return
+	}
+	if prev == nil {
+		prev = map[netip.Addr]announce{}
+		for i, n := range st.cfg.Neighbors {
+			if i < len(st.ann) {
+				prev[n.Address] = st.ann[i]
+			}
+		}
+	}
+	start := time.Now()
+	if err := st.srv.SetPolicies(ctx, policies(st.cfg, ann)); err != nil {
+		s.log.Error("bgp export policy rejected", "err", err)
+		return
+	}
+	if err := st.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: "all", Soft: true, Direction: api.ResetPeerRequest_DIRECTION_OUT}); err != nil {
+		s.log.Error("bgp soft reset out", "err", err)
+	}
+	for i, n := range st.cfg.Neighbors {
+		if p, ok := prev[n.Address]; ok && p == ann[i] {
+			continue
+		}
+		what := "announce"
+		switch {
+		case ann[i].Withdraw:
+			what = "withdraw"
+		case ann[i].Prepend > 0:
+			what = fmt.Sprintf("announce with prepend %d", ann[i].Prepend)
+		}
+		s.log.Warn("bgp announcement changed", "neighbor", n.Address, "link", n.Link, "action", what, "reason", why, "took", time.Since(start).Round(time.Microsecond))
+	}
+	st.ann = ann
+	s.publish(st)
+}
+
+func (s *Speaker) addPeer(ctx context.Context, srv *server.BgpServer, cfg *config.BGP, i int) error {
+	n := cfg.Neighbors[i]
+	hold := uint64(cfg.HoldTime.D() / time.Second)
+	p := &api.Peer{
+		Conf: &api.PeerConf{NeighborAddress: n.Address.String(), PeerAsn: n.ASN, Description: "multihome " + n.Link},
+		Timers: &api.Timers{Config: &api.TimersConfig{
+			HoldTime: hold, KeepaliveInterval: max(hold/3, 1),
+			ConnectRetry: uint64(cfg.ConnectRetry.D() / time.Second), IdleHoldTimeAfterReset: 1,
+		}},
+		Transport: &api.Transport{PassiveMode: n.Passive, RemotePort: uint32(n.Port)},
+	}
+	if n.Password != "" {
+		p.Conf.AuthPassword = n.Password
+	}
+	if n.TTLSecurity {
+		p.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: 255}
+	}
+	if n.LocalAddress.IsValid() {
+		p.Transport.LocalAddress = n.LocalAddress.String()
+	}
+	if err := srv.AddPeer(ctx, &api.AddPeerRequest{Peer: p}); err != nil {
+		return fmt.Errorf("add neighbour %s: %w", n.Address, err)
+	}
+	s.mu.Lock()
+	s.peers[n.Address] = &peerInfo{link: n.Link, asn: n.ASN, since: time.Now()}
+	s.mu.Unlock()
+	return nil
+}
+
+// syncPaths makes the local RIB hold exactly prefixes.
+func (s *Speaker) syncPaths(st *runState, prefixes []netip.Prefix) error {
+	for p, id := range st.paths {
+		if slices.Contains(prefixes, p) {
+			continue
+		}
+		if err := st.srv.DeletePath(apiutil.DeletePathRequest{UUIDs: []uuid.UUID{id}}); err != nil {
+			return fmt.Errorf("withdraw %s: %w", p, err)
+		}
+		delete(st.paths, p)
+	}
+	for _, p := range prefixes {
+		if _, ok := st.paths[p]; ok {
+			continue
+		}
+		path, err := localPath(p)
+		if err != nil {
+			return err
+		}
+		res, err := st.srv.AddPath(apiutil.AddPathRequest{Paths: []*apiutil.Path{path}})
+		if err == nil && len(res) == 1 {
+			err = res[0].Error
+		}
+		if err != nil {
+			return fmt.Errorf("originate %s: %w", p, err)
+		}
+		st.paths[p] = res[0].UUID
+	}
+	return nil
+}
+
+// localPath is our origination of p: origin IGP, next hop self.
+func localPath(p netip.Prefix) (*apiutil.Path, error) {
+	nlri, err := bgp.NewIPAddrPrefix(p)
+	if err != nil {
+		return nil, err
+	}
+	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	if p.Addr().Is4() {
+		nh, err := bgp.NewPathAttributeNextHop(netip.IPv4Unspecified())
+		if err != nil {
+			return nil, err
+		}
+		return &apiutil.Path{Family: bgp.RF_IPv4_UC, Nlri: nlri, Attrs: append(attrs, nh)}, nil
+	}
+	mp, err := bgp.NewPathAttributeMpReachNLRI(bgp.RF_IPv6_UC, []bgp.PathNLRI{{NLRI: nlri}}, netip.IPv6Unspecified())
+	if err != nil {
+		return nil, err
+	}
+	return &apiutil.Path{Family: bgp.RF_IPv6_UC, Nlri: nlri, Attrs: append(attrs, mp)}, nil
+}
+
+// reload applies a new bgp section: neighbours added, removed or changed
+// (removed and added again), prefixes diffed, policy rebuilt.
+func (s *Speaker) reload(ctx context.Context, st *runState, cfg *config.BGP) error {
+	old := st.cfg
+	keep := map[netip.Addr]bool{}
+	for _, o := range old.Neighbors {
+		i := slices.IndexFunc(cfg.Neighbors, func(n config.BGPNeighbor) bool { return n.Address == o.Address })
+		if i >= 0 && cfg.Neighbors[i].ASN == o.ASN && cfg.Neighbors[i].LocalAddress == o.LocalAddress &&
+			cfg.Neighbors[i].Port == o.Port && cfg.Neighbors[i].Passive == o.Passive && old.HoldTime == cfg.HoldTime &&
+			cfg.Neighbors[i].Link == o.Link && sameBFD(cfg.Neighbors[i].BFD, o.BFD) &&
+			cfg.Neighbors[i].Password == o.Password && cfg.Neighbors[i].TTLSecurity == o.TTLSecurity {
+			keep[o.Address] = true
+			continue
+		}
+		if stop := st.bfdStop[o.Address]; stop != nil {
+			stop()
+			delete(st.bfdStop, o.Address)
+		}
+		delete(st.bfd, o.Address)
+		if err := st.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: o.Address.String()}); err != nil {
+			return fmt.Errorf("remove neighbour %s: %w", o.Address, err)
+		}
+		s.mu.Lock()
+		delete(s.peers, o.Address)
+		s.mu.Unlock()
+	}
+	prev := map[netip.Addr]announce{}
+	for i, n := range old.Neighbors {
+		if i < len(st.ann) {
+			prev[n.Address] = st.ann[i]
+		}
+	}
+	st.cfg = cfg
+	s.mu.Lock()
+	s.cfg = cfg
+	s.mu.Unlock()
+	s.applyPolicy(ctx, st, "config reloaded", true, prev)
+	for i, n := range cfg.Neighbors {
+		if keep[n.Address] {
+			s.mu.Lock()
+			s.peers[n.Address].link = n.Link
+			s.mu.Unlock()
+			continue
+		}
+		if err := s.addPeer(ctx, st.srv, cfg, i); err != nil {
+			return err
+		}
+		s.startBFD(st, n)
+	}
+	if err := s.syncPaths(st, cfg.Prefixes); err != nil {
+		return err
+	}
+	s.publish(st)
+	return nil
+}
+
+// publish copies the decisions for the collector.
+func (s *Speaker) publish(st *runState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, n := range st.cfg.Neighbors {
+		if p := s.peers[n.Address]; p != nil && i < len(st.ann) {
+			p.announced = !st.ann[i].Withdraw
+			p.prepend = st.ann[i].Prepend
+		}
+	}
+}
+
+func (s *Speaker) peerState(p apiutil.Peer, at time.Time) {
+	addr := p.State.NeighborAddress
+	if !addr.IsValid() {
+		addr = p.Conf.NeighborAddress
+	}
+	s.mu.Lock()
+	info := s.peers[addr]
+	var from bgp.FSMState
+	if info != nil {
+		from = info.state
+		info.state = p.State.SessionState
+		info.since = at
+		info.quietWarn = false
+	}
+	s.mu.Unlock()
+	if info == nil || from == p.State.SessionState {
+		return
+	}
+	lvl := slog.LevelInfo
+	if from == bgp.BGP_FSM_ESTABLISHED {
+		lvl = slog.LevelWarn
+	}
+	args := []any{"neighbor", addr, "link", info.link, "from", stateName(from), "to", stateName(p.State.SessionState)}
+	if p.State.DisconnectMessage != "" {
+		args = append(args, "reason", p.State.DisconnectMessage)
+	}
+	s.log.Log(context.Background(), lvl, "bgp session state changed", args...)
+}
+
+// stateName is the RFC 4271 name of a session state.
+func stateName(st bgp.FSMState) string {
+	switch st {
+	case bgp.BGP_FSM_IDLE:
+		return "idle"
+	case bgp.BGP_FSM_CONNECT:
+		return "connect"
+	case bgp.BGP_FSM_ACTIVE:
+		return "active"
+	case bgp.BGP_FSM_OPENSENT:
+		return "opensent"
+	case bgp.BGP_FSM_OPENCONFIRM:
+		return "openconfirm"
+	case bgp.BGP_FSM_ESTABLISHED:
+		return "established"
+	}
+	return "unknown"
+}
+
+// levelHandler drops records below its level.
+type levelHandler struct {
+	slog.Handler
+	min slog.Leveler
+}
+
+func (h levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min.Level() && h.Handler.Enabled(ctx, l)
+}
+
+func (h levelHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelHandler{h.Handler.WithAttrs(a), h.min}
+}
+
+func (h levelHandler) WithGroup(name string) slog.Handler {
+	return levelHandler{h.Handler.WithGroup(name), h.min}
+}
+
+// startBFD runs multihome's BFD session to n when configured. Its state
+// changes reach Run through bfdEv.
+func (s *Speaker) startBFD(st *runState, n config.BGPNeighbor) {
+	if n.BFD == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(st.bfdCtx)
+	st.bfdStop[n.Address] = cancel
+	p := bfd.Peer{Interface: s.ifaces[n.Link], Local: n.LocalAddress, Remote: n.Address, Config: bfd.Config{
+		DesiredMinTx: n.BFD.MinTx.D(), RequiredMinRx: n.BFD.MinRx.D(), DetectMult: uint8(n.BFD.Multiplier),
+	}}
+	s.mu.Lock()
+	if info := s.peers[n.Address]; info != nil {
+		info.bfd = bfd.Down
+	}
+	s.mu.Unlock()
+	log := s.log.With("neighbor", n.Address, "link", n.Link)
+	go func() {
+		err := bfd.Run(ctx, p, func(e bfd.Event) {
+			select {
+			case s.bfdEv <- e:
+			case <-ctx.Done():
+			}
+		}, log)
+		if err != nil && ctx.Err() == nil {
+			log.Error("bfd session failed", "err", err)
+		}
+	}()
+}
+
+// bfdEvent: a BFD session that goes down takes its neighbour's
+// announcements away and tears the BGP session down at once (the
+// neighbour's own BFD does the same on its side); Up gives them back.
+func (s *Speaker) bfdEvent(ctx context.Context, st *runState, e bfd.Event) {
+	s.mu.Lock()
+	var link string
+	if info := s.peers[e.Remote]; info != nil {
+		info.bfd = e.To
+		link = info.link
+	}
+	s.mu.Unlock()
+	reason := fmt.Sprintf("BFD %s→%s: %s", e.From, e.To, e.Diag)
+	if e.To == bfd.Down && e.Diag == bfd.DiagNeighborDown {
+		reason += " (neighbour's diagnostic: " + e.RemoteDiag.String() + ")"
+	}
+	if ev, ok := s.src.(Evidence); ok && link != "" && (e.To == bfd.Up || e.From == bfd.Up) {
+		ev.Evidence(link, e.To == bfd.Up, fmt.Sprintf("%s (neighbor %s)", reason, e.Remote))
+	}
+	switch {
+	case e.From == bfd.Up && e.To != bfd.Up:
+		s.log.Warn("bfd session down", "neighbor", e.Remote, "link", link, "reason", reason)
+		st.bfd[e.Remote] = true
+		s.apply(ctx, st, reason)
+		if err := st.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: e.Remote.String(), Communication: reason}); err != nil {
+			s.log.Error("bgp reset peer", "neighbor", e.Remote, "err", err)
+		}
+	case e.To == bfd.Up:
+		s.log.Info("bfd session up", "neighbor", e.Remote, "link", link)
+		if st.bfd[e.Remote] {
+			delete(st.bfd, e.Remote)
+			s.apply(ctx, st, reason)
+		}
+	}
+}
+
+func sameBFD(a, b *config.BFD) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
+
+// usable is whether a link may carry our announcements: the monitor's
+// Usable, and not degraded when degraded_is_down is set.
+func usable(b *config.BGP, st monitor.Status) bool {
+	if b.DegradedIsDown && st.State == monitor.Degraded {
+		return false
+	}
+	return st.Usable()
+}
+
+// updateDamping charges a flap to every neighbour that just lost its
+// link (or BFD), suppresses neighbours over the threshold, releases those
+// whose penalty has decayed, arms the timer for the next release, and
+// returns the neighbours to treat as down: BFD down or suppressed.
+func (s *Speaker) updateDamping(st *runState, now time.Time) map[netip.Addr]bool {
+	c := st.cfg.Damping
+	down := map[netip.Addr]bool{}
+	var next time.Time
+	for _, n := range st.cfg.Neighbors {
+		a := n.Address
+		if st.bfd[a] {
+			down[a] = true
+		}
+		h := st.usable[n.Link] && !st.bfd[a]
+		prev, seen := st.healthy[a]
+		st.healthy[a] = h
+		if c.Disable {
+			continue
+		}
+		d := st.damp[a]
+		if d == nil {
+			d = &damping{}
+			st.damp[a] = d
+		}
+		if seen && prev && !h && d.flap(c, now) {
+			s.log.Warn("bgp announcements suppressed: link flapping", "neighbor", a, "link", n.Link,
+				"penalty", int(d.penalty), "suppress", c.Suppress, "reuse_at", d.reusable(c).Format(time.RFC3339))
+		}
+		if d.suppressed && !now.Before(d.reusable(c)) {
+			d.suppressed = false
+			s.log.Info("bgp announcements no longer suppressed", "neighbor", a, "link", n.Link, "penalty", int(d.value(c, now)))
+		}
+		if d.suppressed {
+			down[a] = true
+			if r := d.reusable(c); next.IsZero() || r.Before(next) {
+				next = r
+			}
+		}
+	}
+	if st.dampT != nil {
+		st.dampT.Stop()
+		st.dampT = nil
+	}
+	if !next.IsZero() {
+		st.dampT = time.AfterFunc(time.Until(next)+time.Millisecond, func() {
+			select {
+			case s.dampC <- struct{}{}:
+			default:
+			}
+		})
+	}
+	return down
+}
+
+// A session established for quietAfter that has received no prefix is
+// logged once: an upstream that should send a default route or a table
+// and sends nothing is misconfigured on one side.
+var (
+	quietAfter = time.Minute
+	quietCheck = 10 * time.Second
+)
+
+func (s *Speaker) checkQuiet(ctx context.Context, srv *server.BgpServer) {
+	recv := map[string]uint64{}
+	srv.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		var n uint64
+		for _, af := range p.AfiSafis {
+			if af.State != nil {
+				n += af.State.Received
+			}
+		}
+		if p.Conf != nil {
+			recv[p.Conf.NeighborAddress] = n
+		}
+	})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for a, p := range s.peers {
+		if p.state != bgp.BGP_FSM_ESTABLISHED || p.quietWarn || time.Since(p.since) < quietAfter {
+			continue
+		}
+		if n, ok := recv[a.String()]; ok && n == 0 {
+			p.quietWarn = true
+			s.log.Warn("bgp session up but the neighbour sends nothing", "neighbor", a, "link", p.link,
+				"established_for", time.Since(p.since).Round(time.Second))
+		}
+	}
+}

@@ -1,0 +1,296 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// BGP configures the embedded BGP speaker that announces the site's own
+// prefixes to every upstream and withdraws or prepends them on a link
+// that the monitor declares down (package bgp, docs/bgp.md).
+type BGP struct {
+	// ASN is the site's autonomous system number.
+	ASN uint32 `yaml:"asn"`
+	// RouterID is the BGP identifier, an IPv4 address (default: the first
+	// IPv4 neighbour's local address, else the first link's address4).
+	RouterID netip.Addr `yaml:"router_id"`
+	// Prefixes are the site's prefixes, announced to every neighbour of
+	// the same family. Anything else is never exported.
+	Prefixes []netip.Prefix `yaml:"prefixes"`
+	// OnDown is what a neighbour of a down link gets: "withdraw" (default)
+	// or "prepend" (announce with DownPrepend extra copies of the ASN).
+	OnDown string `yaml:"on_down"`
+	// DownPrepend is the number of prepends with on_down: prepend
+	// (default 6).
+	DownPrepend int `yaml:"down_prepend"`
+	// DegradedIsDown applies on_down to degraded links too (default:
+	// a degraded link keeps its announcements).
+	DegradedIsDown bool `yaml:"degraded_is_down"`
+	// Damping of our own announcements (RFC 2439 style, per neighbour):
+	// each time a neighbour loses them (link down) adds 1000 to a penalty
+	// that halves every half_life; above suppress they stay away after the
+	// link recovers, until the penalty decays below reuse.
+	Damping BGPDamping `yaml:"damping"`
+	// HoldTime of the sessions (default 9s; keepalive is a third of it).
+	HoldTime Duration `yaml:"hold_time"`
+	// ConnectRetry between attempts to open a session (default 5s).
+	ConnectRetry Duration `yaml:"connect_retry"`
+	// Neighbors are the upstream routers, one or more per link.
+	Neighbors []BGPNeighbor `yaml:"neighbors"`
+}
+
+// BGPDamping configures flap damping of our announcements.
+type BGPDamping struct {
+	Disable  bool     `yaml:"disable"`
+	HalfLife Duration `yaml:"half_life"` // default 5m
+	Suppress int      `yaml:"suppress"`  // default 2500: a third withdrawal within about 3 minutes
+	Reuse    int      `yaml:"reuse"`     // default 750
+}
+
+// BGP neighbour roles.
+const (
+	BGPPrimary = "primary" // announced as is
+	BGPBackup  = "backup"  // announced with prepends, a last resort for inbound traffic
+)
+
+// BGP on_down actions.
+const (
+	BGPWithdraw = "withdraw"
+	BGPPrepend  = "prepend"
+)
+
+// BGPNeighbor is one upstream router.
+type BGPNeighbor struct {
+	// Link is the name of the link the session runs over; the session
+	// follows that link's state.
+	Link string `yaml:"link"`
+	// Address is the neighbour's address on the link.
+	Address netip.Addr `yaml:"address"`
+	// ASN is the neighbour's AS.
+	ASN uint32 `yaml:"asn"`
+	// LocalAddress is our address for the session (default: the link's
+	// address4/address6 when set, else the kernel's choice).
+	LocalAddress netip.Addr `yaml:"local_address"`
+	// Port is the neighbour's TCP port (default 179).
+	Port int `yaml:"port"`
+	// Role is primary (default) or backup.
+	Role string `yaml:"role"`
+	// Prepend is how many extra copies of our ASN the announcements to
+	// this neighbour carry (default 0 for primary, 3 for backup).
+	Prepend *int `yaml:"prepend"`
+	// Communities are added to the announcements to this neighbour, each
+	// "ASN:VALUE" (16 bits each) or one of no-export, no-advertise,
+	// blackhole... as GoBGP names them.
+	Communities []string `yaml:"communities"`
+	// Passive waits for the neighbour to connect instead of dialling.
+	Passive bool `yaml:"passive"`
+	// Password enables TCP MD5 signatures (RFC 2385) on the session.
+	Password string `yaml:"password"`
+	// TTLSecurity is GTSM (RFC 5082): send with TTL 255 and accept only
+	// packets that arrive with TTL 255 (the neighbour is one hop away).
+	TTLSecurity bool `yaml:"ttl_security"`
+	// BFD runs multihome's own BFD session to the neighbour over the link.
+	BFD *BFD `yaml:"bfd"`
+}
+
+// BFD configures one asynchronous single-hop BFD session (RFC 5880/5881).
+type BFD struct {
+	// MinTx is the desired minimum transmit interval (default 300ms).
+	MinTx Duration `yaml:"min_tx"`
+	// MinRx is the required minimum receive interval (default 300ms).
+	MinRx Duration `yaml:"min_rx"`
+	// Multiplier is the detection multiplier (default 3).
+	Multiplier int `yaml:"multiplier"`
+}
+
+// BGP defaults.
+const (
+	DefaultBGPHoldTime     = 9 * time.Second
+	DefaultBGPConnectRetry = 5 * time.Second
+	DefaultBGPDownPrepend  = 6
+	DefaultBGPBackupPrep   = 3
+	DefaultBFDInterval     = 300 * time.Millisecond
+	DefaultBFDMultiplier   = 3
+)
+
+func init() { sectionChecks = append(sectionChecks, checkBGP) }
+
+// ParseCommunity parses "ASN:VALUE" into a 32-bit standard community.
+func ParseCommunity(s string) (uint32, error) {
+	hi, lo, ok := strings.Cut(s, ":")
+	if !ok {
+		return 0, fmt.Errorf("community %q: want ASN:VALUE", s)
+	}
+	a, err1 := strconv.ParseUint(hi, 10, 16)
+	b, err2 := strconv.ParseUint(lo, 10, 16)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("community %q: want two numbers 0..65535", s)
+	}
+	return uint32(a)<<16 | uint32(b), nil
+}
+
+// EffectivePrepend is the number of prepends on a working link.
+func (n *BGPNeighbor) EffectivePrepend() int {
+	if n.Prepend != nil {
+		return *n.Prepend
+	}
+	if n.Role == BGPBackup {
+		return DefaultBGPBackupPrep
+	}
+	return 0
+}
+
+func checkBGP(c *Config, k *checker) {
+	b := c.BGP
+	if b == nil {
+		return
+	}
+	if b.ASN == 0 || b.ASN == 23456 {
+		k.errorf("bgp.asn", "missing or reserved AS number %d", b.ASN)
+	}
+	if len(b.Prefixes) == 0 {
+		k.errorf("bgp.prefixes", "missing: give the site's prefixes to announce")
+	}
+	for i, p := range b.Prefixes {
+		path := fmt.Sprintf("bgp.prefixes[%d]", i)
+		if p != p.Masked() {
+			k.errorf(path, "%s has host bits set: did you mean %s?", p, p.Masked())
+		}
+		for j := range i {
+			if b.Prefixes[j] == p {
+				k.errorf(path, "duplicate prefix %s", p)
+			}
+		}
+	}
+	oneOf(k, "bgp.on_down", &b.OnDown, BGPWithdraw, BGPWithdraw, BGPPrepend)
+	if b.DownPrepend == 0 {
+		b.DownPrepend = DefaultBGPDownPrepend
+	}
+	if b.DownPrepend < 0 || b.DownPrepend > 20 {
+		k.errorf("bgp.down_prepend", "must be 1..20, got %d", b.DownPrepend)
+	}
+	defDur(&b.Damping.HalfLife, 5*time.Minute)
+	if b.Damping.Suppress == 0 {
+		b.Damping.Suppress = 2500
+	}
+	if b.Damping.Reuse == 0 {
+		b.Damping.Reuse = 750
+	}
+	if b.Damping.Reuse >= b.Damping.Suppress || b.Damping.Reuse < 1 {
+		k.errorf("bgp.damping.reuse", "must be 1..suppress-1 (%d), got %d", b.Damping.Suppress, b.Damping.Reuse)
+	}
+	defDur(&b.HoldTime, DefaultBGPHoldTime)
+	if h := b.HoldTime.D(); h < 3*time.Second || h > 65535*time.Second || h%time.Second != 0 {
+		k.errorf("bgp.hold_time", "must be whole seconds, 3s..65535s, got %v", h)
+	}
+	defDur(&b.ConnectRetry, DefaultBGPConnectRetry)
+	if r := b.ConnectRetry.D(); r < time.Second || r%time.Second != 0 {
+		k.errorf("bgp.connect_retry", "must be whole seconds, at least 1s, got %v", r)
+	}
+	if len(b.Neighbors) == 0 {
+		k.errorf("bgp.neighbors", "missing: give at least one upstream")
+	}
+	for i := range b.Neighbors {
+		n := &b.Neighbors[i]
+		p := fmt.Sprintf("bgp.neighbors[%d]", i)
+		l := c.LinkByName(n.Link)
+		if l == nil {
+			k.errorf(p+".link", "unknown link %q", n.Link)
+		}
+		if !n.Address.IsValid() {
+			k.errorf(p+".address", "missing neighbour address")
+		}
+		for j := range i {
+			if b.Neighbors[j].Address == n.Address && n.Address.IsValid() {
+				k.errorf(p+".address", "duplicate neighbour %s", n.Address)
+			}
+		}
+		if n.ASN == 0 || n.ASN == 23456 {
+			k.errorf(p+".asn", "missing or reserved AS number %d", n.ASN)
+		}
+		if n.ASN == b.ASN && n.ASN != 0 {
+			k.errorf(p+".asn", "iBGP is not supported: the neighbour's AS must differ from bgp.asn")
+		}
+		if n.Port == 0 {
+			n.Port = 179
+		}
+		if n.Port < 1 || n.Port > 65535 {
+			k.errorf(p+".port", "must be 1..65535, got %d", n.Port)
+		}
+		if !n.LocalAddress.IsValid() && l != nil && n.Address.IsValid() {
+			if n.Address.Is4() {
+				n.LocalAddress = l.Address4
+			} else {
+				n.LocalAddress = l.Address6
+			}
+		}
+		if n.LocalAddress.IsValid() && n.Address.IsValid() && n.LocalAddress.Is4() != n.Address.Is4() {
+			k.errorf(p+".local_address", "%s is not of the neighbour's family", n.LocalAddress)
+		}
+		oneOf(k, p+".role", &n.Role, BGPPrimary, BGPPrimary, BGPBackup)
+		if n.Prepend != nil && (*n.Prepend < 0 || *n.Prepend > 20) {
+			k.errorf(p+".prepend", "must be 0..20, got %d", *n.Prepend)
+		}
+		for j, s := range n.Communities {
+			if _, err := ParseCommunity(s); err != nil {
+				k.errorf(fmt.Sprintf("%s.communities[%d]", p, j), "%v", err)
+			}
+		}
+		fam := false
+		for _, pr := range b.Prefixes {
+			fam = fam || pr.Addr().Is4() == n.Address.Is4()
+		}
+		if !fam && n.Address.IsValid() && len(b.Prefixes) > 0 {
+			k.errorf(p+".address", "no prefix of the neighbour's family to announce")
+		}
+		if f := n.BFD; f != nil {
+			defDur(&f.MinTx, DefaultBFDInterval)
+			defDur(&f.MinRx, DefaultBFDInterval)
+			if f.Multiplier == 0 {
+				f.Multiplier = DefaultBFDMultiplier
+			}
+			if f.Multiplier < 1 || f.Multiplier > 255 {
+				k.errorf(p+".bfd.multiplier", "must be 1..255, got %d", f.Multiplier)
+			}
+			if f.MinTx.D() < time.Millisecond || f.MinRx.D() < time.Millisecond {
+				k.errorf(p+".bfd", "intervals must be at least 1ms")
+			}
+		}
+	}
+	if !b.RouterID.IsValid() {
+		for _, n := range b.Neighbors {
+			if n.LocalAddress.Is4() {
+				b.RouterID = n.LocalAddress
+				break
+			}
+		}
+	}
+	if !b.RouterID.IsValid() {
+		for _, l := range c.Links {
+			if l.Address4.IsValid() {
+				b.RouterID = l.Address4
+				break
+			}
+		}
+	}
+	if !b.RouterID.IsValid() {
+		k.errorf("bgp.router_id", "missing: no IPv4 address to take it from, give one")
+	} else if !b.RouterID.Is4() {
+		k.errorf("bgp.router_id", "must be an IPv4 address, got %s", b.RouterID)
+	}
+}
+
+// LongPrefixes returns the prefixes longer than most networks accept
+// (IPv4 /24, IPv6 /48): announcements that are likely filtered.
+func (b *BGP) LongPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range b.Prefixes {
+		if p.Addr().Is4() && p.Bits() > 24 || !p.Addr().Is4() && p.Bits() > 48 {
+			out = append(out, p)
+		}
+	}
+	return out
+}

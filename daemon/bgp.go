@@ -1,0 +1,25 @@
+package daemon
+
+import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/multihome/multihome/bgp"
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/monitor"
+)
+
+// The BGP speaker runs when the config has a bgp section.
+func init() {
+	builders = append(builders, builder{"bgp", func(cfg *config.Config, src monitor.Source, reg prometheus.Registerer, log *slog.Logger) (subsystem, error) {
+		if cfg.BGP == nil {
+			return nil, nil
+		}
+		s, err := bgp.New(cfg, src, log.With("subsystem", "bgp"))
+		if err != nil {
+			return nil, err
+		}
+		return s, reg.Register(s.Collector())
+	}})
+}

@@ -1,0 +1,500 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/multihome/multihome/examples"
+	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/monitor"
+	"github.com/multihome/multihome/netns"
+)
+
+// ipv6Section is appended to the lab config: both ISPs' delegated
+// prefixes advertised on the LAN, one RA a second.
+func ipv6Section(p1 string) string {
+	return fmt.Sprintf(`
+ipv6:
+  lan: lan0
+  prefixes:
+    - {link: isp1, prefix: "%s"}
+    - {link: isp2, prefix: "2001:db8:2:100::/64"}
+  ra: {interval: 1s, retire: 30s}
+  rdnss: ["2001:db8:ffff::53"]
+`, p1)
+}
+
+// hostAddr is one global IPv6 address of a LAN host, as `ip -j addr` shows it.
+type hostAddr struct {
+	Addr       netip.Addr
+	Deprecated bool
+	Preferred  string
+	Valid      string
+}
+
+// hostAddrs returns the host's global IPv6 addresses on eth0.
+func hostAddrs(t *testing.T, l *lab.Lab, role string) []hostAddr {
+	t.Helper()
+	out, err := l.Run(context.Background(), role, "ip", "-6", "-j", "addr", "show", "dev", "eth0", "scope", "global").Output()
+	if err != nil {
+		t.Fatalf("ip -6 addr in %s: %v", role, err)
+	}
+	var ifs []struct {
+		AddrInfo []struct {
+			Local      string `json:"local"`
+			Deprecated bool   `json:"deprecated"`
+			Preferred  any    `json:"preferred_life_time"`
+			Valid      any    `json:"valid_life_time"`
+		} `json:"addr_info"`
+	}
+	if err := json.Unmarshal(out, &ifs); err != nil {
+		t.Fatalf("ip -j output %q: %v", out, err)
+	}
+	var as []hostAddr
+	for _, i := range ifs {
+		for _, a := range i.AddrInfo {
+			ip, err := netip.ParseAddr(a.Local)
+			if err != nil {
+				continue
+			}
+			as = append(as, hostAddr{Addr: ip, Deprecated: a.Deprecated, Preferred: fmt.Sprint(a.Preferred), Valid: fmt.Sprint(a.Valid)})
+		}
+	}
+	return as
+}
+
+// addrIn returns the host's address in p.
+func addrIn(as []hostAddr, p netip.Prefix) (hostAddr, bool) {
+	for _, a := range as {
+		if p.Contains(a.Addr) {
+			return a, true
+		}
+	}
+	return hostAddr{}, false
+}
+
+// waitAddr polls the host until its address in p satisfies ok.
+func waitAddr(t *testing.T, l *lab.Lab, p netip.Prefix, timeout time.Duration, what string, ok func(hostAddr) bool) hostAddr {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		as := hostAddrs(t, l, "lan1")
+		if a, found := addrIn(as, p); found && ok(a) {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %s; host addresses: %+v", what, timeout, as)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// get6 fetches /ip from the core's HTTP server over IPv6 from lan1, from
+// src (or the kernel's choice when src is invalid).
+func get6(l *lab.Lab, src netip.Addr, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	d := &net.Dialer{Timeout: timeout}
+	if src.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+	}
+	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			return netns.DialContext(ctx, l.NS("lan1"), d, network, address)
+		}}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://[2001:db8:ffff::80]/ip", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b)), err
+}
+
+// routeDev asks the gateway's kernel which interface a LAN packet from src
+// to the HTTP server leaves by.
+func routeDev(t *testing.T, l *lab.Lab, src netip.Addr) string {
+	t.Helper()
+	out, err := l.Run(context.Background(), "gw", "ip", "-6", "route", "get", "2001:db8:ffff::80", "from", src.String(), "iif", "lan0").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip route get from %s: %v %s", src, err, out)
+	}
+	f := strings.Fields(string(out))
+	for i := range f {
+		if f[i] == "dev" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return string(out)
+}
+
+// gwTxBytes reads a gateway interface's transmitted byte counter.
+func gwTxBytes(t *testing.T, l *lab.Lab, dev string) int64 {
+	t.Helper()
+	out, err := l.Run(context.Background(), "gw", "cat", "/sys/class/net/"+dev+"/statistics/tx_bytes").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// echoFrom opens a connection from src in lan1 to the core's echo server.
+func echoFrom(t *testing.T, l *lab.Lab, src netip.Addr) net.Conn {
+	t.Helper()
+	c, err := netns.DialContext(context.Background(), l.NS("lan1"), &net.Dialer{LocalAddr: &net.TCPAddr{IP: src.AsSlice()}, Timeout: 2 * time.Second}, "tcp", "[2001:db8:ffff::7]:7")
+	if err != nil {
+		t.Fatalf("echo from %s: %v", src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// echoRoundTrip sends n bytes over c and reads them back.
+func echoRoundTrip(c net.Conn, n int) error {
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	msg := []byte(strings.Repeat("x", n))
+	errc := make(chan error, 1)
+	go func() { _, err := c.Write(msg); errc <- err }()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(c, b); err != nil {
+		return err
+	}
+	return <-errc
+}
+
+// leavesBy sends 256 KiB over c and checks from the gateway's counters
+// that it left by dev (the lab's ISPs do not filter sources, so a packet
+// from the wrong prefix would still get through: only the path tells).
+func leavesBy(t *testing.T, l *lab.Lab, c net.Conn, dev, other string) {
+	t.Helper()
+	const n = 256 << 10
+	b0, o0 := gwTxBytes(t, l, dev), gwTxBytes(t, l, other)
+	if err := echoRoundTrip(c, n); err != nil {
+		t.Errorf("echo from %s: %v", c.LocalAddr(), err)
+		return
+	}
+	db, do := gwTxBytes(t, l, dev)-b0, gwTxBytes(t, l, other)-o0
+	if db < n || do > n/4 {
+		t.Errorf("flow from %s: %s +%d bytes, %s +%d bytes; want it on %s", c.LocalAddr(), dev, db, other, do, dev)
+	}
+}
+
+func setHostSysctls(t *testing.T, l *lab.Lab, role string) {
+	t.Helper()
+	err := netns.Do(l.NS(role), func() error {
+		for k, v := range map[string]string{"accept_ra": "2", "autoconf": "1", "accept_ra_pinfo": "1", "use_tempaddr": "0"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/eth0/"+k, []byte(v), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIPv6MultihomingLAN: a LAN host configured by SLAAC from multihome's
+// RAs gets one address per provider; each source leaves by its provider;
+// a blackholed isp1 gets its prefix deprecated and new connections use
+// isp2's prefix; recovery makes it preferred again; a reload renumbering
+// isp1 updates the RAs, the gateway's address and the source rules.
+func TestIPv6MultihomingLAN(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	setHostSysctls(t, l, "lan1")
+	p1 := netip.MustParsePrefix("2001:db8:1:100::/64")
+	p2 := netip.MustParsePrefix("2001:db8:2:100::/64")
+	cfg := string(examples.Lab()) + ipv6Section(p1.String())
+	start := time.Now()
+	d, path := startDaemon(t, l, []byte(cfg))
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+	d.waitState(10*time.Second, "isp2", monitor.Up)
+
+	// SLAAC: one address per provider prefix, both preferred.
+	a1 := waitAddr(t, l, p1, 10*time.Second, "SLAAC address in "+p1.String(), func(a hostAddr) bool { return !a.Deprecated })
+	a2 := waitAddr(t, l, p2, 10*time.Second, "SLAAC address in "+p2.String(), func(a hostAddr) bool { return !a.Deprecated })
+	t.Logf("host addresses %s (preferred %s) and %s, %s after start", a1.Addr, a1.Preferred, a2.Addr, time.Since(start).Round(time.Millisecond))
+
+	// Each source leaves by its provider and the server sees it.
+	for _, c := range []struct {
+		src netip.Addr
+		dev string
+	}{{a1.Addr, "wan1"}, {a2.Addr, "wan2"}} {
+		if dev := routeDev(t, l, c.src); dev != c.dev {
+			t.Errorf("gateway routes LAN packets from %s out of %s, want %s", c.src, dev, c.dev)
+		}
+		var got string
+		var err error
+		for range 20 { // the datapath may still be settling
+			if got, err = get6(l, c.src, time.Second); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil || got != c.src.String() {
+			t.Fatalf("GET /ip from %s: %q, %v", c.src, got, err)
+		}
+		other := map[string]string{"wan1": "wan2", "wan2": "wan1"}[c.dev]
+		leavesBy(t, l, echoFrom(t, l, c.src), c.dev, other)
+	}
+
+	// A long-lived flow from isp2's prefix, which must survive isp1's failure.
+	echo, err := netns.DialContext(context.Background(), l.NS("lan1"), &net.Dialer{LocalAddr: &net.TCPAddr{IP: a2.Addr.AsSlice()}, Timeout: 2 * time.Second}, "tcp", "[2001:db8:ffff::7]:7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	roundTrip := func(msg string) error {
+		echo.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := echo.Write([]byte(msg)); err != nil {
+			return err
+		}
+		b := make([]byte, len(msg))
+		if _, err := io.ReadFull(echo, b); err != nil {
+			return err
+		}
+		if string(b) != msg {
+			return fmt.Errorf("echo %q, want %q", b, msg)
+		}
+		return nil
+	}
+	if err := roundTrip("before"); err != nil {
+		t.Fatal(err)
+	}
+
+	// isp1 blackholed: its prefix deprecated on the host.
+	at, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole})
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := d.waitState(5*time.Second, "isp1", monitor.Down)
+	dep := waitAddr(t, l, p1, 5*time.Second, "deprecated "+p1.String()+" address", func(a hostAddr) bool { return a.Deprecated })
+	took := time.Since(at)
+	t.Logf("isp1 down %s after the blackhole; host address %s deprecated (preferred_lft %s, valid_lft %s) within %s",
+		down.Time.Sub(at).Round(time.Millisecond), dep.Addr, dep.Preferred, dep.Valid, took.Round(time.Millisecond))
+	if took > 3*time.Second {
+		t.Errorf("deprecation took %s, want < 3s", took)
+	}
+	if a, _ := addrIn(hostAddrs(t, l, "lan1"), p2); a.Deprecated {
+		t.Errorf("isp2's address deprecated too: %+v", a)
+	}
+	got, err := get6(l, netip.Addr{}, 2*time.Second)
+	if err != nil || got != a2.Addr.String() {
+		t.Errorf("new connection without a source after isp1's failure: %q, %v; want from %s", got, err, a2.Addr)
+	}
+	// isp1's source cannot leak out through isp2 (it would be spoofed there).
+	if got, err := get6(l, a1.Addr, 500*time.Millisecond); err == nil {
+		t.Errorf("GET from isp1's %s succeeded while isp1 is blackholed: %q (left by another ISP?)", a1.Addr, got)
+	}
+	if err := roundTrip("during"); err != nil {
+		t.Errorf("isp2 flow broken by isp1's failure: %v", err)
+	}
+
+	// Recovery: preferred again.
+	restored := time.Now()
+	if err := l.Restore("isp1"); err != nil {
+		t.Fatal(err)
+	}
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+	back := waitAddr(t, l, p1, 5*time.Second, "preferred "+p1.String()+" address", func(a hostAddr) bool { return !a.Deprecated })
+	t.Logf("isp1 prefix preferred again %s after repair (hold-down included): preferred_lft %s", time.Since(restored).Round(time.Millisecond), back.Preferred)
+	if got, err := get6(l, a1.Addr, 2*time.Second); err != nil || got != a1.Addr.String() {
+		t.Errorf("GET /ip from %s after recovery: %q, %v", a1.Addr, got, err)
+	}
+
+	// Renumbering: isp1 now delegates 2001:db8:1:200::/64 (routed to the
+	// gateway by the ISP), set by a reload.
+	n1 := netip.MustParsePrefix("2001:db8:1:200::/64")
+	if out, err := l.Run(context.Background(), "isp1", "ip", "-6", "route", "add", n1.String(), "via", l.ISPs[0].GW6.String()).CombinedOutput(); err != nil {
+		t.Fatalf("route the new prefix in isp1: %v %s", err, out)
+	}
+	if err := os.WriteFile(path, []byte(string(examples.Lab())+ipv6Section(n1.String())+fmt.Sprintf("\napi: {listen: %q}\n", d.api)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	renumbered := time.Now()
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	n := waitAddr(t, l, n1, 5*time.Second, "SLAAC address in "+n1.String(), func(a hostAddr) bool { return !a.Deprecated })
+	old := waitAddr(t, l, p1, 5*time.Second, "old prefix "+p1.String()+" deprecated", func(a hostAddr) bool { return a.Deprecated })
+	t.Logf("renumbered in %s: new %s, old %s deprecated (valid_lft %s)", time.Since(renumbered).Round(time.Millisecond), n.Addr, old.Addr, old.Valid)
+	rules, err := l.Run(context.Background(), "gw", "ip", "-6", "rule", "show").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(rules), "from "+n1.String()) || strings.Contains(string(rules), "from "+p1.String()) {
+		t.Errorf("gateway rules after renumbering:\n%s", rules)
+	}
+	if dev := routeDev(t, l, n.Addr); dev != "wan1" {
+		t.Errorf("packets from the renumbered %s leave by %s, want wan1", n.Addr, dev)
+	}
+	if got, err := get6(l, n.Addr, 2*time.Second); err != nil || got != n.Addr.String() {
+		t.Errorf("GET /ip from renumbered %s: %q, %v", n.Addr, got, err)
+	}
+	lan, err := l.Run(context.Background(), "gw", "ip", "-6", "-o", "addr", "show", "dev", "lan0").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(lan), "2001:db8:1:200::1/64") || strings.Contains(string(lan), "2001:db8:1:100::1/64") {
+		t.Errorf("gateway LAN addresses after renumbering:\n%s", lan)
+	}
+}
+
+// TestIPv6NPTv6: in nptv6 mode the LAN has one internal prefix (the lab's
+// 2001:db8:100::/64, not routed in the core); the gateway maps it to the
+// prefix of the link in use, so the server sees the host's interface
+// identifier under isp1's prefix, then under isp2's after isp1 fails.
+func TestIPv6NPTv6(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	setHostSysctls(t, l, "lan1")
+	cfg := string(examples.Lab()) + `
+ipv6:
+  lan: lan0
+  mode: nptv6
+  internal: "2001:db8:100::/64"
+  prefixes:
+    - {link: isp1, prefix: "2001:db8:1:100::/64"}
+    - {link: isp2, prefix: "2001:db8:2:100::/64"}
+  ra: {interval: 1s}
+`
+	d, _ := startDaemon(t, l, []byte(cfg))
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+	d.waitState(10*time.Second, "isp2", monitor.Up)
+	host := netip.MustParseAddr("2001:db8:100::10") // the lab's static address of lan1
+	translated := func(p string) string {
+		b := host.As16()
+		n := netip.MustParsePrefix(p).Addr().As16()
+		copy(b[:8], n[:8])
+		return netip.AddrFrom16(b).String()
+	}
+	var got string
+	var err error
+	for range 30 {
+		if got, err = get6(l, host, time.Second); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if want := translated("2001:db8:1:100::/64"); err != nil || got != want {
+		t.Fatalf("GET /ip from %s: %q, %v; want %s (isp1's prefix)", host, got, err, want)
+	}
+	// The host autoconfigures the internal prefix only.
+	waitAddr(t, l, netip.MustParsePrefix("2001:db8:100::/64"), 5*time.Second, "internal address", func(a hostAddr) bool { return !a.Deprecated })
+	if a, ok := addrIn(hostAddrs(t, l, "lan1"), netip.MustParsePrefix("2001:db8:1:100::/64")); ok {
+		t.Errorf("host autoconfigured a provider prefix in nptv6 mode: %+v", a)
+	}
+
+	at, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.waitState(5*time.Second, "isp1", monitor.Down)
+	want2 := translated("2001:db8:2:100::/64")
+	var first time.Duration
+	for time.Since(at) < 5*time.Second {
+		if got, err = get6(l, host, 500*time.Millisecond); err == nil && got == want2 {
+			first = time.Since(at)
+			break
+		}
+	}
+	if first == 0 {
+		t.Fatalf("after isp1's failure: %q, %v; want %s", got, err, want2)
+	}
+	t.Logf("first new flow translated to isp2's prefix %s after the blackhole", first.Round(time.Millisecond))
+	// A flow started through isp2 must keep isp2 (and its translation)
+	// when new flows go back to isp1.
+	echo := echoFrom(t, l, host)
+	if err := echoRoundTrip(echo, 100); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Restore("isp1"); err != nil {
+		t.Fatal(err)
+	}
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+	time.Sleep(200 * time.Millisecond)
+	if got, err := get6(l, host, 2*time.Second); err != nil || got != translated("2001:db8:1:100::/64") {
+		t.Errorf("after recovery: %q, %v", got, err)
+	}
+	leavesBy(t, l, echo, "wan2", "wan1")
+}
+
+// TestIPv6ShutdownLeavesNothing: after SIGTERM the gateway has none of the
+// daemon's IPv6 rules, addresses or NPTv6 table, keeps the addresses it had
+// before (the lab's 2001:db8:100::1), and the host drops the RA router.
+func TestIPv6ShutdownLeavesNothing(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	setHostSysctls(t, l, "lan1")
+	cfg := string(examples.Lab()) + `
+ipv6:
+  lan: lan0
+  mode: nptv6
+  internal: "2001:db8:100::/64"
+  prefixes:
+    - {link: isp1, prefix: "2001:db8:1:100::/64"}
+    - {link: isp2, prefix: "2001:db8:2:100::/64"}
+  ra: {interval: 1s}
+`
+	d, _ := startDaemon(t, l, []byte(cfg))
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+	gw := func(argv ...string) string {
+		out, err := l.Run(context.Background(), "gw", argv...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v %s", argv, err, out)
+		}
+		return string(out)
+	}
+	host := func(argv ...string) string {
+		out, err := l.Run(context.Background(), "lan1", argv...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %v %s", argv, err, out)
+		}
+		return string(out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(host("ip", "-6", "route", "show", "default"), "proto ra") {
+		if time.Now().After(deadline) {
+			t.Fatal("host never learnt the gateway from the RAs")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(gw("nft", "list", "tables"), "multihome_nptv6") || !strings.Contains(gw("ip", "-6", "rule"), "from 2001:db8:100::/64") {
+		t.Fatal("nptv6 table or rules missing while running")
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.cmd.Wait(); err != nil {
+		t.Fatalf("daemon exit: %v\n%s", err, d.logText())
+	}
+	if s := gw("nft", "list", "tables"); strings.Contains(s, "multihome_nptv6") {
+		t.Errorf("nft tables after shutdown:\n%s", s)
+	}
+	if s := gw("ip", "-6", "rule"); strings.Contains(s, "3090") {
+		t.Errorf("rules after shutdown:\n%s", s)
+	}
+	if s := gw("ip", "-6", "addr", "show", "dev", "lan0"); !strings.Contains(s, "2001:db8:100::1/64") {
+		t.Errorf("the lab's own LAN address was removed:\n%s", s)
+	}
+	if s := host("ip", "-6", "route", "show", "default"); strings.Contains(s, "proto ra") {
+		t.Errorf("host still uses the gateway learnt by RA after the final advertisement:\n%s", s)
+	}
+}
