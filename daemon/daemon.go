@@ -146,6 +146,7 @@ var builders []builder
 // optional lists the subsystems that run only when their config section is
 // present. Adding or removing such a section takes a restart.
 var optional = map[string]func(*config.Config) bool{
+	"bgp":  func(c *config.Config) bool { return c.BGP != nil },
 	"dns":  func(c *config.Config) bool { return c.DNS != nil },
 	"ipv6": func(c *config.Config) bool { return c.IPv6 != nil },
 }

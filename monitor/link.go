@@ -744,9 +744,14 @@ func (l *linkState) setCarrier(now time.Time, up bool, why string) {
 		}
 		return
 	}
-	// Without carrier nothing goes through: forget what the probes said.
-	// Failures until the first success after the carrier returns belong
-	// to this outage.
+	l.outage(now, why)
+}
+
+// outage marks the link down at once on evidence stronger than probes
+// (carrier lost, a BFD session down): nothing goes through, so what the
+// probes said is forgotten, and failures until the first success after it
+// belong to this outage. Probes must then prove the link again.
+func (l *linkState) outage(now time.Time, why string) {
 	l.fail, l.pending, l.failOutage, l.quorumFail, l.up, l.holdDown, l.held = 0, nil, true, 0, 0, false, false
 	l.failStart = time.Time{}
 	for _, t := range l.targets {

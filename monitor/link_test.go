@@ -490,6 +490,29 @@ func TestCarrier(t *testing.T) {
 	s.wantState(Up)
 }
 
+// TestOutageEvidence: a verdict from outside the probes (a BFD session
+// down) downs the link at once; the probes then bring it back through
+// up_after and the hold-down, as after a carrier loss.
+func TestOutageEvidence(t *testing.T) {
+	s := newSim(t, 3, config.Health{})
+	s.run(30, never)
+	mark := len(s.log)
+	s.l.outage(s.now, "BFD session to 198.51.100.1 down")
+	s.drain()
+	s.wantState(Down)
+	if ev := s.published(mark, StateChanged); len(ev) != 1 || ev[0].reason != "BFD session to 198.51.100.1 down" {
+		t.Fatalf("events %+v", ev)
+	}
+	s.run(4, never)
+	s.wantState(Down)
+	s.ok()
+	if !s.l.holdDown {
+		t.Fatal("no hold-down after 5 successes")
+	}
+	s.run(40, never)
+	s.wantState(Up)
+}
+
 func TestAdmin(t *testing.T) {
 	s := newSim(t, 3, config.Health{})
 	s.run(10, never)

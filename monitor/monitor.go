@@ -181,6 +181,27 @@ func (m *Monitor) do(fn func() error) error {
 	}
 }
 
+// Evidence takes a verdict on a link from another subsystem, such as a BFD
+// session to the link's next hop. Down marks the link down at once, as a
+// carrier loss does; up needs nothing more: the probes prove the link
+// again (up_after successes, then the hold-down). It does not block.
+func (m *Monitor) Evidence(link string, up bool, reason string) {
+	if up {
+		return
+	}
+	go m.do(func() error {
+		l := m.link(link)
+		if l == nil {
+			return nil
+		}
+		if l.state() != Down {
+			l.outage(time.Now(), reason)
+			m.flush(l)
+		}
+		return nil
+	})
+}
+
 // SetAdmin overrides a link's state: AdminDown forces it down, AdminDrain
 // keeps it but takes no new flows, AdminNone gives it back to its health.
 // reason is the operator's word, repeated in the events. SetAdmin returns
