@@ -52,6 +52,9 @@ func (s *Server) routes(metricsHandler http.Handler) http.Handler {
 	api.Handle("/api/v1/history", method("GET", s.getHistory))
 	api.Handle("/api/v1/config", method("GET", s.getConfig))
 	api.Handle("/api/v1/reload", method("POST", s.postReload))
+	api.Handle("/api/v1/bgp", method("GET", s.getBGP))
+	api.Handle("/api/v1/audit", method("GET", s.getAudit))
+	api.Handle("/api/v1/audit.svg", method("GET", s.getAuditSVG))
 	api.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
 	})

@@ -54,6 +54,7 @@ type peerInfo struct {
 	bfd       bfd.State // AdminDown when BFD is not configured
 	quietWarn bool      // "receives nothing" logged for this establishment
 	since     time.Time
+	reason    string // why the session last left established, from GoBGP
 }
 
 // New builds a speaker for cfg.BGP (which must be set). Nothing is
@@ -459,6 +460,9 @@ func (s *Speaker) peerState(p apiutil.Peer, at time.Time) {
 		info.state = p.State.SessionState
 		info.since = at
 		info.quietWarn = false
+		if p.State.DisconnectMessage != "" {
+			info.reason = p.State.DisconnectMessage
+		}
 	}
 	s.mu.Unlock()
 	if info == nil || from == p.State.SessionState {

@@ -78,7 +78,11 @@
       askToken(token ? 'The saved token was refused.' : '');
       throw new Error('the API wants a token');
     }
-    if (!res.ok) throw new Error((body && body.error) || `${res.status} ${res.statusText}`);
+    if (!res.ok) {
+      const err = new Error((body && body.error) || `${res.status} ${res.statusText}`);
+      err.status = res.status;
+      throw err;
+    }
     return body;
   }
 
@@ -138,6 +142,7 @@
       }
       renderAll();
       pollOK(true);
+      loadBGP();
     } catch (e) {
       pollOK(false, e.message);
     }
@@ -433,6 +438,119 @@
     }
   }
 
+  // ---- BGP sessions ----
+  // null: not asked yet; false: the daemon has no BGP (404), asked again
+  // only after a config reload.
+  let bgpAvailable = null;
+  let bgpBusy = false;
+  let bgpAgain = false;
+  async function loadBGP(recheck) {
+    if (recheck) bgpAvailable = null;
+    if (bgpAvailable === false) return;
+    if (bgpBusy) { bgpAgain = true; return; }
+    bgpBusy = true;
+    try {
+      const res = await api('/api/v1/bgp');
+      bgpAvailable = true;
+      renderBGP(res.neighbors || []);
+    } catch (e) {
+      if (e.status === 404) {
+        bgpAvailable = false;
+        $('#bgp-panel').hidden = true;
+      }
+    } finally {
+      bgpBusy = false;
+    }
+    if (bgpAgain) {
+      bgpAgain = false;
+      loadBGP();
+    }
+  }
+
+  function announcement(n) {
+    if (n.withdrawn || !n.announced) return ['withdrawn', 'withdrawn', 'Our prefixes are not exported to this neighbour'];
+    if (n.prepend > 0) return ['prepended', `prepended ×${n.prepend}`, `Announced with ${n.prepend} extra copies of our AS`];
+    return ['announced', 'announced', 'Our prefixes are exported to this neighbour'];
+  }
+
+  function renderBGP(ns) {
+    $('#bgp-panel').hidden = false;
+    const up = ns.filter((n) => n.state === 'established').length;
+    $('#bgp-count').textContent = ns.length ? `${up} of ${ns.length} established` : 'no neighbours';
+    $('#bgp tbody').replaceChildren(...ns.map((n) => {
+      const tr = h('tr');
+      tr.dataset.neighbor = n.neighbor;
+      tr.dataset.state = n.state;
+      const st = h('td');
+      const pill = h('span', 'pill state bgp-' + n.state, n.state);
+      st.append(pill);
+      const [cls, label, tip] = announcement(n);
+      const ann = h('td', 'ann ann-' + cls, label);
+      ann.title = tip;
+      const bfd = h('td', n.bfd ? 'bfd-' + n.bfd : 'muted', n.bfd || '—');
+      const why = h('td', 'why');
+      const ago = fmtAgo(n.since);
+      if (ago) {
+        const b = h('b', '', ago + ' ago');
+        b.title = new Date(n.since).toString();
+        why.append(b);
+      }
+      why.append(n.reason || '');
+      tr.append(h('td', 'addr', n.neighbor), h('td', 'l', n.link), h('td', '', 'AS' + n.peer_as), st,
+        h('td', 'n', String(n.prefixes_sent)), h('td', 'n', String(n.prefixes_received)), ann, bfd, why);
+      return tr;
+    }));
+  }
+
+  // ---- audit ----
+  let auditURL = '';
+  async function loadAudit() {
+    let rep;
+    try {
+      rep = await api('/api/v1/audit');
+    } catch (e) {
+      if (e.status === 404) $('#audit-panel').hidden = true;
+      return;
+    }
+    renderAudit(rep);
+    // The picture: with a token, an <img> cannot send the header, so fetch
+    // it and show a blob URL.
+    const img = $('#audit-svg');
+    if (!token) {
+      img.src = '/api/v1/audit.svg?at=' + Date.now();
+      return;
+    }
+    try {
+      const res = await fetch('/api/v1/audit.svg', { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store' });
+      if (!res.ok) return;
+      const url = URL.createObjectURL(await res.blob());
+      img.src = url;
+      if (auditURL) URL.revokeObjectURL(auditURL);
+      auditURL = url;
+    } catch (e) { /* keep the old picture */ }
+  }
+
+  function renderAudit(rep) {
+    $('#audit-panel').hidden = false;
+    const fs = rep.findings || [];
+    const by = {};
+    for (const f of fs) by[f.severity] = (by[f.severity] || 0) + 1;
+    const parts = ['high', 'medium', 'low', 'info'].filter((s) => by[s]).map((s) => `${by[s]} ${s}`);
+    const spofs = (rep.spofs || []).length;
+    $('#audit-sum').textContent = (fs.length ? `${fs.length} findings: ${parts.join(', ')}` : 'no findings') +
+      (spofs ? ` · ${spofs} single point${spofs > 1 ? 's' : ''} of failure` : '');
+    $('#findings').replaceChildren(...fs.map((f) => {
+      const li = h('li', 'finding sev-' + f.severity);
+      li.dataset.check = f.check;
+      const head = h('div', 'fh');
+      head.append(h('span', 'sev', f.severity), h('span', 'check', f.check));
+      li.append(head, h('div', 'sum', f.summary));
+      if (f.recommendation) li.append(h('div', 'fix', f.recommendation));
+      return li;
+    }));
+    if (!fs.length) $('#findings').append(h('li', 'empty small', 'No findings: no single point of failure found in the config.'));
+  }
+
   // ---- decision log ----
   async function loadEvents() {
     try {
@@ -449,6 +567,8 @@
     events.push(e);
     while (events.length > MAX_EVENTS) events.shift();
     renderEvents(new Set([e.seq]));
+    loadBGP(e.kind === 'reload');
+    if (e.kind === 'reload') loadAudit();
     if (e.status && e.link && links.has(e.link)) {
       const l = links.get(e.link);
       l.data = e.status;
@@ -653,6 +773,8 @@
   async function refresh() {
     await poll();
     if (!events.length) await loadEvents();
+    loadBGP(true);
+    loadAudit();
   }
 
   async function loadHistory() {
@@ -673,6 +795,7 @@
     await loadHistory();
     await poll();
     await loadEvents();
+    loadAudit();
     stream();
     const loop = async () => {
       for (;;) {
