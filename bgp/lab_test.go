@@ -1,12 +1,9 @@
 package bgp
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,12 +16,9 @@ import (
 
 // child is the speaker running in the lab's gateway namespace.
 type child struct {
+	*lab.Child
 	t      testing.TB
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
 	events chan monitor.Event
-	mu     sync.Mutex
-	stderr strings.Builder
 }
 
 type lockedWriter struct {
@@ -46,27 +40,11 @@ func startSpeaker(t testing.TB, l *lab.Lab, yaml string) *child {
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	c := &child{t: t, events: make(chan monitor.Event, 1024)}
-	c.cmd = l.Run(context.Background(), lab.RoleGW, exe, "-test.run=^$")
-	c.cmd.Env = append(os.Environ(), childEnv+"="+path)
-	c.cmd.Stderr = lockedWriter{&c.mu, &c.stderr}
-	out, err := c.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c.Child = l.StartChild(t, lab.RoleGW, "speaker", childEnv+"="+path)
 	go func() {
 		defer close(c.events)
-		dec := json.NewDecoder(out)
+		dec := json.NewDecoder(c.Stdout)
 		for {
 			var e monitor.Event
 			if dec.Decode(&e) != nil {
@@ -75,32 +53,10 @@ func startSpeaker(t testing.TB, l *lab.Lab, yaml string) *child {
 			c.events <- e
 		}
 	}()
-	t.Cleanup(func() {
-		c.stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- c.cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("speaker child: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			c.cmd.Process.Kill()
-			<-done
-			t.Error("speaker child did not stop when its stdin closed")
-		}
-		if t.Failed() || testing.Verbose() {
-			t.Logf("speaker log:\n%s", c.log())
-		}
-	})
 	return c
 }
 
-func (c *child) log() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.stderr.String()
-}
+func (c *child) log() string { return c.Log() }
 
 // wait returns the first monitor event matching match within d.
 func (c *child) wait(d time.Duration, what string, match func(monitor.Event) bool) monitor.Event {

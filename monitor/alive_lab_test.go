@@ -97,9 +97,7 @@ func TestLabSaturatedNotDown(t *testing.T) {
 	t.Logf("downloaded %.1f MB in %v through wan2 (%.1f Mbit/s); wan2 under load: state %v, loss %.1f%%, rtt p50 %v p95 %v, rate down %s",
 		float64(got.Load())/1e6, took.Round(time.Millisecond), float64(got.Load())*8/took.Seconds()/1e6,
 		mid.State, 100*mid.Loss, mid.RTTP50, mid.RTTP95, rateText(mid.RateDown))
-	c.mu.Lock()
-	held := strings.Count(c.stderr.String(), "link failure verdict held")
-	c.mu.Unlock()
+	held := strings.Count(c.Log(), "link failure verdict held")
 	t.Logf("failure verdicts held on passive evidence: %d; events:%s", held, c.history())
 	for _, e := range c.seen {
 		if e.Kind == StateChanged && e.To == Down {

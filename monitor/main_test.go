@@ -2,14 +2,11 @@ package monitor
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -120,24 +117,10 @@ func runChild(path string) int {
 
 // child is a monitor running in a lab's gateway namespace.
 type child struct {
-	t      testing.TB
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
-	msgs   chan childMsg
-	mu     sync.Mutex
-	stderr bytes.Buffer
-	seen   []Event
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (w lockedWriter) Write(b []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(b)
+	*lab.Child
+	t    testing.TB
+	msgs chan childMsg
+	seen []Event
 }
 
 // startChild re-executes the test binary in the gateway namespace of l,
@@ -153,27 +136,11 @@ func startChild(t testing.TB, l *lab.Lab, cfg *config.Config) *child {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
 	c := &child{t: t, msgs: make(chan childMsg, 4096)}
-	c.cmd = l.Run(context.Background(), lab.RoleGW, exe, "-test.run=^$")
-	c.cmd.Env = append(os.Environ(), childEnv+"="+path)
-	c.cmd.Stderr = lockedWriter{&c.mu, &c.stderr}
-	out, err := c.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.stdin, err = c.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	c.Child = l.StartChild(t, lab.RoleGW, "monitor", childEnv+"="+path)
 	go func() {
 		defer close(c.msgs)
-		dec := json.NewDecoder(out)
+		dec := json.NewDecoder(c.Stdout)
 		for {
 			var m childMsg
 			if err := dec.Decode(&m); err != nil {
@@ -182,26 +149,6 @@ func startChild(t testing.TB, l *lab.Lab, cfg *config.Config) *child {
 			c.msgs <- m
 		}
 	}()
-	t.Cleanup(func() {
-		c.stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- c.cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("monitor child: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			c.cmd.Process.Kill()
-			<-done
-			t.Error("monitor child did not stop when its stdin closed")
-		}
-		if t.Failed() || testing.Verbose() {
-			c.mu.Lock()
-			t.Logf("monitor log:\n%s", c.stderr.String())
-			c.mu.Unlock()
-		}
-	})
 	return c
 }
 
@@ -258,7 +205,7 @@ func (c *child) quiet(d time.Duration) []Event {
 
 func (c *child) snapshot() []Status {
 	c.t.Helper()
-	fmt.Fprintln(c.stdin, `{"op":"snapshot"}`)
+	fmt.Fprintln(c.Stdin, `{"op":"snapshot"}`)
 	timeout := time.After(5 * time.Second)
 	for {
 		select {
