@@ -63,42 +63,7 @@ dns:
 		t.Fatal(err)
 	}
 
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var stderr bytes.Buffer
-	cmd := l.Run(ctx, lab.RoleGW, exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+path)
-	cmd.Stderr = lockedWriter{&mu, &stderr}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close()
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("child: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-done
-			t.Error("child did not stop when its stdin closed")
-		}
-		if t.Failed() || testing.Verbose() {
-			mu.Lock()
-			t.Logf("child log:\n%s", stderr.String())
-			mu.Unlock()
-		}
-	})
+	l.StartChild(t, lab.RoleGW, "dns server", childEnv+"="+path)
 
 	// ask queries www A from the core, to the gateway's address on one
 	// ISP; it returns the sorted addresses and TTL, or an error.
