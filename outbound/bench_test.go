@@ -13,12 +13,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -152,35 +150,6 @@ func report(t *testing.T, name string, firsts, gaps []time.Duration) {
 	}
 }
 
-// TestBenchChild runs the real monitor and the controller in this
-// process's own namespace: the parent test starts it inside the lab's
-// gateway with `ip netns exec`. It runs until SIGTERM.
-func TestBenchChild(t *testing.T) {
-	path := os.Getenv("MULTIHOME_CHILD_CONFIG")
-	if path == "" {
-		t.Skip("helper process for the real-monitor benchmark")
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	mon, err := monitor.New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := New(cfg, mon, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer cancel()
-	go mon.Run(ctx)
-	if err := c.Run(ctx); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestBenchFailoverMonitor: the same with the real link monitor at its
 // default probe rate (three core targets, each every 200 ms: 15 probes/s
 // per link; down after 3 failed probes), so detection is included;
@@ -208,22 +177,7 @@ links:
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe, _ := os.Executable()
-	cmd := l.Run(context.Background(), lab.RoleGW, exe, "-test.run=^TestBenchChild$", "-test.v")
-	cmd.Env = append(os.Environ(), "MULTIHOME_CHILD_CONFIG="+cfgPath)
-	logf, _ := os.Create(filepath.Join(dir, "child.log"))
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		if t.Failed() || testing.Verbose() {
-			b, _ := os.ReadFile(logf.Name())
-			t.Logf("child log:\n%s", tail(string(b), 40))
-		}
-	})
+	l.StartChild(t, lab.RoleGW, "outbound", childEnv+"="+cfgPath)
 	e := &env{t: t, l: l, cfg: cfg}
 	e.waitFor("both links up and the ruleset in place", 10*time.Second, func() bool {
 		s, err := e.viaTimeout("lan1", 300*time.Millisecond)
@@ -258,11 +212,6 @@ links:
 		}
 		report(t, "failover-monitor-"+string(kind), firsts, gaps)
 	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 // TestBenchThroughput: iperf3 LAN → server through the gateway with the
