@@ -26,10 +26,11 @@ var (
 	mSent      = prometheus.NewDesc("multihome_bgp_prefixes_sent", "Prefixes advertised to the neighbour.", labels, nil)
 	mBFD       = prometheus.NewDesc("multihome_bgp_bfd_up", "1 when multihome's BFD session to the neighbour is up (only neighbours with bfd configured).", labels, nil)
 	mReceived  = prometheus.NewDesc("multihome_bgp_prefixes_received", "Prefixes received from the neighbour (before the import policy, which rejects all).", labels, nil)
+	mImported  = prometheus.NewDesc("multihome_bgp_imported_routes", "Routes from the neighbour installed in its link's routing table (import: default or full).", labels, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mUp, mState, mAnnounced, mPrepend, mSent, mReceived, mBFD} {
+	for _, d := range []*prometheus.Desc{mUp, mState, mAnnounced, mPrepend, mSent, mReceived, mBFD, mImported} {
 		ch <- d
 	}
 }
@@ -85,6 +86,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(mPrepend, float64(r.p.prepend), r)
 		gauge(mSent, float64(r.sent), r)
 		gauge(mReceived, float64(r.recv), r)
+		gauge(mImported, float64(r.p.imported), r)
 		if r.p.bfd != bfd.AdminDown {
 			v := 0.0
 			if r.p.bfd == bfd.Up {

@@ -32,6 +32,11 @@ type Speaker struct {
 	bfdEv   chan bfd.Event
 	dampC   chan struct{}
 	ifaces  map[string]string // link → interface
+	links   map[string]linkTable
+
+	impMu    sync.Mutex // guards impDirty, written by GoBGP's callbacks
+	impDirty map[netip.Addr]bool
+	impKick  chan struct{}
 
 	mu    sync.Mutex // guards the fields below, read by the collector
 	cfg   *config.BGP
@@ -40,8 +45,9 @@ type Speaker struct {
 }
 
 type update struct {
-	cfg  *config.BGP
-	done chan error
+	cfg   *config.BGP
+	links map[string]linkTable
+	done  chan error
 }
 
 // peerInfo is what the collector reports per neighbour.
@@ -55,6 +61,9 @@ type peerInfo struct {
 	quietWarn bool      // "receives nothing" logged for this establishment
 	since     time.Time
 	reason    string // why the session last left established, from GoBGP
+
+	imported      int  // routes from it in its link's table
+	importLimited bool // max_prefixes reached
 }
 
 // New builds a speaker for cfg.BGP (which must be set). Nothing is
@@ -78,6 +87,10 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Speaker, er
 		dampC:   make(chan struct{}, 1),
 		peers:   map[netip.Addr]*peerInfo{},
 		ifaces:  ifaces,
+		links:   linkTables(cfg),
+
+		impDirty: map[netip.Addr]bool{},
+		impKick:  make(chan struct{}, 1),
 	}, nil
 }
 
@@ -96,7 +109,7 @@ func (s *Speaker) Update(cfg *config.Config) error {
 	}
 	done := make(chan error, 1)
 	select {
-	case s.updates <- update{cfg.BGP, done}:
+	case s.updates <- update{cfg.BGP, linkTables(cfg), done}:
 		return <-done
 	case <-time.After(10 * time.Second):
 		return errors.New("bgp speaker not running: reload not applied")
@@ -124,6 +137,7 @@ type runState struct {
 	bfdStop map[netip.Addr]context.CancelFunc
 	ann     []announce
 	paths   map[netip.Prefix]uuid.UUID // prefix → GoBGP path UUID
+	imp     *importState
 }
 
 // Run starts GoBGP, the sessions and the announcements, and follows the
@@ -177,17 +191,25 @@ func (s *Speaker) Run(ctx context.Context) error {
 				s.peerState(e.Peer, at)
 			}
 		},
-	}, server.WatchPeer()); err != nil {
+		// Received updates, before the import policy: they trigger a
+		// sync of the imported routes (import.go).
+		OnPathUpdate: s.onPathUpdate,
+	}, server.WatchPeer(), server.WatchUpdate(false, "", "")); err != nil {
 		return fmt.Errorf("watch gobgp peers: %w", err)
 	}
 
 	st := &runState{srv: srv, cfg: cfg, usable: map[string]bool{}, bfd: map[netip.Addr]bool{}, paths: map[netip.Prefix]uuid.UUID{},
 		damp: map[netip.Addr]*damping{}, healthy: map[netip.Addr]bool{}}
+	s.mu.Lock()
+	st.imp = newImportState(s.links)
+	s.mu.Unlock()
 	defer func() {
 		if st.dampT != nil {
 			st.dampT.Stop()
 		}
 	}()
+	// Runs before StopBgp: a clean stop leaves no imported route.
+	defer s.clearImports(st)
 	for _, ls := range s.src.Snapshot() {
 		st.usable[ls.Link] = usable(cfg, ls)
 	}
@@ -212,6 +234,13 @@ func (s *Speaker) Run(ctx context.Context) error {
 		return err
 	}
 	warnUnrouted(s.log, cfg.Prefixes)
+	for _, n := range cfg.Neighbors {
+		if n.Imports() {
+			s.log.Info("bgp import", importLogAttrs(n)...)
+		}
+	}
+	// A first sync removes what a previous run may have left behind.
+	s.markAllImports(st)
 	s.publish(st)
 	bctx, bcancel := context.WithCancel(ctx)
 	defer bcancel()
@@ -235,6 +264,9 @@ func (s *Speaker) Run(ctx context.Context) error {
 			if e.Kind != monitor.StateChanged && e.Kind != monitor.AdminChanged {
 				continue
 			}
+			if e.Kind == monitor.StateChanged && e.To != monitor.Down {
+				s.onLinkEvent(st, e.Link)
+			}
 			u := usable(st.cfg, e.Status)
 			if prev, seen := st.usable[e.Link]; seen && prev == u {
 				continue
@@ -246,7 +278,19 @@ func (s *Speaker) Run(ctx context.Context) error {
 		case e := <-s.bfdEv:
 			s.bfdEvent(ctx, st, e)
 		case u := <-s.updates:
-			u.done <- s.reload(ctx, st, u.cfg)
+			err := s.reload(ctx, st, u.cfg)
+			if err == nil {
+				st.imp.setLinks(u.links)
+				s.mu.Lock()
+				s.links = u.links
+				s.mu.Unlock()
+			}
+			s.markAllImports(st)
+			u.done <- err
+		case <-s.impKick:
+			s.importKicked(st)
+		case <-st.imp.timer.C:
+			s.syncImports(st)
 		}
 	}
 }
@@ -468,6 +512,7 @@ func (s *Speaker) peerState(p apiutil.Peer, at time.Time) {
 	if info == nil || from == p.State.SessionState {
 		return
 	}
+	s.markImport(addr)
 	lvl := slog.LevelInfo
 	if from == bgp.BGP_FSM_ESTABLISHED {
 		lvl = slog.LevelWarn

@@ -43,6 +43,13 @@ type NeighborStatus struct {
 	// BFD is multihome's BFD session state (down, init, up), empty when
 	// BFD is not configured for the neighbour.
 	BFD string `json:"bfd,omitempty"`
+	// Import is the neighbour's import setting (none, default, full);
+	// Imported the number of its routes installed in its link's routing
+	// table; ImportLimited is set while it sends more than max_prefixes
+	// (the routes over the limit are not installed).
+	Import        string `json:"import"`
+	Imported      int    `json:"imported"`
+	ImportLimited bool   `json:"import_limited,omitempty"`
 }
 
 // Status returns every configured neighbour's state, in config order. It
@@ -51,9 +58,11 @@ func (s *Speaker) Status() []NeighborStatus {
 	s.mu.Lock()
 	srv := s.srv
 	var order []netip.Addr
+	imports := map[netip.Addr]string{}
 	if s.cfg != nil {
 		for _, n := range s.cfg.Neighbors {
 			order = append(order, n.Address)
+			imports[n.Address] = n.Import
 		}
 	}
 	out := make([]NeighborStatus, 0, len(s.peers))
@@ -61,6 +70,7 @@ func (s *Speaker) Status() []NeighborStatus {
 		n := NeighborStatus{
 			Neighbor: a, Link: p.link, PeerAS: p.asn, State: stateName(p.state), Since: p.since,
 			Announced: p.announced, Withdrawn: !p.announced, Prepend: p.prepend,
+			Import: cmp.Or(imports[a], "none"), Imported: p.imported, ImportLimited: p.importLimited,
 		}
 		if p.state != bgp.BGP_FSM_ESTABLISHED {
 			n.Reason = p.reason

@@ -94,6 +94,35 @@ type BGPNeighbor struct {
 	TTLSecurity bool `yaml:"ttl_security"`
 	// BFD runs multihome's own BFD session to the neighbour over the link.
 	BFD *BFD `yaml:"bfd"`
+	// Import is what of the neighbour's routes is installed into its
+	// link's routing table (docs/bgp.md, "Importing routes"): "none"
+	// (default), "default" (only 0.0.0.0/0 or ::/0) or "full" (every
+	// route of the neighbour's family). Imported routes are never
+	// exported to any neighbour.
+	Import string `yaml:"import"`
+	// ImportPrefixes, with import: full, keeps only the routes equal to or
+	// more specific than one of these prefixes.
+	ImportPrefixes []netip.Prefix `yaml:"import_prefixes"`
+	// MaxPrefixes caps the routes imported from the neighbour (0: no
+	// limit). Over it an error is logged and no further route is
+	// installed; the session stays up.
+	MaxPrefixes int `yaml:"max_prefixes"`
+	// RequireDefault, with import default or full: while the session is
+	// established and the neighbour sends no default route, its link is
+	// reported down to the link monitor.
+	RequireDefault bool `yaml:"require_default"`
+}
+
+// BGP import modes.
+const (
+	BGPImportNone    = "none"
+	BGPImportDefault = "default"
+	BGPImportFull    = "full"
+)
+
+// Imports reports whether routes are imported from the neighbour.
+func (n *BGPNeighbor) Imports() bool {
+	return n.Import == BGPImportDefault || n.Import == BGPImportFull
 }
 
 // BFD configures one asynchronous single-hop BFD session (RFC 5880/5881).
@@ -239,6 +268,7 @@ func checkBGP(c *Config, k *checker) {
 				k.errorf(fmt.Sprintf("%s.communities[%d]", p, j), "%v", err)
 			}
 		}
+		checkBGPImport(k, p, n)
 		fam := false
 		for _, pr := range b.Prefixes {
 			fam = fam || pr.Addr().Is4() == n.Address.Is4()
@@ -280,6 +310,36 @@ func checkBGP(c *Config, k *checker) {
 		k.errorf("bgp.router_id", "missing: no IPv4 address to take it from, give one")
 	} else if !b.RouterID.Is4() {
 		k.errorf("bgp.router_id", "must be an IPv4 address, got %s", b.RouterID)
+	}
+}
+
+// checkBGPImport validates the import settings of neighbour n (at path p).
+func checkBGPImport(k *checker, p string, n *BGPNeighbor) {
+	oneOf(k, p+".import", &n.Import, BGPImportNone, BGPImportNone, BGPImportDefault, BGPImportFull)
+	if len(n.ImportPrefixes) > 0 && n.Import != BGPImportFull {
+		k.errorf(p+".import_prefixes", "filters a full import: needs import: full (import is %s)", n.Import)
+	}
+	for j, pr := range n.ImportPrefixes {
+		path := fmt.Sprintf("%s.import_prefixes[%d]", p, j)
+		if pr != pr.Masked() {
+			k.errorf(path, "%s has host bits set: did you mean %s?", pr, pr.Masked())
+		}
+		if n.Address.IsValid() && pr.Addr().Is4() != n.Address.Is4() {
+			k.errorf(path, "%s is not of the neighbour's family: it would match nothing", pr)
+		}
+		for i := range j {
+			if n.ImportPrefixes[i] == pr {
+				k.errorf(path, "duplicate prefix %s", pr)
+			}
+		}
+	}
+	if n.MaxPrefixes < 0 {
+		k.errorf(p+".max_prefixes", "must be 0 (no limit) or more, got %d", n.MaxPrefixes)
+	} else if n.MaxPrefixes > 0 && !n.Imports() {
+		k.errorf(p+".max_prefixes", "limits imported routes: needs import: default or full (import is %s)", n.Import)
+	}
+	if n.RequireDefault && !n.Imports() {
+		k.errorf(p+".require_default", "needs import: default or full (import is %s)", n.Import)
 	}
 }
 

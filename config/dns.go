@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -161,6 +162,29 @@ type DNSName struct {
 	AllDown string `yaml:"all_down"`
 	// Records give the name's addresses on each link.
 	Records []DNSLinkRecord `yaml:"records"`
+	// Host6 makes the name a LAN host with this interface identifier
+	// (e.g. "::80") on every link that has ipv6.prefixes: like a record
+	// {link, host6} for each such link, except links whose record gives
+	// aaaa or host6 itself. Records are then optional.
+	Host6 netip.Addr `yaml:"host6"`
+}
+
+// Host6Links returns the links a name-level Host6 applies to: those with
+// an ipv6.prefixes entry (known or not yet), in the order of c.Links,
+// except the ones a record of the name gives IPv6 addresses for.
+func (n *DNSName) Host6Links(c *Config) []string {
+	if !n.Host6.IsValid() || c.IPv6 == nil {
+		return nil
+	}
+	var out []string
+	for _, l := range c.Links {
+		if !slices.ContainsFunc(c.IPv6.Prefixes, func(p IPv6Prefix) bool { return p.Link == l.Name }) ||
+			slices.ContainsFunc(n.Records, func(r DNSLinkRecord) bool { return r.Link == l.Name && (r.AAAA.IsSet() || r.Host6.IsValid()) }) {
+			continue
+		}
+		out = append(out, l.Name)
+	}
+	return out
 }
 
 // DNSLinkRecord gives a name's address(es) on one link.
@@ -168,6 +192,11 @@ type DNSLinkRecord struct {
 	Link string  `yaml:"link"`
 	A    DNSAddr `yaml:"a"`
 	AAAA DNSAddr `yaml:"aaaa"`
+	// Host6 is a LAN host's interface identifier, e.g. "::80": the name's
+	// AAAA records on this link are that identifier in every
+	// ipv6.prefixes entry of the link (one per prefix), so they follow
+	// the prefixes when the site is renumbered. Exclusive with AAAA.
+	Host6 netip.Addr `yaml:"host6"`
 	// Weight overrides the link's weight for this name (default: the
 	// link's).
 	Weight int `yaml:"weight"`
@@ -220,6 +249,48 @@ func (a DNSAddr) Resolve(l *Link, family int) netip.Addr {
 		return l.Address4
 	}
 	return l.Address6
+}
+
+// Host6Addrs returns the addresses of a host6 record: the interface
+// identifier in each of the link's IPv6 LAN prefixes, in the order of
+// v.Prefixes. Entries whose prefix is not known (yet) are skipped.
+func (r *DNSLinkRecord) Host6Addrs(v *IPv6) []netip.Addr {
+	if v == nil || !r.Host6.IsValid() {
+		return nil
+	}
+	var out []netip.Addr
+	for _, p := range v.Prefixes {
+		if p.Link != r.Link {
+			continue
+		}
+		if a, ok := HostIn(p.Prefix, r.Host6); ok && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// HostIn returns the address with p's network bits and iid's host bits;
+// ok is false if p is not a valid IPv6 prefix or iid not an IPv6 address.
+func HostIn(p netip.Prefix, iid netip.Addr) (netip.Addr, bool) {
+	if !p.IsValid() || !p.Addr().Is6() || p.Addr().Is4In6() || !iid.Is6() {
+		return netip.Addr{}, false
+	}
+	n, h := p.Masked().Addr().As16(), iid.As16()
+	bits := p.Bits()
+	for i := range n {
+		switch {
+		case bits >= 8:
+			bits -= 8
+		case bits > 0:
+			m := byte(0xff) >> bits
+			n[i] |= h[i] & m
+			bits = 0
+		default:
+			n[i] = h[i]
+		}
+	}
+	return netip.AddrFrom16(n), true
 }
 
 // DNSTransfer configures outgoing zone transfers and NOTIFY.
@@ -632,7 +703,12 @@ func checkDNSName(c *Config, k *checker, p, origin string, n *DNSName, seen map[
 	oneOf(k, p+".degraded", &n.Degraded, DNSDemote, DNSKeep, DNSDemote, DNSRemove)
 	oneOf(k, p+".saturated", &n.Saturated, DNSDemote, DNSKeep, DNSDemote, DNSRemove)
 	oneOf(k, p+".all_down", &n.AllDown, DNSAllDownAll, DNSAllDownAll, DNSAllDownLastGood, DNSAllDownServfail)
-	if len(n.Records) == 0 {
+	if n.Host6.IsValid() && checkIID(k, p+".host6", n.Host6) {
+		if c.IPv6 == nil || len(c.IPv6.Prefixes) == 0 {
+			k.errorf(p+".host6", "needs an ipv6 section with prefixes: host6 is the host's address in each link's ipv6.prefixes")
+		}
+	}
+	if len(n.Records) == 0 && !n.Host6.IsValid() {
 		k.errorf(p+".records", "missing: give the name's address on each link")
 	}
 	for i := range n.Records {
@@ -643,8 +719,11 @@ func checkDNSName(c *Config, k *checker, p, origin string, n *DNSName, seen map[
 		} else if c.LinkByName(r.Link) == nil {
 			k.errorf(pr+".link", "unknown link %q", r.Link)
 		}
-		if !r.A.IsSet() && !r.AAAA.IsSet() {
+		if !r.A.IsSet() && !r.AAAA.IsSet() && !r.Host6.IsValid() {
 			k.errorf(pr, "give a, aaaa or both")
+		}
+		if r.Host6.IsValid() {
+			checkHost6(c, k, pr, r)
 		}
 		if a := r.A.Addr; a.IsValid() && !a.Is4() {
 			k.errorf(pr+".a", "%s is not an IPv4 address", a)
@@ -656,4 +735,46 @@ func checkDNSName(c *Config, k *checker, p, origin string, n *DNSName, seen map[
 			k.errorf(pr+".weight", "must not be negative, got %d", r.Weight)
 		}
 	}
+}
+
+// checkHost6 validates a record's host6: an interface identifier, on a
+// link that has LAN prefixes. Entries are counted by link whatever their
+// prefix: a learned one may not be known yet.
+func checkHost6(c *Config, k *checker, pr string, r *DNSLinkRecord) {
+	p := pr + ".host6"
+	if !checkIID(k, p, r.Host6) {
+		return
+	}
+	if r.AAAA.IsSet() {
+		k.errorf(p, "give aaaa or host6, not both")
+	}
+	if r.Link == "" || c.LinkByName(r.Link) == nil {
+		return
+	}
+	if c.IPv6 == nil {
+		k.errorf(p, "needs an ipv6 section: host6 is the host's address in each of link %s's ipv6.prefixes", r.Link)
+		return
+	}
+	if !slices.ContainsFunc(c.IPv6.Prefixes, func(x IPv6Prefix) bool { return x.Link == r.Link }) {
+		k.errorf(p, "link %s has no ipv6.prefixes entry: host6 is the host's address in each of the link's LAN prefixes", r.Link)
+	}
+}
+
+// checkIID reports whether h is an IPv6 interface identifier: nothing in
+// the top 64 bits, not all zero.
+func checkIID(k *checker, p string, h netip.Addr) bool {
+	b := h.As16()
+	switch {
+	case !h.Is6():
+		k.errorf(p, "%s is not an IPv6 interface identifier: want e.g. \"::80\"", h)
+	case h.Zone() != "":
+		k.errorf(p, "%s: an interface identifier has no zone", h)
+	case [8]byte(b[:8]) != [8]byte{}:
+		k.errorf(p, "%s has bits in the top 64 (the prefix's): want an interface identifier such as ::80", h)
+	case h == netip.IPv6Unspecified():
+		k.errorf(p, ":: is the subnet-router anycast address: want the host's interface identifier, e.g. ::80")
+	default:
+		return true
+	}
+	return false
 }

@@ -81,7 +81,7 @@ func desiredOf(zv *zoneView) pushState {
 	for _, n := range zv.z.names {
 		d := zv.dyn[n]
 		for f := range 2 {
-			if len(n.recs[f]) == 0 {
+			if !n.managed[f] {
 				continue // never managed: leave whatever is there
 			}
 			a := slices.Clone(d.published(f))

@@ -122,6 +122,7 @@ type listenConf struct {
 }
 
 func (s *Server) apply(cfg *config.Config, zones []*zone) {
+	s.carryRecsChanged(zones)
 	s.cfg = cfg
 	s.zones = zones
 	d := cfg.DNS
@@ -145,6 +146,35 @@ func (s *Server) apply(cfg *config.Config, zones []*zone) {
 		for _, n := range z.names {
 			if n.policy == config.DNSPolicyWeighted {
 				s.weighted = true
+			}
+		}
+	}
+}
+
+// carryRecsChanged dates the names of new zones whose configured
+// addresses differ from the running ones (a reload that renumbered a
+// prefix, a host6 prefix learned or lost): their TTL drops to min_ttl
+// and ramps up again, as after a link change.
+func (s *Server) carryRecsChanged(zones []*zone) {
+	old := map[string]*dynName{}
+	for _, z := range s.zones {
+		for _, n := range z.names {
+			old[n.name] = n
+		}
+	}
+	now := s.now()
+	for _, z := range zones {
+		for _, n := range z.names {
+			o := old[n.name]
+			if o == nil {
+				continue
+			}
+			n.recsChanged = o.recsChanged
+			if o.recsKey != n.recsKey {
+				n.recsChanged = now
+				s.log.Info("dns name's addresses changed by the config", "name", n.name,
+					"a", addrsOf(n.recs[famA]), "aaaa", addrsOf(n.recs[famAAAA]),
+					"was_a", addrsOf(o.recs[famA]), "was_aaaa", addrsOf(o.recs[famAAAA]))
 			}
 		}
 	}

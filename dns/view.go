@@ -112,6 +112,9 @@ func computeDyn(n *dynName, links map[string]*linkState, lg lastGood, now time.T
 			d.holdDown = true
 		}
 	}
+	if n.recsChanged.After(d.stable) {
+		d.stable = n.recsChanged
+	}
 	if d.stable.IsZero() {
 		d.stable = now
 	}

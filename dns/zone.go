@@ -54,9 +54,19 @@ type dynName struct {
 	saturated string
 	allDown   string
 	// recs[0] are the A records, recs[1] the AAAA ones, in config order.
-	recs  [2][]addrRec
-	links []string // the links the name depends on
-	stats *nameCounters
+	recs [2][]addrRec
+	// managed[f]: family f is the name's even while it has no address
+	// (a host6 record whose prefixes are not known yet): pushes then
+	// delete the family's records at the primary rather than leave them.
+	managed [2]bool
+	links   []string // the links the name depends on
+	// recsKey fingerprints recs; recsChanged is when a config change
+	// (a reload, a renumbered prefix) last changed them, set by the
+	// server before the name is published. It lowers the TTL like a
+	// link change does.
+	recsKey     string
+	recsChanged time.Time
+	stats       *nameCounters
 }
 
 // addrRec is one address of a name on one link.
@@ -322,10 +332,50 @@ func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters
 			ar.addr = a
 			dn.recs[famAAAA] = append(dn.recs[famAAAA], ar)
 		}
+		if r.Host6.IsValid() {
+			// The host's address in each of the link's LAN prefixes; a
+			// prefix not known yet (learned, not delegated so far) gives
+			// none.
+			dn.managed[famAAAA] = true
+			for _, a := range r.Host6Addrs(cfg.IPv6) {
+				ar.addr = a
+				dn.recs[famAAAA] = append(dn.recs[famAAAA], ar)
+			}
+		}
 		if !slices.Contains(dn.links, r.Link) {
 			dn.links = append(dn.links, r.Link)
 		}
 	}
+	// A name-level host6: the host on every link with LAN prefixes that
+	// no record gives IPv6 addresses for.
+	for _, link := range nc.Host6Links(cfg) {
+		l := cfg.LinkByName(link)
+		w := float64(l.Weight)
+		for _, r := range nc.Records {
+			if r.Link == link && r.Weight > 0 {
+				w = float64(r.Weight)
+				break
+			}
+		}
+		dn.managed[famAAAA] = true
+		rec := config.DNSLinkRecord{Link: link, Host6: nc.Host6}
+		for _, a := range rec.Host6Addrs(cfg.IPv6) {
+			dn.recs[famAAAA] = append(dn.recs[famAAAA], addrRec{link: link, addr: a, weight: w, priority: l.Priority, order: len(nc.Records)})
+		}
+		if !slices.Contains(dn.links, link) {
+			dn.links = append(dn.links, link)
+		}
+	}
+	var key strings.Builder
+	for f := range 2 {
+		if len(dn.recs[f]) > 0 {
+			dn.managed[f] = true
+		}
+		for _, r := range dn.recs[f] {
+			fmt.Fprintf(&key, "%d %s %s\n", f, r.link, r.addr)
+		}
+	}
+	dn.recsKey = key.String()
 	dn.stats = counters(name, dn.policy)
 	return dn, nil
 }

@@ -9,11 +9,15 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	mdns "github.com/miekg/dns"
 
 	"github.com/multihome/multihome/examples"
 	"github.com/multihome/multihome/lab"
@@ -33,6 +37,140 @@ ipv6:
   ra: {interval: 1s, retire: 30s}
   rdnss: ["2001:db8:ffff::53"]
 `, p1)
+}
+
+// withLANHost adds to the lab config's zone the steered name lanhost: a
+// LAN server with interface identifier ::80 in each provider's LAN
+// prefix (dns host6 records), whose AAAA records follow the prefixes.
+func withLANHost(t *testing.T, cfg string) string {
+	t.Helper()
+	out := strings.Replace(cfg, "      names:\n", `      names:
+        - name: lanhost
+          ttl: 30s
+          records:
+            - {link: isp1, host6: "::80"}
+            - {link: isp2, host6: "::80"}
+`, 1)
+	if out == cfg {
+		t.Fatal("the lab config has no dns names list to add lanhost to")
+	}
+	return out
+}
+
+// queryAAAA asks the site's DNS server at server (one of its uplink
+// addresses, reached through that ISP) for name's AAAA records, from the
+// Internet core; the addresses come sorted.
+func queryAAAA(t *testing.T, l *lab.Lab, server, name string) ([]string, uint32, error) {
+	t.Helper()
+	m := new(mdns.Msg)
+	m.SetQuestion(mdns.Fqdn(name), mdns.TypeAAAA)
+	c := &mdns.Client{Timeout: 500 * time.Millisecond, Dialer: &net.Dialer{}}
+	var r *mdns.Msg
+	err := netns.Do(l.NS("core"), func() error {
+		var err error
+		r, _, err = c.Exchange(m, net.JoinHostPort(server, "53"))
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if r.Rcode != mdns.RcodeSuccess {
+		return nil, 0, fmt.Errorf("rcode %s", mdns.RcodeToString[r.Rcode])
+	}
+	var out []string
+	var ttl uint32
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*mdns.AAAA); ok {
+			out = append(out, a.AAAA.String())
+			ttl = a.Hdr.Ttl
+		}
+	}
+	sort.Strings(out)
+	return out, ttl, nil
+}
+
+// waitAAAA polls lanhost's AAAA answer via server until it is want
+// (sorted) and returns how long that took.
+func waitAAAA(t *testing.T, l *lab.Lab, server string, timeout time.Duration, what string, want ...string) time.Duration {
+	t.Helper()
+	sort.Strings(want)
+	start := time.Now()
+	for {
+		got, _, err := queryAAAA(t, l, server, "lanhost.example.com")
+		if err == nil && slices.Equal(got, want) {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("%s: lanhost AAAA via %s = %v (%v) after %s, want %v", what, server, got, err, timeout, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// serveLANHost makes lan1 the LAN server lanhost stands for: SLAAC
+// addresses with the interface identifier ::80 (ip token), and a TCP
+// listener on port 8080 that greets with "lanhost".
+func serveLANHost(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	if out, err := l.Run(context.Background(), "lan1", "ip", "token", "set", "::80", "dev", "eth0").CombinedOutput(); err != nil {
+		t.Fatalf("ip token in lan1: %v %s", err, out)
+	}
+	var ln net.Listener
+	if err := netns.Do(l.NS("lan1"), func() error {
+		var err error
+		ln, err = net.Listen("tcp6", "[::]:8080")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("lanhost\n"))
+			c.Close()
+		}
+	}()
+}
+
+// reachLANHost connects from the Internet core to each address DNS gave
+// for lanhost and reads the server's greeting: the answers lead to it.
+func reachLANHost(t *testing.T, l *lab.Lab, addrs ...string) {
+	t.Helper()
+	for _, a := range addrs {
+		var err error
+		for range 20 { // routes and source rules may still be settling
+			if err = greet(l, a); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Errorf("lanhost at %s from the Internet: %v", a, err)
+		}
+	}
+}
+
+func greet(l *lab.Lab, addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c, err := netns.DialContext(ctx, l.NS("core"), &net.Dialer{}, "tcp", net.JoinHostPort(addr, "8080"))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if string(b) != "lanhost\n" {
+		return fmt.Errorf("greeting %q", b)
+	}
+	return nil
 }
 
 // hostAddr is one global IPv6 address of a LAN host, as `ip -j addr` shows it.
@@ -214,18 +352,29 @@ func setHostSysctls(t *testing.T, l *lab.Lab, role string) {
 // RAs gets one address per provider; each source leaves by its provider;
 // a blackholed isp1 gets its prefix deprecated and new connections use
 // isp2's prefix; recovery makes it preferred again; a reload renumbering
-// isp1 updates the RAs, the gateway's address and the source rules.
+// isp1 updates the RAs, the gateway's address and the source rules. All
+// along, the DNS name of a LAN server (host6 ::80, the host's ip token)
+// answers its address in the prefixes of the healthy links, and the
+// renumbered one after the reload; each address answered reaches the
+// host from the Internet core.
 func TestIPv6MultihomingLAN(t *testing.T) {
 	requireRoot(t)
 	l := lab.ForTest(t, lab.Spec{ISPs: 2})
 	setHostSysctls(t, l, "lan1")
+	serveLANHost(t, l)
 	p1 := netip.MustParsePrefix("2001:db8:1:100::/64")
 	p2 := netip.MustParsePrefix("2001:db8:2:100::/64")
-	cfg := string(examples.Lab()) + ipv6Section(p1.String())
+	cfg := withLANHost(t, string(examples.Lab())) + ipv6Section(p1.String())
 	start := time.Now()
 	d, path := startDaemon(t, l, []byte(cfg))
 	d.waitState(10*time.Second, "isp1", monitor.Up)
 	d.waitState(10*time.Second, "isp2", monitor.Up)
+	via1, via2 := l.ISPs[0].GW.String(), l.ISPs[1].GW.String()
+	host1, host2 := "2001:db8:1:100::80", "2001:db8:2:100::80"
+	waitAAAA(t, l, via1, 5*time.Second, "both links up", host1, host2)
+	waitAAAA(t, l, via2, 5*time.Second, "both links up", host1, host2)
+	waitAddr(t, l, p2, 10*time.Second, "lanhost address "+host2, func(a hostAddr) bool { return a.Addr.String() == host2 })
+	reachLANHost(t, l, host1, host2)
 
 	// SLAAC: one address per provider prefix, both preferred.
 	a1 := waitAddr(t, l, p1, 10*time.Second, "SLAAC address in "+p1.String(), func(a hostAddr) bool { return !a.Deprecated })
@@ -292,6 +441,12 @@ func TestIPv6MultihomingLAN(t *testing.T) {
 	if took > 3*time.Second {
 		t.Errorf("deprecation took %s, want < 3s", took)
 	}
+	waitAAAA(t, l, via2, 3*time.Second, "isp1 blackholed", host2)
+	t.Logf("lanhost AAAA via isp2 is isp2's %s only, %s after the blackhole", host2, time.Since(at).Round(time.Millisecond))
+	reachLANHost(t, l, host2)
+	if err := greet(l, host1); err == nil {
+		t.Errorf("lanhost at isp1's %s answered while isp1 is blackholed: DNS withdrew a working address?", host1)
+	}
 	if a, _ := addrIn(hostAddrs(t, l, "lan1"), p2); a.Deprecated {
 		t.Errorf("isp2's address deprecated too: %+v", a)
 	}
@@ -318,6 +473,7 @@ func TestIPv6MultihomingLAN(t *testing.T) {
 	if got, err := get6(l, a1.Addr, 2*time.Second); err != nil || got != a1.Addr.String() {
 		t.Errorf("GET /ip from %s after recovery: %q, %v", a1.Addr, got, err)
 	}
+	waitAAAA(t, l, via2, 5*time.Second, "isp1 recovered", host1, host2)
 
 	// Renumbering: isp1 now delegates 2001:db8:1:200::/64 (routed to the
 	// gateway by the ISP), set by a reload.
@@ -325,13 +481,23 @@ func TestIPv6MultihomingLAN(t *testing.T) {
 	if out, err := l.Run(context.Background(), "isp1", "ip", "-6", "route", "add", n1.String(), "via", l.ISPs[0].GW6.String()).CombinedOutput(); err != nil {
 		t.Fatalf("route the new prefix in isp1: %v %s", err, out)
 	}
-	if err := os.WriteFile(path, []byte(string(examples.Lab())+ipv6Section(n1.String())+fmt.Sprintf("\napi: {listen: %q}\n", d.api)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(withLANHost(t, string(examples.Lab()))+ipv6Section(n1.String())+fmt.Sprintf("\napi: {listen: %q}\n", d.api)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	renumbered := time.Now()
 	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
+	// The LAN server's AAAA follows: isp1's address in the new prefix, not
+	// the old one any more.
+	waitAAAA(t, l, via2, 5*time.Second, "after renumbering isp1", "2001:db8:1:200::80", host2)
+	dnsTook := time.Since(renumbered)
+	_, ttl, _ := queryAAAA(t, l, via2, "lanhost.example.com")
+	t.Logf("lanhost AAAA renumbered to 2001:db8:1:200::80 %s after SIGHUP (TTL now %d s)", dnsTook.Round(time.Millisecond), ttl)
+	if ttl > 6 {
+		t.Errorf("TTL %d right after the renumbering, want about the name's min_ttl 5 s (configured ttl 30 s)", ttl)
+	}
+	waitAAAA(t, l, via1, 5*time.Second, "after renumbering isp1, asked via isp1", "2001:db8:1:200::80", host2)
 	n := waitAddr(t, l, n1, 5*time.Second, "SLAAC address in "+n1.String(), func(a hostAddr) bool { return !a.Deprecated })
 	old := waitAddr(t, l, p1, 5*time.Second, "old prefix "+p1.String()+" deprecated", func(a hostAddr) bool { return a.Deprecated })
 	t.Logf("renumbered in %s: new %s, old %s deprecated (valid_lft %s)", time.Since(renumbered).Round(time.Millisecond), n.Addr, old.Addr, old.Valid)
@@ -348,6 +514,12 @@ func TestIPv6MultihomingLAN(t *testing.T) {
 	if got, err := get6(l, n.Addr, 2*time.Second); err != nil || got != n.Addr.String() {
 		t.Errorf("GET /ip from renumbered %s: %q, %v", n.Addr, got, err)
 	}
+	// The renumbered AAAA leads to the LAN server (its token address in
+	// the new prefix), through isp1.
+	if n.Addr.String() != "2001:db8:1:200::80" {
+		t.Errorf("host's address in %s is %s, want the ::80 token's", n1, n.Addr)
+	}
+	reachLANHost(t, l, "2001:db8:1:200::80")
 	lan, err := l.Run(context.Background(), "gw", "ip", "-6", "-o", "addr", "show", "dev", "lan0").Output()
 	if err != nil {
 		t.Fatal(err)

@@ -203,6 +203,12 @@ type linkState struct {
 	carrierKnown bool
 	carrierSince time.Time // results of probes sent before are ignored
 
+	// holds keep the link down whatever the probes say, by source (another
+	// subsystem's verdict, e.g. a BGP neighbour that stopped sending the
+	// default route); probes sent before heldSince are ignored.
+	holds     map[string]string
+	heldSince time.Time
+
 	// Failure streak (by probe send time) and quorum streak.
 	fail       int
 	pending    []histEntry // the streak's failures
@@ -360,6 +366,9 @@ func (l *linkState) result(r probeResult) {
 	}
 	if !l.carrier || r.sent.Before(l.carrierSince) {
 		return // no carrier: the probe says nothing new
+	}
+	if len(l.holds) > 0 || r.sent.Before(l.heldSince) {
+		return // held down by another subsystem's verdict
 	}
 	t := l.targets[r.target]
 	now := r.at
@@ -747,6 +756,48 @@ func (l *linkState) setCarrier(now time.Time, up bool, why string) {
 	l.outage(now, why)
 }
 
+// setHold keeps the link down (on) for source, or lets go of that hold.
+// The first hold is an outage; when the last one goes, the probes must
+// prove the link again (up_after successes, then the hold-down), as after
+// a carrier loss.
+func (l *linkState) setHold(now time.Time, source, reason string, on bool) {
+	if on {
+		if r, ok := l.holds[source]; ok && r == reason {
+			return
+		}
+		first := len(l.holds) == 0
+		if l.holds == nil {
+			l.holds = map[string]string{}
+		}
+		l.holds[source] = reason
+		if first {
+			l.outage(now, reason)
+		}
+		return
+	}
+	if _, ok := l.holds[source]; !ok {
+		return
+	}
+	delete(l.holds, source)
+	if len(l.holds) > 0 {
+		return
+	}
+	l.heldSince = now
+	st := l.state()
+	l.out = append(l.out, decision{at: now, kind: StateChanged, from: st, to: st, msg: "hold released",
+		reason: fmt.Sprintf("%s released its hold: probes must prove the link (%d successes, hold-down %v)", source, l.s.upAfter, l.s.holdDown)})
+}
+
+// holdList returns the holds as "source: reason", sorted.
+func (l *linkState) holdList() []string {
+	var out []string
+	for s, r := range l.holds {
+		out = append(out, s+": "+r)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // outage marks the link down at once on evidence stronger than probes
 // (carrier lost, a BFD session down): nothing goes through, so what the
 // probes said is forgotten, and failures until the first success after it
@@ -805,6 +856,7 @@ func (l *linkState) status() Status {
 		Admin:     l.admin,
 		HoldDown:  l.holdDown,
 		Carrier:   l.carrier,
+		Holds:     l.holdList(),
 		Saturated: l.sat.saturated,
 		RTT:       l.rtt.srtt,
 		RTTP50:    q.p50,

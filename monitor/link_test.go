@@ -638,3 +638,46 @@ func TestLateOutageFailure(t *testing.T) {
 		t.Errorf("window loss %v, want 0", q.loss)
 	}
 }
+
+// TestHold: a hold downs the link at once and keeps it down however long
+// the probes succeed; a second source's hold outlives the first's
+// release; after the last release the probes must prove the link (up_after
+// successes, then the hold-down).
+func TestHold(t *testing.T) {
+	s := newSim(t, 3, config.Health{})
+	s.run(30, never)
+	s.wantState(Up)
+	mark := len(s.log)
+	s.l.setHold(s.now, "bgp 198.51.100.1 default", "no default route", true)
+	s.l.setHold(s.now, "bgp 198.51.100.1 default", "no default route", true) // idempotent
+	s.drain()
+	s.wantState(Down)
+	if ev := s.published(mark, StateChanged); len(ev) != 1 || ev[0].reason != "no default route" {
+		t.Fatalf("events %+v", ev)
+	}
+	s.l.setHold(s.now, "other", "second verdict", true)
+	s.run(100, never) // 100 successful probes change nothing
+	s.wantState(Down)
+	if s.l.up != 0 || s.l.holdDown {
+		t.Fatalf("counted successes while held: up=%d holdDown=%v", s.l.up, s.l.holdDown)
+	}
+	if got := s.l.status().Holds; len(got) != 2 || got[0] != "bgp 198.51.100.1 default: no default route" {
+		t.Fatalf("status holds %q", got)
+	}
+	s.l.setHold(s.now, "bgp 198.51.100.1 default", "", false)
+	s.run(40, never)
+	s.wantState(Down) // "other" still holds it
+	s.l.setHold(s.now, "nobody", "", false) // releasing what is not held is a no-op
+	s.l.setHold(s.now, "other", "", false)
+	if len(s.l.status().Holds) != 0 {
+		t.Fatalf("holds left: %q", s.l.status().Holds)
+	}
+	s.run(4, never)
+	s.wantState(Down)
+	s.ok()
+	if !s.l.holdDown {
+		t.Fatal("no hold-down after the release and 5 successes")
+	}
+	s.run(40, never)
+	s.wantState(Up)
+}

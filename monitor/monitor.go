@@ -202,6 +202,35 @@ func (m *Monitor) Evidence(link string, up bool, reason string) {
 	})
 }
 
+// Hold keeps a link down on another subsystem's verdict until the same
+// source calls Release: e.g. a BGP neighbour with require_default that
+// stopped sending the default route. Unlike Evidence, the probes cannot
+// bring the link back while any hold is set; after the last Release they
+// must prove it (up_after successes, then the hold-down). source names the
+// verdict ("bgp 198.51.100.1 default"); calling Hold again with another
+// reason only updates the reason. It does not block.
+func (m *Monitor) Hold(link, source, reason string) {
+	go m.do(func() error {
+		if l := m.link(link); l != nil {
+			l.setHold(time.Now(), source, reason, true)
+			m.flush(l)
+		}
+		return nil
+	})
+}
+
+// Release ends source's hold on link (a no-op without one). It does not
+// block.
+func (m *Monitor) Release(link, source string) {
+	go m.do(func() error {
+		if l := m.link(link); l != nil {
+			l.setHold(time.Now(), source, "", false)
+			m.flush(l)
+		}
+		return nil
+	})
+}
+
 // SetAdmin overrides a link's state: AdminDown forces it down, AdminDrain
 // keeps it but takes no new flows, AdminNone gives it back to its health.
 // reason is the operator's word, repeated in the events. SetAdmin returns

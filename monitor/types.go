@@ -111,6 +111,9 @@ type Status struct {
 	// State stays Down until it ends.
 	HoldDown bool `json:"hold_down"`
 	Carrier  bool `json:"carrier"`
+	// Holds are other subsystems' verdicts keeping the link down, each
+	// "source: reason" (see Monitor.Hold).
+	Holds []string `json:"holds,omitempty"`
 	// Saturated: utilisation stayed over the threshold long enough.
 	Saturated bool `json:"saturated"`
 

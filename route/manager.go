@@ -35,6 +35,13 @@ func (m *Manager) Scheme() Scheme { return m.scheme }
 // Call Clear with the old scheme first if the ranges move.
 func (m *Manager) SetScheme(s Scheme) { m.scheme = s }
 
+// ProtoBGP is the routing protocol (RTPROT_BGP, 186) of the routes the
+// BGP speaker imports into the links' tables (package bgp). The manager
+// neither reports, counts nor deletes them: they belong to the speaker,
+// which installs them with a higher metric than the manager's default
+// route so both coexist in a link's table.
+const ProtoBGP = netlink.RouteProtocol(unix.RTPROT_BGP)
+
 type obsRule struct {
 	r     Rule
 	nl    netlink.Rule
@@ -100,7 +107,7 @@ func (m *Manager) observe() (rules []obsRule, routes []obsRoute, err error) {
 			return nil, nil, fmt.Errorf("list ipv%d routes: %w", fam, err)
 		}
 		for _, nr := range nrts {
-			if !m.scheme.OwnsTable(nr.Table) {
+			if !m.scheme.OwnsTable(nr.Table) || nr.Protocol == ProtoBGP {
 				continue
 			}
 			dst := prefixOf(nr.Dst)
