@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,7 +24,8 @@ type Peer struct {
 	// Interface the session is bound to (SO_BINDTODEVICE).
 	Interface string
 	// Local is our address (optional: the kernel picks); Remote the
-	// neighbour's. IPv4 only.
+	// neighbour's, IPv4 or IPv6 (a link-local one may carry the
+	// interface as its zone).
 	Local, Remote netip.Addr
 	Config
 }
@@ -32,8 +34,9 @@ type Peer struct {
 type Event struct {
 	Time      time.Time
 	Interface string
-	Remote    netip.Addr
-	From, To  State
+	// Remote is Peer.Remote as given.
+	Remote   netip.Addr
+	From, To State
 	// Diag is ours on the way down (e.g. detection time expired), or
 	// "neighbor signaled session down".
 	Diag Diag
@@ -66,74 +69,99 @@ func control(device string, opts func(fd int) error) func(string, string, syscal
 // Run runs the session until ctx ends, calling notify (from Run's
 // goroutine) on every state change. On return it sends AdminDown so the
 // neighbour does not wait for its detection time.
+//
+// IPv4 and IPv6 peers are supported (RFC 5881): packets are sent with TTL
+// or hop limit 255 from a source port in 49152–65535 and anything
+// received with another TTL or hop limit is dropped. A link-local IPv6
+// peer is reached through p.Interface (its zone, when it has one, must
+// name the same interface).
 func Run(ctx context.Context, p Peer, notify func(Event), log *slog.Logger) error {
-	if !p.Remote.Is4() {
-		return fmt.Errorf("bfd: only IPv4 peers are supported, got %s", p.Remote)
+	if !p.Remote.IsValid() {
+		return errors.New("bfd: no peer address")
 	}
-	lc := net.ListenConfig{Control: control(p.Interface, func(fd int) error {
-		return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVTTL, 1)
-	})}
-	local := "0.0.0.0"
-	rxc, err := lc.ListenPacket(ctx, "udp4", fmt.Sprintf("%s:%d", local, Port))
+	remote := p.Remote.Unmap().WithZone("")
+	v6 := remote.Is6()
+	if p.Local.IsValid() && p.Local.Unmap().Is6() != v6 {
+		return fmt.Errorf("bfd: local address %s is not of the peer's family (%s)", p.Local, p.Remote)
+	}
+	zone := p.Remote.Zone()
+	if v6 && remote.IsLinkLocalUnicast() {
+		if zone == "" {
+			zone = p.Interface
+		}
+		if zone == "" {
+			return fmt.Errorf("bfd: link-local peer %s needs an interface", p.Remote)
+		}
+		if p.Interface != "" && zone != p.Interface {
+			return fmt.Errorf("bfd: link-local peer %s is not on interface %s", p.Remote, p.Interface)
+		}
+	} else {
+		zone = ""
+	}
+	network, wildcard := "udp4", "0.0.0.0"
+	rxOpts := func(fd int) error { return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVTTL, 1) }
+	txOpts := func(fd int) error { return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, 255) }
+	if v6 {
+		network, wildcard = "udp6", "::"
+		rxOpts = func(fd int) error {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+				return err
+			}
+			return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT, 1)
+		}
+		txOpts = func(fd int) error {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+				return err
+			}
+			return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, 255)
+		}
+	}
+	ns, err := netnsID()
 	if err != nil {
-		return fmt.Errorf("bfd listen: %w", err)
+		return err
 	}
-	rx := rxc.(*net.UDPConn)
-	defer rx.Close()
+	pkts, unsubscribe, err := subscribe(rxKey{ns: ns, dev: p.Interface, v6: v6}, remote, func() (*net.UDPConn, error) {
+		lc := net.ListenConfig{Control: control(p.Interface, rxOpts)}
+		c, err := lc.ListenPacket(ctx, network, net.JoinHostPort(wildcard, fmt.Sprint(Port)))
+		if err != nil {
+			return nil, fmt.Errorf("bfd listen: %w", err)
+		}
+		return c.(*net.UDPConn), nil
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer unsubscribe()
 
-	txl := net.ListenConfig{Control: control(p.Interface, func(fd int) error {
-		return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, 255)
-	})}
+	txl := net.ListenConfig{Control: control(p.Interface, txOpts)}
 	var tx *net.UDPConn
-	src := "0.0.0.0"
+	src := wildcard
 	if p.Local.IsValid() {
-		src = p.Local.String()
+		l := p.Local.Unmap()
+		if l.Is6() && l.IsLinkLocalUnicast() {
+			l = l.WithZone(zone)
+			if zone == "" {
+				l = l.WithZone(p.Interface)
+			}
+		} else {
+			l = l.WithZone("")
+		}
+		src = l.String()
 	}
+	var lerr error
 	for range 32 {
-		c, err := txl.ListenPacket(ctx, "udp4", fmt.Sprintf("%s:%d", src, 49152+rand.IntN(16384)))
+		c, err := txl.ListenPacket(ctx, network, net.JoinHostPort(src, fmt.Sprint(49152+rand.IntN(16384))))
 		if err == nil {
 			tx = c.(*net.UDPConn)
 			break
 		}
+		lerr = err
 	}
 	if tx == nil {
-		return errors.New("bfd: no free source port in 49152-65535")
+		return fmt.Errorf("bfd: no usable source port in 49152-65535: %w", lerr)
 	}
 	defer tx.Close()
-	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.Remote, Port))
-
-	type rxMsg struct {
-		p   Packet
-		err error
-	}
-	pkts := make(chan rxMsg, 16)
-	go func() {
-		buf := make([]byte, 128)
-		oob := make([]byte, 128)
-		for {
-			n, oobn, _, from, err := rx.ReadMsgUDPAddrPort(buf, oob)
-			if err != nil {
-				if ctx.Err() == nil {
-					pkts <- rxMsg{err: err}
-				}
-				close(pkts)
-				return
-			}
-			if from.Addr().Unmap() != p.Remote {
-				continue
-			}
-			if ttl, ok := recvTTL(oob[:oobn]); !ok || ttl != 255 {
-				log.Debug("bfd packet dropped: TTL is not 255", "remote", p.Remote, "ttl", ttl)
-				continue
-			}
-			pk, err := Parse(buf[:n])
-			if err != nil {
-				log.Debug("bfd packet dropped", "remote", p.Remote, "err", err)
-				continue
-			}
-			pkts <- rxMsg{p: pk}
-		}
-	}()
+	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote.WithZone(zone), Port))
 
 	s := NewSession(p.Config)
 	var remoteDiag Diag
@@ -157,9 +185,9 @@ func Run(ctx context.Context, p Peer, notify func(Event), log *slog.Logger) erro
 		select {
 		case <-ctx.Done():
 			return nil
-		case m, ok := <-pkts:
-			if !ok || m.err != nil {
-				return fmt.Errorf("bfd receive: %v", m.err)
+		case m := <-pkts:
+			if m.err != nil {
+				return fmt.Errorf("bfd receive: %w", m.err)
 			}
 			now := time.Now()
 			from := s.State
@@ -189,14 +217,15 @@ func Run(ctx context.Context, p Peer, notify func(Event), log *slog.Logger) erro
 	}
 }
 
-// recvTTL finds IP_TTL in the control messages.
+// recvTTL finds IP_TTL or IPV6_HOPLIMIT in the control messages.
 func recvTTL(oob []byte) (int, bool) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
 		return 0, false
 	}
 	for _, m := range msgs {
-		if m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_TTL {
+		if m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_TTL ||
+			m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_HOPLIMIT {
 			switch {
 			case len(m.Data) >= 4:
 				return int(binary.NativeEndian.Uint32(m.Data)), true
@@ -206,4 +235,127 @@ func recvTTL(oob []byte) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// rxKey identifies a receiving socket: UDP 3784 of one family on one
+// interface of one network namespace. Every session of the process that
+// shares it reads from one socket: two sockets bound to the same port
+// would each get only part of the packets.
+type rxKey struct {
+	ns  uint64 // inode of the network namespace
+	dev string
+	v6  bool
+}
+
+type rxMsg struct {
+	p   Packet
+	err error
+}
+
+// rxShared is one receiving socket and the sessions it feeds, by peer
+// address. Guarded by rxMu.
+type rxShared struct {
+	conn   *net.UDPConn
+	subs   map[netip.Addr]chan rxMsg
+	closed bool
+}
+
+var (
+	rxMu  sync.Mutex
+	rxAll = map[rxKey]*rxShared{}
+)
+
+// netnsID returns the inode of the calling thread's network namespace.
+func netnsID() (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/net", &st); err != nil {
+		return 0, fmt.Errorf("bfd: network namespace: %w", err)
+	}
+	return st.Ino, nil
+}
+
+// subscribe returns the packets from remote that arrive on key's socket
+// (opened with listen by the first subscriber) with TTL or hop limit 255
+// and parse, and the function that ends the subscription (the last one
+// closes the socket). One session per peer and socket.
+func subscribe(key rxKey, remote netip.Addr, listen func() (*net.UDPConn, error), log *slog.Logger) (<-chan rxMsg, func(), error) {
+	rxMu.Lock()
+	defer rxMu.Unlock()
+	sh := rxAll[key]
+	if sh == nil {
+		conn, err := listen()
+		if err != nil {
+			return nil, nil, err
+		}
+		sh = &rxShared{conn: conn, subs: map[netip.Addr]chan rxMsg{}}
+		rxAll[key] = sh
+		go sh.read(key, log)
+	}
+	if _, dup := sh.subs[remote]; dup {
+		return nil, nil, fmt.Errorf("bfd: a session to %s on %q already runs", remote, key.dev)
+	}
+	ch := make(chan rxMsg, 16)
+	sh.subs[remote] = ch
+	return ch, func() {
+		rxMu.Lock()
+		defer rxMu.Unlock()
+		delete(sh.subs, remote)
+		if len(sh.subs) == 0 && !sh.closed {
+			sh.closed = true
+			sh.conn.Close()
+			if rxAll[key] == sh {
+				delete(rxAll, key)
+			}
+		}
+	}, nil
+}
+
+// read hands each packet to its peer's session until the socket closes.
+// A receive error goes to every session (which ends) and retires the
+// socket, so that the next session opens a new one.
+func (sh *rxShared) read(key rxKey, log *slog.Logger) {
+	buf := make([]byte, 128)
+	oob := make([]byte, 128)
+	for {
+		n, oobn, _, from, err := sh.conn.ReadMsgUDPAddrPort(buf, oob)
+		if err != nil {
+			rxMu.Lock()
+			if !sh.closed {
+				for _, ch := range sh.subs {
+					select {
+					case ch <- rxMsg{err: err}:
+					default:
+					}
+				}
+				sh.closed = true
+				sh.conn.Close()
+				if rxAll[key] == sh {
+					delete(rxAll, key)
+				}
+			}
+			rxMu.Unlock()
+			return
+		}
+		src := from.Addr().Unmap().WithZone("")
+		rxMu.Lock()
+		ch := sh.subs[src]
+		rxMu.Unlock()
+		if ch == nil {
+			continue
+		}
+		if ttl, ok := recvTTL(oob[:oobn]); !ok || ttl != 255 {
+			log.Debug("bfd packet dropped: TTL or hop limit is not 255", "remote", src, "ttl", ttl)
+			continue
+		}
+		pk, err := Parse(buf[:n])
+		if err != nil {
+			log.Debug("bfd packet dropped", "remote", src, "err", err)
+			continue
+		}
+		select {
+		case ch <- rxMsg{p: pk}:
+		default:
+			log.Debug("bfd packet dropped: session busy", "remote", src)
+		}
+	}
 }

@@ -614,8 +614,18 @@ func (s *Speaker) bfdEvent(ctx context.Context, st *runState, e bfd.Event) {
 		s.log.Warn("bfd session down", "neighbor", e.Remote, "link", link, "reason", reason)
 		st.bfd[e.Remote] = true
 		s.apply(ctx, st, reason)
-		if err := st.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: e.Remote.String(), Communication: reason}); err != nil {
-			s.log.Error("bgp reset peer", "neighbor", e.Remote, "err", err)
+		// Reset only an established session: GoBGP keeps a reset asked
+		// for while it is still connecting and applies it to the next
+		// session that comes up, even after BFD is back up, so one BFD
+		// flap while connecting would kill a healthy session (and with
+		// FRR's bfdd, which restarts BFD when BGP comes up, loop).
+		s.mu.Lock()
+		established := s.peers[e.Remote] != nil && s.peers[e.Remote].state == bgp.BGP_FSM_ESTABLISHED
+		s.mu.Unlock()
+		if established {
+			if err := st.srv.ResetPeer(ctx, &api.ResetPeerRequest{Address: e.Remote.String(), Communication: reason}); err != nil {
+				s.log.Error("bgp reset peer", "neighbor", e.Remote, "err", err)
+			}
 		}
 	case e.To == bfd.Up:
 		s.log.Info("bfd session up", "neighbor", e.Remote, "link", link)

@@ -2,7 +2,9 @@ package config
 
 import (
 	"fmt"
+	"math/big"
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -32,12 +34,61 @@ type IPv6 struct {
 	Internal netip.Prefix `yaml:"internal"`
 }
 
-// IPv6Prefix is one provider-assigned LAN prefix.
+// IPv6Prefix is one provider-assigned LAN prefix: configured (Prefix) or
+// learned from the link by DHCPv6 prefix delegation (DHCPv6PD).
 type IPv6Prefix struct {
 	// Link is the link whose provider assigned the prefix.
 	Link string `yaml:"link"`
 	// Prefix is the prefix, normally a /64, e.g. 2001:db8:1:100::/64.
+	// For a DHCPv6PD entry it is the zero value until a prefix is
+	// learned: every consumer skips entries whose Prefix is not valid.
 	Prefix netip.Prefix `yaml:"prefix"`
+	// DHCPv6PD, instead of Prefix, learns the prefix from the link by
+	// DHCPv6 prefix delegation (package pd).
+	DHCPv6PD *IPv6PD `yaml:"dhcpv6_pd"`
+	// Learned is set, with Prefix, by the daemon while a delegation is
+	// held: the advertised lifetimes must not exceed its lifetimes.
+	Learned *LearnedPrefix `yaml:"-"`
+}
+
+// IPv6PD asks for a prefix delegated by the link's provider (RFC 8415
+// IA_PD) and uses one /64 of it on the LAN.
+type IPv6PD struct {
+	// Length is the prefix length asked for (a hint: the server decides),
+	// default 56. Every entry of one link asks for the same length: a
+	// link holds one delegation.
+	Length int `yaml:"length"`
+	// Subnet is the number of the /64 used on the LAN within the
+	// delegated prefix (default 0): LAN prefix = delegated + subnet << 64−length.
+	Subnet int `yaml:"subnet"`
+}
+
+// LearnedPrefix is the delegation a learned LAN prefix comes from.
+type LearnedPrefix struct {
+	// Delegated is the prefix the server delegated, e.g. a /56.
+	Delegated netip.Prefix
+	// Preferred and Valid are when the delegation's preferred and valid
+	// lifetimes end (unless renewed).
+	Preferred, Valid time.Time
+}
+
+// DefaultPDLength is the prefix length asked for by default.
+const DefaultPDLength = 56
+
+// PDSubnet returns /64 number subnet of the delegated prefix.
+func PDSubnet(delegated netip.Prefix, subnet int) (netip.Prefix, error) {
+	if !delegated.IsValid() || !delegated.Addr().Is6() || delegated.Bits() > 64 {
+		return netip.Prefix{}, fmt.Errorf("delegated prefix %s: want an IPv6 prefix of length 64 or less", delegated)
+	}
+	if subnet < 0 || (64-delegated.Bits() < 62 && subnet >= 1<<(64-delegated.Bits())) {
+		return netip.Prefix{}, fmt.Errorf("subnet %d does not fit in delegated prefix %s (%d /64s)", subnet, delegated, uint64(1)<<(64-delegated.Bits()))
+	}
+	b := delegated.Masked().Addr().As16()
+	n := new(big.Int).SetBytes(b[:])
+	n.Or(n, new(big.Int).Lsh(big.NewInt(int64(subnet)), 64))
+	var out [16]byte
+	n.FillBytes(out[:])
+	return netip.PrefixFrom(netip.AddrFrom16(out), 64), nil
 }
 
 // IPv6RA are the router advertisement settings.
@@ -110,9 +161,33 @@ func checkIPv6(c *Config, k *checker) {
 		} else if !l.Gateway6.IsValid() {
 			k.errorf(path+".link", "link %s has no gateway6: its prefix could not be routed", p.Link)
 		}
+		if d := p.DHCPv6PD; d != nil {
+			if p.Prefix.IsValid() && p.Learned == nil {
+				k.errorf(path+".dhcpv6_pd", "prefix and dhcpv6_pd are exclusive: a prefix is either configured or learned")
+			}
+			if d.Length == 0 {
+				d.Length = DefaultPDLength
+			}
+			switch {
+			case d.Length < 1 || d.Length > 64:
+				k.errorf(path+".dhcpv6_pd.length", "%d: want 1..64 (the delegated prefix holds the LAN /64s)", d.Length)
+			case d.Subnet < 0 || (d.Length > 2 && d.Subnet >= 1<<(64-d.Length)):
+				k.errorf(path+".dhcpv6_pd.subnet", "%d does not fit in a /%d: want 0..%d", d.Subnet, d.Length, uint64(1)<<(64-d.Length)-1)
+			}
+			for j := range i {
+				if q := v.Prefixes[j]; q.Link == p.Link && q.DHCPv6PD != nil && q.DHCPv6PD.Length != d.Length {
+					k.errorf(path+".dhcpv6_pd.length", "%d differs from ipv6.prefixes[%d] (/%d): a link holds one delegation", d.Length, j, q.DHCPv6PD.Length)
+				} else if q.Link == p.Link && q.DHCPv6PD != nil && q.DHCPv6PD.Subnet == d.Subnet {
+					k.errorf(path+".dhcpv6_pd.subnet", "%d is already used by ipv6.prefixes[%d]", d.Subnet, j)
+				}
+			}
+			if !p.Prefix.IsValid() {
+				continue // not learned yet: nothing more to check
+			}
+		}
 		switch {
 		case !p.Prefix.IsValid():
-			k.errorf(path+".prefix", "missing: an IPv6 prefix such as 2001:db8:1:100::/64")
+			k.errorf(path+".prefix", "missing: an IPv6 prefix such as 2001:db8:1:100::/64, or dhcpv6_pd to learn one")
 			continue
 		case !p.Prefix.Addr().Is6() || p.Prefix.Addr().Is4In6():
 			k.errorf(path+".prefix", "%s is not an IPv6 prefix", p.Prefix)
@@ -174,19 +249,51 @@ func checkIPv6(c *Config, k *checker) {
 }
 
 // Advertised returns the prefixes advertised on the LAN: the provider
-// prefixes in sadr mode, the internal prefix in nptv6 mode.
+// prefixes known (configured or learned) in sadr mode, the internal
+// prefix in nptv6 mode.
 func (v *IPv6) Advertised() []IPv6Prefix {
 	if v.Mode == IPv6ModeNPTv6 {
 		return []IPv6Prefix{{Prefix: v.Internal}}
 	}
-	return v.Prefixes
+	return v.Known()
 }
 
-// LinkPrefixes returns the IPv6 LAN prefixes of the named link.
+// Known returns the entries whose prefix is known: configured, or
+// learned and held.
+func (v *IPv6) Known() []IPv6Prefix {
+	ps := make([]IPv6Prefix, 0, len(v.Prefixes))
+	for _, p := range v.Prefixes {
+		if p.Prefix.IsValid() {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// PDLinks returns the links with a dhcpv6_pd entry and the prefix length
+// each asks for, in config order.
+func (v *IPv6) PDLinks() []IPv6PDLink {
+	var ls []IPv6PDLink
+	for _, p := range v.Prefixes {
+		if p.DHCPv6PD == nil || slices.ContainsFunc(ls, func(l IPv6PDLink) bool { return l.Link == p.Link }) {
+			continue
+		}
+		ls = append(ls, IPv6PDLink{Link: p.Link, Length: p.DHCPv6PD.Length})
+	}
+	return ls
+}
+
+// IPv6PDLink is a link whose delegated prefix is asked for.
+type IPv6PDLink struct {
+	Link   string
+	Length int
+}
+
+// LinkPrefixes returns the known IPv6 LAN prefixes of the named link.
 func (v *IPv6) LinkPrefixes(link string) []netip.Prefix {
 	var ps []netip.Prefix
 	for _, p := range v.Prefixes {
-		if p.Link == link {
+		if p.Link == link && p.Prefix.IsValid() {
 			ps = append(ps, p.Prefix)
 		}
 	}

@@ -68,6 +68,26 @@ links:
 	}
 }
 
+// host6YAML and host6IPv6 build the dns host6 rows of TestBadConfigs:
+// the records line goes between them.
+const host6YAML = `
+links:
+  - {name: isp1, interface: wan1, gateway4: 198.51.100.1, gateway6: "2001:db8:1::1"}
+  - {name: isp2, interface: wan2, gateway4: 198.51.100.17, gateway6: "2001:db8:2::1"}
+dns:
+  listen: ["198.51.100.2:53"]
+  zones:
+    - name: example.com
+      records: ["@ NS ns1", "ns1 A 198.51.100.2"]
+      names:
+        - name: lanhost
+`
+
+// pdLinks starts an ipv6 section whose prefixes follow (engineer D).
+const pdLinks = "links:\n  - {name: isp1, interface: wan1, gateway6: \"2001:db8:1::1\"}\nipv6:\n  lan: lan0\n  prefixes:\n"
+
+const host6IPv6 = "ipv6:\n  lan: lan0\n  prefixes: [{link: isp1, prefix: \"2001:db8:1:100::/64\"}]\n"
+
 // TestBadConfigs checks that each mistake is reported with file, line,
 // column, field and a reason a person can act on.
 func TestBadConfigs(t *testing.T) {
@@ -182,6 +202,81 @@ links:
   - {name: a, interface: wan1, gateway4: 198.51.100.1}
 api: {listen: "0.0.0.0:9180"}
 `, `bad.yaml:4:15: api.listen: "0.0.0.0:9180" is reachable from the network: set api.token or api.token_file`},
+		// dns host6 records (engineer C): AAAA = LAN prefix | interface identifier.
+		{"dns host6 without an ipv6 section", host6YAML + "          records: [{link: isp1, host6: \"::80\"}]\n",
+			`bad.yaml:12:41: dns.zones[0].names[0].records[0].host6: needs an ipv6 section: host6 is the host's address in each of link isp1's ipv6.prefixes`},
+		{"dns host6 on a link without LAN prefix", host6YAML + "          records: [{link: isp2, host6: \"::80\"}]\n" + host6IPv6,
+			`bad.yaml:12:41: dns.zones[0].names[0].records[0].host6: link isp2 has no ipv6.prefixes entry: host6 is the host's address in each of the link's LAN prefixes`},
+		{"dns host6 with prefix bits", host6YAML + "          records: [{link: isp1, host6: \"2001:db8::80\"}]\n" + host6IPv6,
+			`bad.yaml:12:41: dns.zones[0].names[0].records[0].host6: 2001:db8::80 has bits in the top 64 (the prefix's): want an interface identifier such as ::80`},
+		{"dns host6 and aaaa", host6YAML + "          records: [{link: isp1, host6: \"::80\", aaaa: \"2001:db8:1:100::80\"}]\n" + host6IPv6,
+			`bad.yaml:12:41: dns.zones[0].names[0].records[0].host6: give aaaa or host6, not both`},
+		{"dns host6 IPv4", host6YAML + "          records: [{link: isp1, host6: 192.0.2.80}]\n" + host6IPv6,
+			`bad.yaml:12:41: dns.zones[0].names[0].records[0].host6: 192.0.2.80 is not an IPv6 interface identifier: want e.g. "::80"`},
+		{"dns host6 all zero", host6YAML + "          records: [{link: isp1, host6: \"::\"}]\n" + host6IPv6,
+			`bad.yaml:12:41: dns.zones[0].names[0].records[0].host6: :: is the subnet-router anycast address: want the host's interface identifier, e.g. ::80`},
+		{"dns name host6 without an ipv6 section", host6YAML + "          host6: \"::80\"\n",
+			`bad.yaml:12:18: dns.zones[0].names[0].host6: needs an ipv6 section with prefixes: host6 is the host's address in each link's ipv6.prefixes`},
+		{"dns name host6 with prefix bits", host6YAML + "          host6: \"2001:db8::80\"\n" + host6IPv6,
+			`bad.yaml:12:18: dns.zones[0].names[0].host6: 2001:db8::80 has bits in the top 64 (the prefix's): want an interface identifier such as ::80`},
+		// end of dns host6 rows.
+		// links[].bfd rows (engineer B).
+		{"link bfd without a peer", `
+links:
+  - {name: a, interface: wan1, probes: [{target: 203.0.113.10}], bfd: {}}
+`, `bad.yaml:3:71: links[0].bfd.peer: missing: give the next hop's address, or a gateway4/gateway6 on the link`},
+		{"link bfd multicast peer", `
+links:
+  - {name: a, interface: wan1, gateway6: "2001:db8:1::1", bfd: {peer: "ff02::1"}}
+`, `bad.yaml:3:71: links[0].bfd.peer: ff02::1 is not a unicast next hop`},
+		{"link bfd peer zone", `
+links:
+  - {name: a, interface: wan1, gateway6: "2001:db8:1::1", bfd: {peer: "fe80::1%wan2"}}
+`, `bad.yaml:3:71: links[0].bfd.peer: zone "wan2" is not the link's interface "wan1"`},
+		{"link bfd local family", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    bfd: {local: "2001:db8:1::2"}
+`, `bad.yaml:6:18: links[0].bfd.local: 2001:db8:1::2 is not of the peer's family (198.51.100.1)`},
+		{"link bfd multiplier", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    bfd: {multiplier: 256}
+`, `bad.yaml:6:23: links[0].bfd.multiplier: must be 1..255, got 256`},
+		{"link bfd interval", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    bfd: {min_tx: 100ms, min_rx: 500us}
+`, `bad.yaml:6:34: links[0].bfd.min_rx: must be 1ms..1h11m35s, got 500µs`},
+		{"link bfd and bgp neighbour bfd to one peer", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    address4: 198.51.100.2
+    bfd: {min_tx: 100ms}
+bgp:
+  asn: 64500
+  prefixes: [192.0.2.128/25]
+  neighbors:
+    - {link: a, address: 198.51.100.1, asn: 64501, bfd: {}}
+`, `bad.yaml:7:10: links[0].bfd.peer: 198.51.100.1 also has bfd as bgp.neighbors[0] (line 12) on link a: two sessions to one peer would clash on port 3784; keep one of them (the link's session takes the link down, the neighbour's also resets BGP)`},
+		// end of links[].bfd rows.
+		// ipv6.prefixes dhcpv6_pd rows (engineer D).
+		{"ipv6 prefix and dhcpv6_pd", pdLinks + "    - {link: isp1, prefix: \"2001:db8:1:100::/64\", dhcpv6_pd: {length: 56}}\n", `bad.yaml:6:62: ipv6.prefixes[0].dhcpv6_pd: prefix and dhcpv6_pd are exclusive: a prefix is either configured or learned`},
+		{"ipv6 dhcpv6_pd length", pdLinks + "    - {link: isp1, dhcpv6_pd: {length: 65}}\n", `bad.yaml:6:40: ipv6.prefixes[0].dhcpv6_pd.length: 65: want 1..64 (the delegated prefix holds the LAN /64s)`},
+		{"ipv6 dhcpv6_pd subnet does not fit", pdLinks + "    - {link: isp1, dhcpv6_pd: {length: 60, subnet: 16}}\n", `bad.yaml:6:52: ipv6.prefixes[0].dhcpv6_pd.subnet: 16 does not fit in a /60: want 0..15`},
+		{"ipv6 dhcpv6_pd negative subnet", pdLinks + "    - {link: isp1, dhcpv6_pd: {subnet: -1}}\n", `bad.yaml:6:40: ipv6.prefixes[0].dhcpv6_pd.subnet: -1 does not fit in a /56: want 0..255`},
+		{"ipv6 dhcpv6_pd two lengths on one link", pdLinks + "    - {link: isp1, dhcpv6_pd: {length: 56}}\n    - {link: isp1, dhcpv6_pd: {length: 60, subnet: 1}}\n", `bad.yaml:7:40: ipv6.prefixes[1].dhcpv6_pd.length: 60 differs from ipv6.prefixes[0] (/56): a link holds one delegation`},
+		{"ipv6 dhcpv6_pd one subnet twice", pdLinks + "    - {link: isp1, dhcpv6_pd: {subnet: 3}}\n    - {link: isp1, dhcpv6_pd: {subnet: 3}}\n", `bad.yaml:7:40: ipv6.prefixes[1].dhcpv6_pd.subnet: 3 is already used by ipv6.prefixes[0]`},
+		{"ipv6 dhcpv6_pd unknown field", pdLinks + "    - {link: isp1, dhcpv6_pd: {lenght: 56}}\n", `bad.yaml:6:32: ipv6.prefixes[0].dhcpv6_pd.lenght: unknown field "lenght" (did you mean "length"?)`},
+		// end of dhcpv6_pd rows.
 		{"syntax", "links:\n  - name: a\n   interface: [\n", `bad.yaml:1:1: YAML syntax: did not find expected '-' indicator`},
 		{"empty", "# nothing\n", `bad.yaml: empty config: at least one link is needed`},
 		{"no links", "log: {level: info}\n", `bad.yaml: links: at least one link is needed`},

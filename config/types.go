@@ -66,6 +66,8 @@ type Link struct {
 	Probes []Probe `yaml:"probes"`
 	// Health overrides Defaults.Health field by field.
 	Health Health `yaml:"health"`
+	// BFD runs a BFD session to the link's next hop (config/bfd.go).
+	BFD *LinkBFD `yaml:"bfd"`
 }
 
 // Capacity is a link's bandwidth.

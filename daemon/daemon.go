@@ -46,8 +46,12 @@ type Daemon struct {
 	reg  *prometheus.Registry
 	api  *api.Server
 
-	mu  sync.Mutex // guards cfg for Config(); reloads are serialised by reloadMu
+	mu  sync.Mutex // guards cfg and file; reloads are serialised by reloadMu
 	cfg *config.Config
+	// file is the config as loaded, cfg the one in force: file with the
+	// prefixes learned by DHCPv6-PD filled in (withLearned).
+	file *config.Config
+	pd   *pdSub
 
 	reloadMu sync.Mutex
 }
@@ -60,7 +64,7 @@ type named struct {
 // New builds every subsystem the config asks for. Nothing touches the
 // kernel until Run.
 func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
-	d := &Daemon{log: log, opts: opts, cfg: cfg, reg: metrics.NewRegistry()}
+	d := &Daemon{log: log, opts: opts, cfg: cfg, file: cfg, reg: metrics.NewRegistry()}
 	mon, err := monitor.New(cfg, log) // it tags its own logs
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
@@ -74,6 +78,10 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 		}
 		if s != nil {
 			d.subs = append(d.subs, named{b.name, s})
+		}
+		if p, ok := s.(*pdSub); ok {
+			d.pd = p
+			p.apply = d.relearn
 		}
 	}
 	if cfg.API.Listen != "off" {
@@ -209,9 +217,32 @@ func (d *Daemon) Run(ctx context.Context) error {
 // been parsed and validated; a subsystem that rejects it leaves its state
 // as it was and the error is returned, so the daemon keeps running on the
 // old config where it could not apply the new one.
+//
+// cfg is the file's config: the prefixes learned by DHCPv6-PD are filled
+// into it before it is applied, so a reload keeps them.
 func (d *Daemon) Reload(cfg *config.Config) error {
+	return d.reload(cfg, "config reloaded")
+}
+
+// relearn re-applies the file's config in force after a change of the
+// learned prefixes.
+func (d *Daemon) relearn() {
+	if err := d.reload(nil, "learned prefixes applied"); err != nil {
+		d.log.Error("applying learned prefixes", "subsystem", "pd", "err", err)
+	}
+}
+
+// reload applies file (nil: the file's config in force) with the learned
+// prefixes filled in.
+func (d *Daemon) reload(file *config.Config, what string) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	if file == nil {
+		d.mu.Lock()
+		file = d.file
+		d.mu.Unlock()
+	}
+	cfg := d.withLearned(file)
 	prev := d.Config()
 	for name, has := range optional {
 		if has(prev) != has(cfg) {
@@ -238,9 +269,9 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 		return err
 	}
 	d.mu.Lock()
-	d.cfg = cfg
+	d.cfg, d.file = cfg, file
 	d.mu.Unlock()
-	d.log.Info("config reloaded", "file", cfg.File, "links", len(cfg.Links))
+	d.log.Info(what, "file", cfg.File, "links", len(cfg.Links))
 	return nil
 }
 

@@ -573,6 +573,11 @@ ipv6:
 	if a, ok := addrIn(hostAddrs(t, l, "lan1"), netip.MustParsePrefix("2001:db8:1:100::/64")); ok {
 		t.Errorf("host autoconfigured a provider prefix in nptv6 mode: %+v", a)
 	}
+	// Inbound (RFC 6296 is bidirectional): the host is reachable from the
+	// Internet at its interface identifier in each provider prefix, and
+	// the replies leave by the link the connection came in through.
+	serveLANHost(t, l)
+	reachLANHost(t, l, translated("2001:db8:1:100::/64"), translated("2001:db8:2:100::/64"))
 
 	at, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole})
 	if err != nil {

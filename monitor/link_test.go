@@ -666,7 +666,7 @@ func TestHold(t *testing.T) {
 	}
 	s.l.setHold(s.now, "bgp 198.51.100.1 default", "", false)
 	s.run(40, never)
-	s.wantState(Down) // "other" still holds it
+	s.wantState(Down)                       // "other" still holds it
 	s.l.setHold(s.now, "nobody", "", false) // releasing what is not held is a no-op
 	s.l.setHold(s.now, "other", "", false)
 	if len(s.l.status().Holds) != 0 {

@@ -331,10 +331,16 @@ func (a *Advertiser) State() []PrefixState {
 
 func (a *Advertiser) stateLocked(now time.Time) []PrefixState {
 	var ps []PrefixState
-	for _, p := range a.cfg.IPv6.Advertised() {
+	adv := a.cfg.IPv6.Advertised()
+	n := len(adv)
+	for _, p := range adv {
 		// nptv6: the internal prefix stays preferred, the gateway moves
 		// new flows to a working link.
-		ps = append(ps, PrefixState{Link: p.Link, Prefix: p.Prefix, Usable: p.Link == "" || a.usable[p.Link]})
+		st := PrefixState{Link: p.Link, Prefix: p.Prefix, Usable: p.Link == "" || a.usable[p.Link]}
+		if l := p.Learned; l != nil {
+			st.Capped, st.ValidLeft, st.PreferredLeft = true, l.Valid.Sub(now), l.Preferred.Sub(now)
+		}
+		ps = append(ps, st)
 	}
 	for p, r := range a.retired {
 		if now.After(r.until) {
@@ -343,7 +349,7 @@ func (a *Advertiser) stateLocked(now time.Time) []PrefixState {
 		}
 		ps = append(ps, PrefixState{Link: r.link, Prefix: p, Retired: true})
 	}
-	slices.SortStableFunc(ps[len(a.cfg.IPv6.Advertised()):], func(x, y PrefixState) int { return x.Prefix.Addr().Compare(y.Prefix.Addr()) })
+	slices.SortStableFunc(ps[n:], func(x, y PrefixState) int { return x.Prefix.Addr().Compare(y.Prefix.Addr()) })
 	return ps
 }
 

@@ -32,6 +32,11 @@ type PrefixState struct {
 	Usable bool
 	// Retired prefixes (removed from the config) get both lifetimes 0.
 	Retired bool
+	// Capped, for a prefix learned by DHCPv6-PD, bounds the advertised
+	// lifetimes by what is left of the delegation's (RFC 9096:
+	// never advertise a prefix for longer than it is delegated).
+	Capped                   bool
+	ValidLeft, PreferredLeft time.Duration
 }
 
 // Advertisement builds the router advertisement for the prefixes given.
@@ -53,6 +58,10 @@ func Advertisement(v *config.IPv6, prefixes []PrefixState, router bool) *ndp.Rou
 			ValidLifetime:                  v.RA.ValidLifetime.D(),
 			PreferredLifetime:              v.RA.PreferredLifetime.D(),
 			Prefix:                         p.Prefix.Masked().Addr(),
+		}
+		if p.Capped {
+			pi.ValidLifetime = min(pi.ValidLifetime, max(p.ValidLeft, 0).Truncate(time.Second))
+			pi.PreferredLifetime = min(pi.PreferredLifetime, max(p.PreferredLeft, 0).Truncate(time.Second), pi.ValidLifetime)
 		}
 		switch {
 		case p.Retired:
@@ -109,7 +118,7 @@ func Rules(cfg *config.Config, s route.Scheme, active string) []Rule {
 			{Priority: v.RulePriority, Src: v.Internal.Masked(), Suppress: true},
 			{Priority: v.RulePriority + 1, Src: v.Internal.Masked(), Table: s.Table(i), Mask: s.MarkMask}}
 	}
-	for _, p := range v.Prefixes {
+	for _, p := range v.Known() {
 		i := cfg.LinkIndex(p.Link)
 		if i < 0 {
 			continue
@@ -134,36 +143,47 @@ const (
 
 // NPTRuleset returns the nftables table that, in nptv6 mode, maps the
 // internal prefix to each link's prefix on the way out of that link's
-// interface (conntrack-based prefix NAT: replies are mapped back, and a
-// flow keeps its mapping for its life).
+// interface, and each link's prefix back to the internal one for
+// connections that come in through that link (RFC 6296 is bidirectional:
+// a LAN server's internal address is reachable at the same interface
+// identifier in every provider prefix, which is what DNS host6 records
+// publish). It is conntrack-based prefix NAT: replies are mapped back, and
+// a flow keeps its mapping for its life; the outbound datapath's
+// conntrack mark sends the replies of an inbound flow out by the link it
+// came in through.
 func NPTRuleset(cfg *config.Config) nft.Ruleset {
 	v := cfg.IPv6
-	var rules []string
-	for _, p := range v.Prefixes {
+	var out, in []string
+	for _, p := range v.Known() {
 		l := cfg.LinkByName(p.Link)
 		if l == nil {
 			continue
 		}
-		rules = append(rules, fmt.Sprintf("oifname %s ip6 saddr %s snat ip6 prefix to %s", nft.Quote(l.Interface), v.Internal.Masked(), p.Prefix.Masked()))
+		out = append(out, fmt.Sprintf("oifname %s ip6 saddr %s snat ip6 prefix to %s", nft.Quote(l.Interface), v.Internal.Masked(), p.Prefix.Masked()))
+		in = append(in, fmt.Sprintf("iifname %s ip6 daddr %s dnat ip6 prefix to %s", nft.Quote(l.Interface), p.Prefix.Masked(), v.Internal.Masked()))
 	}
 	return nft.Ruleset{Family: NPTFamily, Name: NPTTable, Header: []string{"multihome NPTv6 (docs/ipv6.md)"},
-		Chains: []nft.Chain{{Name: "npt_out", Type: "nat", Hook: "postrouting", Priority: "srcnat", Policy: "accept", Rules: rules}}}
+		Chains: []nft.Chain{
+			{Name: "npt_in", Type: "nat", Hook: "prerouting", Priority: "dstnat", Policy: "accept", Rules: in},
+			{Name: "npt_out", Type: "nat", Hook: "postrouting", Priority: "srcnat", Policy: "accept", Rules: out},
+		}}
 }
 
 // Active returns the link new flows of the internal prefix use in nptv6
 // mode: the first link, in the order of ipv6.prefixes, that accepts new
 // flows; prev when none does.
 func Active(v *config.IPv6, usable func(link string) bool, prev string) string {
-	for _, p := range v.Prefixes {
+	known := v.Known()
+	for _, p := range known {
 		if usable(p.Link) {
 			return p.Link
 		}
 	}
-	if prev != "" && slices.ContainsFunc(v.Prefixes, func(p config.IPv6Prefix) bool { return p.Link == prev }) {
+	if prev != "" && slices.ContainsFunc(known, func(p config.IPv6Prefix) bool { return p.Link == prev }) {
 		return prev
 	}
-	if len(v.Prefixes) > 0 {
-		return v.Prefixes[0].Link
+	if len(known) > 0 {
+		return known[0].Link
 	}
 	return ""
 }

@@ -147,7 +147,12 @@ func TestNPTv6(t *testing.T) {
 		`oifname "wan2" ip6 saddr 2001:db8:100::/64 snat ip6 prefix to 2001:db8:2:100::/64`,
 		`oifname "wan1" ip6 saddr 2001:db8:100::/64 snat ip6 prefix to 2001:db8:1:100::/64`,
 	}
-	if rs.Family != "ip6" || len(rs.Chains) != 1 || rs.Chains[0].Hook != "postrouting" || !slices.Equal(rs.Chains[0].Rules, want) {
+	wantIn := []string{
+		`iifname "wan2" ip6 daddr 2001:db8:2:100::/64 dnat ip6 prefix to 2001:db8:100::/64`,
+		`iifname "wan1" ip6 daddr 2001:db8:1:100::/64 dnat ip6 prefix to 2001:db8:100::/64`,
+	}
+	if rs.Family != "ip6" || len(rs.Chains) != 2 || rs.Chains[1].Hook != "postrouting" || !slices.Equal(rs.Chains[1].Rules, want) ||
+		rs.Chains[0].Hook != "prerouting" || rs.Chains[0].Priority != "dstnat" || !slices.Equal(rs.Chains[0].Rules, wantIn) {
 		t.Errorf("NPTRuleset:\n%s", rs)
 	}
 	up := map[string]bool{"isp1": true, "isp2": true}
@@ -172,5 +177,67 @@ func TestNPTv6(t *testing.T) {
 	m := decode(t, Advertisement(c.IPv6, []PrefixState{{Prefix: internal, Usable: true}}, true))
 	if ps := pios(m); len(ps) != 1 || ps[internal.Addr()] == nil || ps[internal.Addr()].PreferredLifetime == 0 {
 		t.Errorf("nptv6 advertisement: %+v", ps)
+	}
+}
+
+const pdTestConfig = `
+links:
+  - {name: isp1, interface: wan1, gateway4: 198.51.100.1, gateway6: "2001:db8:1::1"}
+  - {name: isp2, interface: wan2, gateway4: 198.51.100.17, gateway6: "2001:db8:2::1"}
+ipv6:
+  lan: lan0
+  prefixes:
+    - {link: isp1, dhcpv6_pd: {length: 56, subnet: 1}}
+    - {link: isp2, prefix: "2001:db8:2:100::/64"}
+  ra: {interval: 1s, valid_lifetime: 2h, preferred_lifetime: 1h}
+`
+
+// TestLearnedPrefixes: an entry not learned yet is skipped everywhere;
+// once learned, the PIO lifetimes are capped by the delegation's.
+func TestLearnedPrefixes(t *testing.T) {
+	cfg := parse(t, pdTestConfig)
+	if got := cfg.IPv6.Advertised(); len(got) != 1 || got[0].Link != "isp2" {
+		t.Fatalf("advertised before learning: %+v", got)
+	}
+	rs := Rules(cfg, route.SchemeFor(cfg), "")
+	if len(rs) != 2 || rs[0].Src.String() != "2001:db8:2:100::/64" {
+		t.Fatalf("rules before learning: %+v", rs)
+	}
+	if n := len(NPTRuleset(cfg).Chains[0].Rules); n != 1 {
+		t.Errorf("nptv6 rules before learning: %d, want 1", n)
+	}
+	if a := Active(cfg.IPv6, func(string) bool { return true }, ""); a != "isp2" {
+		t.Errorf("active link %q before learning, want isp2 (the only known prefix)", a)
+	}
+
+	// Learned: 2001:db8:1:8000::/56 subnet 1 → 2001:db8:1:8001::/64,
+	// valid 12 s and preferred 8 s left.
+	p := &cfg.IPv6.Prefixes[0]
+	p.Prefix = netip.MustParsePrefix("2001:db8:1:8001::/64")
+	now := time.Now()
+	p.Learned = &config.LearnedPrefix{Delegated: netip.MustParsePrefix("2001:db8:1:8000::/56"), Preferred: now.Add(8500 * time.Millisecond), Valid: now.Add(12500 * time.Millisecond)}
+	a := &Advertiser{cfg: cfg, usable: map[string]bool{"isp1": true, "isp2": true}, retired: map[netip.Prefix]retired{}}
+	ps := a.stateLocked(now)
+	got := pios(decode(t, Advertisement(cfg.IPv6, ps, true)))
+	l := got[netip.MustParseAddr("2001:db8:1:8001::")]
+	if l == nil || l.ValidLifetime != 12*time.Second || l.PreferredLifetime != 8*time.Second {
+		t.Fatalf("learned PIO %+v: want valid 12s, preferred 8s (the delegation's)", l)
+	}
+	if s := got[netip.MustParseAddr("2001:db8:2:100::")]; s == nil || s.ValidLifetime != 2*time.Hour || s.PreferredLifetime != time.Hour {
+		t.Errorf("static PIO %+v: want the configured lifetimes", s)
+	}
+	// A long delegation does not raise the configured lifetimes; a down
+	// link still deprecates; an expired one advertises 0.
+	p.Learned.Valid, p.Learned.Preferred = now.Add(48*time.Hour), now.Add(24*time.Hour)
+	a.usable["isp1"] = false
+	l = pios(decode(t, Advertisement(cfg.IPv6, a.stateLocked(now), true)))[netip.MustParseAddr("2001:db8:1:8001::")]
+	if l.ValidLifetime != 2*time.Hour || l.PreferredLifetime != 0 {
+		t.Errorf("long delegation, link down: valid %s preferred %s, want 2h and 0", l.ValidLifetime, l.PreferredLifetime)
+	}
+	p.Learned.Valid, p.Learned.Preferred = now.Add(-time.Second), now.Add(-2*time.Second)
+	a.usable["isp1"] = true
+	l = pios(decode(t, Advertisement(cfg.IPv6, a.stateLocked(now), true)))[netip.MustParseAddr("2001:db8:1:8001::")]
+	if l.ValidLifetime != 0 || l.PreferredLifetime != 0 {
+		t.Errorf("expired delegation: valid %s preferred %s, want 0", l.ValidLifetime, l.PreferredLifetime)
 	}
 }

@@ -16,6 +16,7 @@ need=(
   chromium:chromium
   frr:vtysh
   bird2:bird
+  kea-dhcp6-server:kea-dhcp6
 )
 missing=()
 for pc in "${need[@]}"; do
@@ -28,15 +29,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The knot, frr and bird2 packages may start system daemons in the root
-# namespace where systemd runs; the tests run their own in lab namespaces
-# and must not have those around.
+# The knot, frr, bird2 and kea-dhcp6-server packages may start system
+# daemons in the root namespace where systemd runs; the tests run their own
+# in lab namespaces and must not have those around (a system kea-dhcp6
+# would answer DHCPv6 on the machine's own interfaces).
 if command -v systemctl >/dev/null 2>&1; then
-  for svc in knot frr bird; do
+  for svc in knot frr bird kea-dhcp6-server; do
     if systemctl is-active --quiet "$svc" 2>/dev/null; then
       systemctl stop "$svc" || true
     fi
   done
+  if systemctl is-enabled --quiet kea-dhcp6-server 2>/dev/null; then
+    systemctl disable kea-dhcp6-server >/dev/null 2>&1 || true
+  fi
 fi
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 go version >/dev/null

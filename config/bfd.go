@@ -1,0 +1,102 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// LinkBFD runs an asynchronous single-hop BFD session (RFC 5880/5881) to
+// the link's next hop, independent of BGP: when a session that was up goes
+// down, the link is down at once, as on a carrier loss; it never brings a
+// link up (the probes do). docs/bfd.md.
+type LinkBFD struct {
+	// Peer is the next hop's address on the link (default: the link's
+	// gateway4, else its gateway6). An IPv6 link-local peer is reached
+	// through the link's interface.
+	Peer netip.Addr `yaml:"peer"`
+	// Local is our address for the session (default: the link's
+	// address4/address6 of the peer's family, else the kernel's choice).
+	Local netip.Addr `yaml:"local"`
+	// MinTx is the desired minimum transmit interval (default 300ms).
+	MinTx Duration `yaml:"min_tx"`
+	// MinRx is the required minimum receive interval (default 300ms).
+	MinRx Duration `yaml:"min_rx"`
+	// Multiplier is the detection multiplier (default 3).
+	Multiplier int `yaml:"multiplier"`
+}
+
+// maxBFDInterval is the largest interval a BFD packet can carry
+// (32 bits of microseconds).
+const maxBFDInterval = time.Duration(1<<32-1) * time.Microsecond
+
+func init() { sectionChecks = append(sectionChecks, checkLinkBFD) }
+
+// checkLinkBFD fills in the defaults of every links[].bfd and validates
+// them.
+func checkLinkBFD(c *Config, k *checker) {
+	for i := range c.Links {
+		l := &c.Links[i]
+		f := l.BFD
+		if f == nil {
+			continue
+		}
+		p := fmt.Sprintf("links[%d].bfd", i)
+		if !f.Peer.IsValid() {
+			switch {
+			case l.Gateway4.IsValid():
+				f.Peer = l.Gateway4
+			case l.Gateway6.IsValid():
+				f.Peer = l.Gateway6
+			default:
+				k.errorf(p+".peer", "missing: give the next hop's address, or a gateway4/gateway6 on the link")
+			}
+		}
+		if a := f.Peer; a.IsValid() {
+			switch {
+			case a.Is4In6():
+				k.errorf(p+".peer", "%s is an IPv4-mapped address: write it as %s", a, a.Unmap())
+			case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
+				k.errorf(p+".peer", "%s is not a unicast next hop", a)
+			case a.Zone() != "" && a.Zone() != l.Interface:
+				k.errorf(p+".peer", "zone %q is not the link's interface %q", a.Zone(), l.Interface)
+			}
+		}
+		if !f.Local.IsValid() && f.Peer.IsValid() {
+			if f.Peer.Is4() {
+				f.Local = l.Address4
+			} else if !f.Peer.IsLinkLocalUnicast() {
+				f.Local = l.Address6
+			}
+		}
+		if f.Local.IsValid() && f.Peer.IsValid() && f.Local.Is4() != f.Peer.Is4() {
+			k.errorf(p+".local", "%s is not of the peer's family (%s)", f.Local, f.Peer)
+		}
+		defDur(&f.MinTx, DefaultBFDInterval)
+		defDur(&f.MinRx, DefaultBFDInterval)
+		if f.Multiplier == 0 {
+			f.Multiplier = DefaultBFDMultiplier
+		}
+		if f.Multiplier < 1 || f.Multiplier > 255 {
+			k.errorf(p+".multiplier", "must be 1..255, got %d", f.Multiplier)
+		}
+		for _, d := range []struct {
+			name string
+			v    Duration
+		}{{"min_tx", f.MinTx}, {"min_rx", f.MinRx}} {
+			if d.v.D() < time.Millisecond || d.v.D() > maxBFDInterval {
+				k.errorf(p+"."+d.name, "must be 1ms..%v, got %v", maxBFDInterval.Round(time.Second), d.v.D())
+			}
+		}
+		if c.BGP == nil || !f.Peer.IsValid() {
+			continue
+		}
+		for j, n := range c.BGP.Neighbors {
+			if n.BFD != nil && n.Link == l.Name && n.Address.WithZone("") == f.Peer.WithZone("") {
+				np := fmt.Sprintf("bgp.neighbors[%d]", j)
+				k.errorf(p+".peer", "%s also has bfd as %s (line %d) on link %s: two sessions to one peer would clash on port 3784; keep one of them (the link's session takes the link down, the neighbour's also resets BGP)",
+					f.Peer, np, c.Position(np).Line, l.Name)
+			}
+		}
+	}
+}

@@ -1,0 +1,257 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/multihome/multihome/bfd"
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/monitor"
+)
+
+// Link-level BFD (links[].bfd, docs/bfd.md) always runs: with no link
+// asking for it, it idles, so that a reload that gives a link a bfd block
+// starts its session without a restart.
+func init() {
+	builders = append(builders, builder{"bfd", func(cfg *config.Config, src monitor.Source, reg prometheus.Registerer, log *slog.Logger) (subsystem, error) {
+		b := newLinkBFD(cfg, src, log.With("subsystem", "bfd"))
+		for _, c := range b.collectors() {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+		return b, nil
+	}})
+}
+
+// evidence is what the monitor offers other subsystems to take a link
+// down at once ((*monitor.Monitor).Evidence).
+type evidence interface {
+	Evidence(link string, up bool, reason string)
+}
+
+// bfdSpec is everything a link's session is built from: a session whose
+// spec changes on reload is restarted, the others keep running.
+type bfdSpec struct {
+	iface       string
+	peer, local netip.Addr
+	cfg         bfd.Config
+}
+
+func specOf(l config.Link) bfdSpec {
+	f := l.BFD
+	return bfdSpec{iface: l.Interface, peer: f.Peer, local: f.Local, cfg: bfd.Config{
+		DesiredMinTx: f.MinTx.D(), RequiredMinRx: f.MinRx.D(), DetectMult: uint8(f.Multiplier),
+	}}
+}
+
+// linkSpecs returns the BFD session of every link that has one, by link.
+func linkSpecs(cfg *config.Config) map[string]bfdSpec {
+	out := map[string]bfdSpec{}
+	for _, l := range cfg.Links {
+		if l.BFD != nil {
+			out[l.Name] = specOf(l)
+		}
+	}
+	return out
+}
+
+// linkBFD runs one BFD session per link with a bfd block and turns a
+// session that goes down into link evidence. Its Run goroutine owns the
+// sessions; Update hands it new configs.
+type linkBFD struct {
+	log     *slog.Logger
+	src     monitor.Source
+	cfg     *config.Config
+	updates chan bfdUpdate
+	events  chan bfdEvent
+	// run is bfd.Run; tests replace it.
+	run func(ctx context.Context, p bfd.Peer, notify func(bfd.Event), log *slog.Logger) error
+	// retry is the pause before a session whose runner failed (say, its
+	// interface does not exist yet) is started again.
+	retry time.Duration
+
+	state       *prometheus.GaugeVec
+	transitions *prometheus.CounterVec
+}
+
+type bfdUpdate struct {
+	cfg  *config.Config
+	done chan error
+}
+
+// bfdEvent is a session's state change, tagged with the session it
+// came from so that late events of a stopped session are ignored.
+type bfdEvent struct {
+	link string
+	sess *bfdSession
+	ev   bfd.Event
+}
+
+type bfdSession struct {
+	link  string
+	spec  bfdSpec
+	state bfd.State
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+var bfdStates = []bfd.State{bfd.AdminDown, bfd.Down, bfd.Init, bfd.Up}
+
+func newLinkBFD(cfg *config.Config, src monitor.Source, log *slog.Logger) *linkBFD {
+	return &linkBFD{
+		log: log, src: src, cfg: cfg,
+		updates: make(chan bfdUpdate),
+		events:  make(chan bfdEvent, 64),
+		run:     bfd.Run,
+		retry:   2 * time.Second,
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "multihome_bfd_session_state",
+			Help: "1 for the state of the link's BFD session (admindown, down, init, up), 0 for the others.",
+		}, []string{"link", "peer", "state"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "multihome_bfd_session_transitions_total",
+			Help: "State changes of the link's BFD session since the daemon started, by state entered.",
+		}, []string{"link", "peer", "to"}),
+	}
+}
+
+func (b *linkBFD) collectors() []prometheus.Collector {
+	return []prometheus.Collector{b.state, b.transitions}
+}
+
+// Update applies a reloaded config: sessions whose link, peer, address or
+// timers changed restart, new ones start, removed ones stop (sending
+// AdminDown to the peer). It returns once applied.
+func (b *linkBFD) Update(cfg *config.Config) error {
+	done := make(chan error, 1)
+	select {
+	case b.updates <- bfdUpdate{cfg, done}:
+		return <-done
+	case <-time.After(10 * time.Second):
+		return errors.New("bfd not running: reload not applied")
+	}
+}
+
+// Run runs the sessions until ctx ends, then stops them all (each sends
+// AdminDown so its peer does not wait out its detection time).
+func (b *linkBFD) Run(ctx context.Context) error {
+	sessions := map[string]*bfdSession{}
+	defer func() {
+		for _, s := range sessions {
+			b.stopSession(s)
+		}
+	}()
+	b.apply(ctx, sessions, linkSpecs(b.cfg))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case u := <-b.updates:
+			b.cfg = u.cfg
+			b.apply(ctx, sessions, linkSpecs(u.cfg))
+			u.done <- nil
+		case e := <-b.events:
+			if s := sessions[e.link]; s == e.sess {
+				b.handle(s, e.ev)
+			}
+		}
+	}
+}
+
+// apply makes the running sessions those of want.
+func (b *linkBFD) apply(ctx context.Context, sessions map[string]*bfdSession, want map[string]bfdSpec) {
+	for link, s := range sessions {
+		if w, ok := want[link]; !ok || w != s.spec {
+			b.stopSession(s)
+			delete(sessions, link)
+			b.log.Info("bfd session stopped", "link", link, "peer", s.spec.peer, "changed", ok)
+		}
+	}
+	for link, w := range want {
+		if sessions[link] == nil {
+			sessions[link] = b.startSession(ctx, link, w)
+		}
+	}
+}
+
+func (b *linkBFD) startSession(ctx context.Context, link string, spec bfdSpec) *bfdSession {
+	ctx, cancel := context.WithCancel(ctx)
+	s := &bfdSession{link: link, spec: spec, state: bfd.Down, stop: cancel, done: make(chan struct{})}
+	b.setState(s)
+	log := b.log.With("link", link, "peer", spec.peer)
+	log.Info("bfd session started", "interface", spec.iface, "min_tx", spec.cfg.DesiredMinTx, "min_rx", spec.cfg.RequiredMinRx,
+		"multiplier", spec.cfg.DetectMult)
+	p := bfd.Peer{Interface: spec.iface, Local: spec.local, Remote: spec.peer, Config: spec.cfg}
+	go func() {
+		defer close(s.done)
+		for {
+			err := b.run(ctx, p, func(e bfd.Event) {
+				select {
+				case b.events <- bfdEvent{link, s, e}:
+				case <-ctx.Done():
+				}
+			}, log)
+			if ctx.Err() != nil {
+				return
+			}
+			log.Error("bfd session failed: retrying", "err", err, "after", b.retry)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(b.retry):
+			}
+		}
+	}()
+	return s
+}
+
+// stopSession ends a session and waits for its sockets to close, so that
+// a restarted session never shares port 3784 with its predecessor.
+func (b *linkBFD) stopSession(s *bfdSession) {
+	s.stop()
+	<-s.done
+	for _, st := range bfdStates {
+		b.state.DeleteLabelValues(s.link, s.spec.peer.String(), st.String())
+	}
+}
+
+func (b *linkBFD) setState(s *bfdSession) {
+	for _, st := range bfdStates {
+		v := 0.0
+		if st == s.state {
+			v = 1
+		}
+		b.state.WithLabelValues(s.link, s.spec.peer.String(), st.String()).Set(v)
+	}
+}
+
+// handle applies one state change: a session that leaves Up takes its
+// link down at once, unless the peer said it was administratively down
+// (RFC 5882 section 3.2: a deliberate shutdown is not a path failure).
+// Up changes nothing: the probes bring the link back.
+func (b *linkBFD) handle(s *bfdSession, e bfd.Event) {
+	s.state = e.To
+	b.setState(s)
+	b.transitions.WithLabelValues(s.link, s.spec.peer.String(), e.To.String()).Inc()
+	reason := fmt.Sprintf("BFD %s→%s: %s (peer %s)", e.From, e.To, e.Diag, e.Remote)
+	switch {
+	case e.From == bfd.Up && e.Diag == bfd.DiagNeighborDown && e.RemoteDiag == bfd.DiagAdminDown:
+		b.log.Warn("bfd session down: the peer is administratively down, the link stays to its probes", "link", s.link, "peer", e.Remote, "reason", reason)
+	case e.From == bfd.Up:
+		b.log.Warn("bfd session down", "link", s.link, "peer", e.Remote, "reason", reason)
+		if ev, ok := b.src.(evidence); ok {
+			ev.Evidence(s.link, false, reason)
+		}
+	case e.To == bfd.Up:
+		b.log.Info("bfd session up", "link", s.link, "peer", e.Remote)
+	default:
+		b.log.Debug("bfd session state", "link", s.link, "peer", e.Remote, "from", e.From, "to", e.To, "diag", e.Diag)
+	}
+}

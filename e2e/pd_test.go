@@ -1,0 +1,432 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/examples"
+	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/monitor"
+)
+
+// kea is an ISC Kea DHCPv6 server run by a test in a lab namespace, with
+// its config, lease file, pid and lock files and log in a temp dir.
+type kea struct {
+	t   *testing.T
+	l   *lab.Lab
+	dir string
+	cmd *exec.Cmd
+	out strings.Builder
+	mu  sync.Mutex
+}
+
+// keaPDConfig delegates /56s from pool on the ISP's link to the gateway,
+// with short timers so that renewals happen within a test.
+func keaPDConfig(dir, iface string, pool netip.Prefix) string {
+	return fmt.Sprintf(`{"Dhcp6": {
+  "interfaces-config": {"interfaces": [%q]},
+  "lease-database": {"type": "memfile", "persist": true, "name": %q, "lfc-interval": 0},
+  "server-id": {"type": "EN", "enterprise-id": 2495, "identifier": "6d756c7469686f6d65", "persist": false},
+  "renew-timer": 4, "rebind-timer": 6, "preferred-lifetime": 8, "valid-lifetime": 12,
+  "subnet6": [{"id": 1, "subnet": "2001:db8:1::/64", "interface": %q,
+    "pd-pools": [{"prefix": %q, "prefix-len": %d, "delegated-len": 56}]}],
+  "loggers": [{"name": "kea-dhcp6", "output_options": [{"output": %q}], "severity": "DEBUG", "debuglevel": 15}]
+}}`, iface, filepath.Join(dir, "leases6.csv"), iface, pool.Addr().String(), pool.Bits(), filepath.Join(dir, "kea.log"))
+}
+
+// startKea runs kea-dhcp6 in the isp1 namespace on its interface toward
+// the gateway, delegating from pool, with an empty lease file.
+func startKea(t *testing.T, l *lab.Lab, pool netip.Prefix) *kea {
+	t.Helper()
+	if _, err := exec.LookPath("kea-dhcp6"); err != nil {
+		t.Skip("kea-dhcp6 not installed (scripts/deps.sh installs kea-dhcp6-server)")
+	}
+	k := &kea{t: t, l: l, dir: t.TempDir()}
+	cfg := filepath.Join(k.dir, "kea-dhcp6.json")
+	if err := os.WriteFile(cfg, []byte(keaPDConfig(k.dir, lab.ISPDownIface, pool)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k.cmd = l.Run(context.Background(), "isp1", "kea-dhcp6", "-c", cfg)
+	k.cmd.Env = append(os.Environ(), "KEA_PIDFILE_DIR="+k.dir, "KEA_LOCKFILE_DIR="+k.dir)
+	w := writerFunc(func(b []byte) (int, error) {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return k.out.Write(b)
+	})
+	k.cmd.Stdout, k.cmd.Stderr = w, w
+	if err := k.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.stop)
+	// Ready when it listens on port 547.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(k.log(), "DHCP6_STARTED") {
+		if time.Now().After(deadline) {
+			t.Fatalf("kea-dhcp6 did not start within 10 s:\n%s\n%s", k.log(), k.stdout())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return k
+}
+
+func (k *kea) stop() {
+	if k.cmd.ProcessState != nil {
+		return
+	}
+	k.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { k.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		k.cmd.Process.Kill()
+		<-done
+	}
+	if k.t.Failed() {
+		k.t.Logf("kea log (%s):\n%s", k.dir, k.log())
+	}
+}
+
+func (k *kea) log() string {
+	b, _ := os.ReadFile(filepath.Join(k.dir, "kea.log"))
+	return string(b)
+}
+
+func (k *kea) stdout() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.out.String()
+}
+
+var pdLogRe = regexp.MustCompile(`time=(\S+) level=\S+ msg="dhcpv6-pd: delegation (bound|changed|renewed|rebound|lost)".* prefix=(\S+)`)
+
+// pdEvent is one lease change in the daemon's log.
+type pdEvent struct {
+	at     time.Time
+	kind   string
+	prefix netip.Prefix
+}
+
+func pdEvents(d *daemon) []pdEvent {
+	var es []pdEvent
+	for _, m := range pdLogRe.FindAllStringSubmatch(d.logText(), -1) {
+		at, err1 := time.Parse(time.RFC3339Nano, m[1])
+		p, err2 := netip.ParsePrefix(m[3])
+		if err1 == nil && err2 == nil {
+			es = append(es, pdEvent{at, m[2], p})
+		}
+	}
+	return es
+}
+
+// waitPD waits for a lease change of kind in the daemon's log, after the
+// first n changes.
+func waitPD(t *testing.T, d *daemon, n int, kind string, timeout time.Duration) pdEvent {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		es := pdEvents(d)
+		for _, e := range es[min(n, len(es)):] {
+			if e.kind == kind {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no delegation %s within %s; changes: %+v", kind, timeout, es)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// addrWatch records when each global address first appears on lan1
+// (kernel notification times from `ip -ts monitor`).
+type addrWatch struct {
+	mu    sync.Mutex
+	first map[netip.Addr]time.Time
+}
+
+var monitorRe = regexp.MustCompile(`^\[(\S+)\] (Deleted )?\d+: eth0\s+inet6 (\S+)/64 scope global`)
+
+func watchAddrs(t *testing.T, l *lab.Lab) *addrWatch {
+	t.Helper()
+	w := &addrWatch{first: map[netip.Addr]time.Time{}}
+	cmd := l.Run(context.Background(), "lan1", "ip", "-ts", "-6", "monitor", "address", "dev", "eth0")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			m := monitorRe.FindStringSubmatch(sc.Text())
+			if m == nil || m[2] != "" {
+				continue
+			}
+			at, err1 := time.ParseInLocation("2006-01-02T15:04:05.000000", m[1], time.Local)
+			a, err2 := netip.ParseAddr(m[3])
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			w.mu.Lock()
+			if _, ok := w.first[a]; !ok {
+				w.first[a] = at
+			}
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+// appeared returns when a's first notification came.
+func (w *addrWatch) appeared(a netip.Addr) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	at, ok := w.first[a]
+	return at, ok
+}
+
+// applied returns the time of the first "learned prefixes applied" log
+// line after after.
+func applied(d *daemon, after time.Time) time.Time {
+	re := regexp.MustCompile(`time=(\S+) level=\S+ msg="learned prefixes applied"`)
+	for _, m := range re.FindAllStringSubmatch(d.logText(), -1) {
+		if at, err := time.Parse(time.RFC3339Nano, m[1]); err == nil && !at.Before(after) {
+			return at
+		}
+	}
+	return time.Time{}
+}
+
+// latency logs how long after the lease change e the daemon applied it
+// and the host's address a appeared.
+func latency(t *testing.T, d *daemon, w *addrWatch, e pdEvent, a netip.Addr, what string) {
+	t.Helper()
+	app := applied(d, e.at)
+	seen, ok := w.appeared(a)
+	if !ok || app.IsZero() {
+		t.Errorf("%s: no timing (applied %v, address seen %v)", what, app, ok)
+		return
+	}
+	t.Logf("%s %s: applied %s after the Reply, host address %s %s after the Reply", what, e.prefix,
+		app.Sub(e.at).Round(time.Millisecond), a, seen.Sub(e.at).Round(time.Millisecond))
+}
+
+func gwRules(t *testing.T, l *lab.Lab) string {
+	t.Helper()
+	out, err := l.Run(context.Background(), "gw", "ip", "-6", "rule", "show").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip -6 rule: %v %s", err, out)
+	}
+	return string(out)
+}
+
+// TestIPv6PrefixDelegation: the daemon learns a /56 on isp1 from a real
+// Kea server by DHCPv6-PD and uses its /64 number 1 on the LAN exactly
+// like a configured prefix (RA, SLAAC on the host, source rule, traffic
+// out of isp1); renewals keep it without churn, a SIGHUP keeps it; Kea
+// restarted with another pool and no leases answers the next Renew
+// without the old prefix and the daemon renumbers the LAN; stopping the
+// daemon releases the delegation.
+func TestIPv6PrefixDelegation(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	setHostSysctls(t, l, "lan1")
+	poolA := netip.MustParsePrefix("2001:db8:1:8000::/49")
+	poolB := netip.MustParsePrefix("2001:db8:1:4000::/50")
+	isp1 := l.ISPs[0]
+	// Kea installs no routes: isp1 routes both pools to the gateway.
+	for _, p := range []netip.Prefix{poolA, poolB} {
+		if out, err := l.Run(context.Background(), "isp1", "ip", "-6", "route", "add", p.String(), "via", isp1.GW6.String(), "dev", lab.ISPDownIface).CombinedOutput(); err != nil {
+			t.Fatalf("route %s in isp1: %v %s", p, err, out)
+		}
+	}
+	k := startKea(t, l, poolA)
+	w := watchAddrs(t, l)
+	// lanhost's AAAA (engineer C's host6 records) follow the learned prefix.
+	cfg := withLANHost(t, string(examples.Lab())) + `
+ipv6:
+  lan: lan0
+  prefixes:
+    - {link: isp1, dhcpv6_pd: {length: 56, subnet: 1}}
+    - {link: isp2, prefix: "2001:db8:2:100::/64"}
+  ra: {interval: 1s, retire: 30s}
+`
+	start := time.Now()
+	d, _ := startDaemon(t, l, []byte(cfg))
+	d.waitState(10*time.Second, "isp1", monitor.Up)
+
+	// Bound: the LAN /64 is subnet 1 of the delegated /56.
+	bound := waitPD(t, d, 0, "bound", 15*time.Second)
+	if !poolA.Contains(bound.prefix.Addr()) || bound.prefix.Bits() != 56 {
+		t.Fatalf("delegated %s, want a /56 of %s", bound.prefix, poolA)
+	}
+	lan, err := config.PDSubnet(bound.prefix, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := waitAddr(t, l, lan, 10*time.Second, "SLAAC address in "+lan.String(), func(a hostAddr) bool { return !a.Deprecated })
+	seen := time.Now()
+	t.Logf("delegated %s %s after start; host address %s (valid %s, preferred %s) seen by polling %s after the Reply",
+		bound.prefix, bound.at.Sub(start).Round(time.Millisecond), a.Addr, a.Valid, a.Preferred, seen.Sub(bound.at).Round(time.Millisecond))
+	latency(t, d, w, bound, a.Addr, "bound")
+	via1 := isp1.GW.String()
+	host := func(p netip.Prefix) string { b := p.Addr().As16(); b[15] = 0x80; return netip.AddrFrom16(b).String() }
+	waitAAAA(t, l, via1, 5*time.Second, "learned prefix in DNS", host(lan), "2001:db8:2:100::80")
+	if v, err := strconv.ParseFloat(a.Valid, 64); err != nil || v > 12 {
+		t.Errorf("host address valid lifetime %s: want at most the delegation's 12 s", a.Valid)
+	}
+	if rules := gwRules(t, l); !strings.Contains(rules, "from "+lan.String()+" lookup") {
+		t.Errorf("no source rule from %s:\n%s", lan, rules)
+	}
+	if dev := routeDev(t, l, a.Addr); dev != "wan1" {
+		t.Errorf("gateway routes packets from %s out of %s, want wan1", a.Addr, dev)
+	}
+	var got string
+	for range 30 {
+		if got, err = get6(l, a.Addr, time.Second); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || got != a.Addr.String() {
+		t.Fatalf("GET /ip from %s: %q, %v (the server must see the delegated source)", a.Addr, got, err)
+	}
+
+	// Renewals: past T1 (4 s) twice and past the first valid lifetime
+	// (12 s), the same prefix, still preferred on the host, no retirement.
+	time.Sleep(time.Until(bound.at.Add(14 * time.Second)))
+	es := pdEvents(d)
+	renewed := 0
+	for _, e := range es {
+		switch {
+		case e.kind == "renewed" && e.prefix == bound.prefix:
+			renewed++
+		case e.kind != "bound" && e.kind != "renewed":
+			t.Errorf("unexpected lease change %+v", e)
+		}
+	}
+	if renewed < 2 {
+		t.Errorf("%d renewals in 14 s with T1 = 4 s: %+v", renewed, es)
+	}
+	if a2, ok := addrIn(hostAddrs(t, l, "lan1"), lan); !ok || a2.Deprecated {
+		t.Errorf("after renewals the host's address in %s: %+v, %v", lan, a2, ok)
+	}
+	if strings.Contains(d.logText(), "prefix retired") {
+		t.Errorf("a renewal retired a prefix:\n%s", d.logText())
+	}
+	if m := metricValue(d.scrape(), `multihome_ipv6_pd_bound{link="isp1"}`); m != 1 {
+		t.Errorf("multihome_ipv6_pd_bound{link=isp1} = %v, want 1", m)
+	}
+
+	// SIGHUP with the same file keeps the learned prefix.
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if strings.Contains(d.logText(), "prefix retired") || !strings.Contains(gwRules(t, l), "from "+lan.String()) {
+		t.Errorf("a reload dropped the learned prefix:\n%s", d.logText())
+	}
+
+	// Renumbering: Kea restarted with pool B and no leases.
+	k.stop()
+	n := len(pdEvents(d))
+	kb := startKea(t, l, poolB)
+	ch := waitPD(t, d, n, "changed", 30*time.Second)
+	if !poolB.Contains(ch.prefix.Addr()) {
+		t.Fatalf("renumbered to %s, want a /56 of %s", ch.prefix, poolB)
+	}
+	lanB, _ := config.PDSubnet(ch.prefix, 1)
+	b := waitAddr(t, l, lanB, 10*time.Second, "SLAAC address in "+lanB.String(), func(a hostAddr) bool { return !a.Deprecated })
+	latency(t, d, w, ch, b.Addr, "renumbered")
+	waitAAAA(t, l, via1, 5*time.Second, "renumbered prefix in DNS", host(lanB), "2001:db8:2:100::80")
+	// The old one is deprecated at once (retired: lifetimes 0), then gone
+	// when its valid lifetime (≤ 12 s) ends.
+	if old, ok := addrIn(hostAddrs(t, l, "lan1"), lan); ok && !old.Deprecated {
+		t.Errorf("old address %s still preferred after renumbering", old.Addr)
+	}
+	rules := gwRules(t, l)
+	if !strings.Contains(rules, "from "+lanB.String()+" lookup") || strings.Contains(rules, "from "+lan.String()) {
+		t.Errorf("rules after renumbering %s → %s:\n%s", lan, lanB, rules)
+	}
+	for range 30 {
+		if got, err = get6(l, b.Addr, time.Second); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || got != b.Addr.String() {
+		t.Errorf("GET /ip from %s: %q, %v", b.Addr, got, err)
+	}
+
+	// Lost: with no server at all the delegation ends at its valid
+	// lifetime (12 s after the last Reply), and its /64 is retired like a
+	// renumbered one.
+	kb.stop()
+	n = len(pdEvents(d))
+	lost := waitPD(t, d, n, "lost", 25*time.Second)
+	if lost.prefix != ch.prefix {
+		t.Errorf("lost %s, want %s", lost.prefix, ch.prefix)
+	}
+	var last pdEvent
+	for _, e := range pdEvents(d)[:len(pdEvents(d))-1] {
+		last = e
+	}
+	if d := lost.at.Sub(last.at); d < 11*time.Second || d > 13*time.Second {
+		t.Errorf("lost %s after the last Reply (%s %s), want the valid lifetime, 12 s", d, last.kind, last.at)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for strings.Contains(gwRules(t, l), "from "+lanB.String()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("source rule from %s still there 5 s after the loss", lanB)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if old, ok := addrIn(hostAddrs(t, l, "lan1"), lanB); ok && !old.Deprecated {
+		t.Errorf("address %s still preferred after the delegation was lost", old.Addr)
+	}
+	if m := metricValue(d.scrape(), `multihome_ipv6_pd_bound{link="isp1"}`); m != 0 {
+		t.Errorf("multihome_ipv6_pd_bound{link=isp1} = %v after the loss, want 0", m)
+	}
+	waitAAAA(t, l, via1, 5*time.Second, "lost prefix out of DNS", "2001:db8:2:100::80")
+	t.Logf("delegation %s lost %s after the last Reply; rules, RA and DNS followed", lost.prefix, lost.at.Sub(last.at).Round(time.Millisecond))
+
+	// A server again: a new Solicit gets a prefix.
+	kcStart := time.Now()
+	kc := startKea(t, l, poolB)
+	again := waitPD(t, d, n, "bound", 20*time.Second)
+	t.Logf("bound again to %s %s after the loss, %s after Kea came back (Solicits retransmitted after 1, 2, 4 … s)", again.prefix,
+		again.at.Sub(lost.at).Round(time.Millisecond), again.at.Sub(kcStart).Round(time.Millisecond))
+
+	for _, line := range strings.Split(d.logText(), "\n") {
+		if strings.Contains(line, "dhcpv6-pd") || strings.Contains(line, "prefix retired") || strings.Contains(line, "learned prefixes applied") {
+			t.Log(line)
+		}
+	}
+
+	// Stopping the daemon releases the delegation.
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	deadline = time.Now().Add(10 * time.Second)
+	for !strings.Contains(kc.log(), "DHCP6_RELEASE_PD") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no Release seen by Kea within 10 s of SIGTERM:\n%s", kc.log())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,10 @@
+// Package pd is a DHCPv6 client for prefix delegation (RFC 8415, IA_PD):
+// on one link's interface it asks its provider for a prefix (Solicit with
+// a length hint, Advertise, Request, Reply), renews it at T1, rebinds at
+// T2, loses it when its valid lifetime ends, retransmits with RFC 8415's
+// backoff and releases it on a clean stop. One goroutine owns each
+// lease; every change (bound, renewed, another prefix, lost) is reported
+// through a callback, from which the daemon fills the learned prefix into
+// the config it applies (ipv6.prefixes entries with dhcpv6_pd, see
+// docs/ipv6.md).
+package pd
