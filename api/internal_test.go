@@ -128,3 +128,20 @@ func TestOverview(t *testing.T) {
 		}
 	}
 }
+
+// TestLinkHolds: a hold on a link reaches the API's JSON; no hold, no
+// field.
+func TestLinkHolds(t *testing.T) {
+	b, err := json.Marshal(linkOf(monitor.Status{Link: "isp1", State: monitor.Down,
+		Holds: []string{"bgp neighbor 198.51.100.1 require_default: no default route"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"holds":["bgp neighbor 198.51.100.1 require_default: no default route"]`) {
+		t.Errorf("link JSON without its hold: %s", b)
+	}
+	b, _ = json.Marshal(linkOf(monitor.Status{Link: "isp1", State: monitor.Up}))
+	if strings.Contains(string(b), `"holds"`) {
+		t.Errorf("link JSON with a hold field and no hold: %s", b)
+	}
+}

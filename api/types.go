@@ -21,6 +21,10 @@ type Link struct {
 	HoldDown  bool   `json:"hold_down"`
 	Carrier   bool   `json:"carrier"`
 	Saturated bool   `json:"saturated"`
+	// Holds are other subsystems' verdicts keeping the link down, each
+	// "source: reason" (e.g. a BGP neighbour with require_default that
+	// sends no default route).
+	Holds []string `json:"holds,omitempty"`
 	// Usable: existing traffic may use the link; AcceptsNew: new flows may.
 	Usable     bool `json:"usable"`
 	AcceptsNew bool `json:"accepts_new"`
@@ -61,7 +65,7 @@ func linkOf(s monitor.Status) Link {
 	l := Link{
 		Link: s.Link, Interface: s.Interface,
 		State: s.State.String(), Health: s.Health.String(), Admin: s.Admin.String(),
-		HoldDown: s.HoldDown, Carrier: s.Carrier, Saturated: s.Saturated,
+		HoldDown: s.HoldDown, Carrier: s.Carrier, Saturated: s.Saturated, Holds: s.Holds,
 		Usable: s.Usable(), AcceptsNew: s.AcceptsNew(),
 		RTT: s.RTT, RTTP50: s.RTTP50, RTTP95: s.RTTP95, Jitter: s.Jitter, Loss: s.Loss,
 		RateDown: s.RateDown, RateUp: s.RateUp, UtilDown: s.UtilDown, UtilUp: s.UtilUp,

@@ -344,12 +344,12 @@ func (s *Speaker) applyPolicy(ctx context.Context, st *runState, why string, for
 
 func (s *Speaker) addPeer(ctx context.Context, srv *server.BgpServer, cfg *config.BGP, i int) error {
 	n := cfg.Neighbors[i]
-	hold := uint64(cfg.HoldTime.D() / time.Second)
+	hold := uint64(n.HoldTime.D() / time.Second)
 	p := &api.Peer{
 		Conf: &api.PeerConf{NeighborAddress: n.Address.String(), PeerAsn: n.ASN, Description: "multihome " + n.Link},
 		Timers: &api.Timers{Config: &api.TimersConfig{
 			HoldTime: hold, KeepaliveInterval: max(hold/3, 1),
-			ConnectRetry: uint64(cfg.ConnectRetry.D() / time.Second), IdleHoldTimeAfterReset: 1,
+			ConnectRetry: uint64(n.ConnectRetry.D() / time.Second), IdleHoldTimeAfterReset: 1,
 		}},
 		Transport: &api.Transport{PassiveMode: n.Passive, RemotePort: uint32(n.Port)},
 	}
@@ -431,7 +431,8 @@ func (s *Speaker) reload(ctx context.Context, st *runState, cfg *config.BGP) err
 	for _, o := range old.Neighbors {
 		i := slices.IndexFunc(cfg.Neighbors, func(n config.BGPNeighbor) bool { return n.Address == o.Address })
 		if i >= 0 && cfg.Neighbors[i].ASN == o.ASN && cfg.Neighbors[i].LocalAddress == o.LocalAddress &&
-			cfg.Neighbors[i].Port == o.Port && cfg.Neighbors[i].Passive == o.Passive && old.HoldTime == cfg.HoldTime &&
+			cfg.Neighbors[i].Port == o.Port && cfg.Neighbors[i].Passive == o.Passive &&
+			cfg.Neighbors[i].HoldTime == o.HoldTime && cfg.Neighbors[i].ConnectRetry == o.ConnectRetry &&
 			cfg.Neighbors[i].Link == o.Link && sameBFD(cfg.Neighbors[i].BFD, o.BFD) &&
 			cfg.Neighbors[i].Password == o.Password && cfg.Neighbors[i].TTLSecurity == o.TTLSecurity {
 			keep[o.Address] = true

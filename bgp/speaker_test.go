@@ -120,6 +120,17 @@ func (i *isp) lookup(prefix string) (route, bool) {
 
 func (i *isp) established(string) bool { return true }
 
+// negotiatedHold returns the hold time (s) of the ISP's session with us.
+func (i *isp) negotiatedHold(t *testing.T) uint64 {
+	var h uint64
+	if err := i.s.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
+		h = p.GetTimers().GetState().GetNegotiatedHoldTime()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 // TestSpeakerInProcess runs the speaker against two in-process GoBGP
 // routers on loopback: announcements, backup prepends, communities,
 // withdraw on down, restore on up, and the prepend mode.
@@ -140,7 +151,7 @@ bgp:
   connect_retry: 1s
   neighbors:
     - {link: wan1, address: 127.0.0.11, port: %d, asn: 64501, communities: ["64501:100"]}
-    - {link: wan2, address: 127.0.0.12, port: %d, asn: 64502, role: backup}
+    - {link: wan2, address: 127.0.0.12, port: %d, asn: 64502, role: backup, hold_time: 30s}
 `, mode, p1, p2))
 			cfg, err := config.Parse("test.yaml", yamlText)
 			if err != nil {
@@ -175,6 +186,11 @@ bgp:
 			}
 			if r2.ASPath != "64500 64500 64500 64500" || r2.Communities != "" {
 				t.Errorf("isp2 (backup): %+v", r2)
+			}
+			// Timers: bgp's default hold time for isp1, the neighbour's own
+			// 30s for isp2 (the ISPs offer GoBGP's 90s: the lower wins).
+			if h1, h2 := isp1.negotiatedHold(t), isp2.negotiatedHold(t); h1 != 9 || h2 != 30 {
+				t.Errorf("negotiated hold times: isp1 %ds isp2 %ds, want 9s and 30s", h1, h2)
 			}
 			src.set("wan1", monitor.Down)
 			if mode == config.BGPWithdraw {

@@ -92,6 +92,11 @@ type BGPNeighbor struct {
 	// TTLSecurity is GTSM (RFC 5082): send with TTL 255 and accept only
 	// packets that arrive with TTL 255 (the neighbour is one hop away).
 	TTLSecurity bool `yaml:"ttl_security"`
+	// HoldTime and ConnectRetry override bgp.hold_time and
+	// bgp.connect_retry for this neighbour (e.g. an ISP that insists on
+	// 180s); same limits.
+	HoldTime     Duration `yaml:"hold_time"`
+	ConnectRetry Duration `yaml:"connect_retry"`
 	// BFD runs multihome's own BFD session to the neighbour over the link.
 	BFD *BFD `yaml:"bfd"`
 	// Import is what of the neighbour's routes is installed into its
@@ -245,6 +250,14 @@ func checkBGP(c *Config, k *checker) {
 		}
 		if n.Port == 0 {
 			n.Port = 179
+		}
+		defDur(&n.HoldTime, b.HoldTime.D())
+		if h := n.HoldTime.D(); h < 3*time.Second || h > 65535*time.Second || h%time.Second != 0 {
+			k.errorf(p+".hold_time", "must be whole seconds, 3s..65535s, got %v", h)
+		}
+		defDur(&n.ConnectRetry, b.ConnectRetry.D())
+		if r := n.ConnectRetry.D(); r < time.Second || r%time.Second != 0 {
+			k.errorf(p+".connect_retry", "must be whole seconds, at least 1s, got %v", r)
 		}
 		if n.Port < 1 || n.Port > 65535 {
 			k.errorf(p+".port", "must be 1..65535, got %d", n.Port)

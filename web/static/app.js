@@ -284,6 +284,7 @@
     if (d.hold_down) badges.push(['badge-hold', 'hold-down', 'Recovered: waiting out the hold-down before failback']);
     if (d.saturated) badges.push(['badge-sat', 'saturated', 'Utilisation over the saturation threshold']);
     if (!d.carrier && d.state !== 'unknown') badges.push(['badge-carrier', 'no carrier', 'The interface has no carrier']);
+    if (d.holds && d.holds.length) badges.push(['badge-carrier', 'held down', 'Held down by: ' + d.holds.join('; ')]);
     el.badges.replaceChildren(...badges.map(([c, t, tip]) => {
       const b = h('span', 'pill ' + c, t);
       b.title = tip;
