@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"regexp"
 	"slices"
 	"time"
 )
@@ -32,7 +33,35 @@ type IPv6 struct {
 	// Internal is the site's one internal /64 in nptv6 mode: the prefix
 	// advertised on the LAN, mapped to each link's prefix on the way out.
 	Internal netip.Prefix `yaml:"internal"`
+	// FirewallSets are the operator's own nftables sets that multihome
+	// keeps filled with the LAN prefixes of some links (docs/ipv6.md,
+	// "Firewall sets").
+	FirewallSets []IPv6FirewallSet `yaml:"firewall_sets"`
 }
+
+// IPv6FirewallSet is an nftables set of the operator's, in the operator's
+// table, whose elements multihome replaces with the known LAN prefixes of
+// Links (and retired ones until ipv6.ra.retire ends). The set must exist,
+// of type ipv6_addr with flags interval; multihome never creates or
+// deletes it, nor its table, and leaves its elements on shutdown.
+type IPv6FirewallSet struct {
+	// Family of the table: inet (default) or ip6.
+	Family string `yaml:"family"`
+	// Table is the operator's table, e.g. filter.
+	Table string `yaml:"table"`
+	// Set is the set's name, e.g. lan6.
+	Set string `yaml:"set"`
+	// Links whose prefixes the set holds (default: every link with an
+	// ipv6.prefixes entry).
+	Links []string `yaml:"links"`
+}
+
+// String returns the set as nft names it: "inet filter lan6".
+func (s IPv6FirewallSet) String() string { return s.Family + " " + s.Table + " " + s.Set }
+
+// nftIdent is what multihome accepts as an nftables table or set name:
+// an nft identifier (letter or underscore first), at most 255 bytes.
+var nftIdent = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,254}$`)
 
 // IPv6Prefix is one provider-assigned LAN prefix: configured (Prefix) or
 // learned from the link by DHCPv6 prefix delegation (DHCPv6PD).
@@ -208,6 +237,7 @@ func checkIPv6(c *Config, k *checker) {
 			}
 		}
 	}
+	checkFirewallSets(c, k)
 	for i, a := range v.RDNSS {
 		if !a.Is6() || a.Is4In6() {
 			k.errorf(fmt.Sprintf("ipv6.rdnss[%d]", i), "%s is not an IPv6 address", a)
@@ -245,6 +275,50 @@ func checkIPv6(c *Config, k *checker) {
 		k.errorf("ipv6.rule_priority", "%d: must be 1..32764", v.RulePriority)
 	} else if v.RulePriority+1 >= o.RulePriority && v.RulePriority < o.RulePriority+RulePriorityRange {
 		k.errorf("ipv6.rule_priority", "%d: overlaps outbound's rule priorities %d–%d", v.RulePriority, o.RulePriority, o.RulePriority+RulePriorityRange-1)
+	}
+}
+
+// checkFirewallSets validates ipv6.firewall_sets and fills in their
+// defaults (family inet, every link with a prefixes entry).
+func checkFirewallSets(c *Config, k *checker) {
+	v := c.IPv6
+	var withPrefixes []string
+	for _, p := range v.Prefixes {
+		if p.Link != "" && !slices.Contains(withPrefixes, p.Link) {
+			withPrefixes = append(withPrefixes, p.Link)
+		}
+	}
+	for i := range v.FirewallSets {
+		s := &v.FirewallSets[i]
+		path := fmt.Sprintf("ipv6.firewall_sets[%d]", i)
+		oneOf(k, path+".family", &s.Family, "inet", "inet", "ip6")
+		for _, f := range []struct{ name, val, eg string }{{"table", s.Table, "filter"}, {"set", s.Set, "lan6"}} {
+			switch {
+			case f.val == "":
+				k.errorf(path+"."+f.name, "missing: the name of the operator's nftables %s, e.g. %s", f.name, f.eg)
+			case !nftIdent.MatchString(f.val):
+				k.errorf(path+"."+f.name, "%q is not an nftables name: want a letter or _ then letters, digits, _ . or -", f.val)
+			}
+		}
+		if len(s.Links) == 0 {
+			s.Links = slices.Clone(withPrefixes)
+		}
+		for j, l := range s.Links {
+			lp := fmt.Sprintf("%s.links[%d]", path, j)
+			switch {
+			case c.LinkByName(l) == nil:
+				k.errorf(lp, "unknown link %q", l)
+			case !slices.Contains(withPrefixes, l):
+				k.errorf(lp, "link %s has no ipv6.prefixes entry: the set would hold none of its prefixes", l)
+			case slices.Index(s.Links, l) < j:
+				k.errorf(lp, "link %s is listed twice", l)
+			}
+		}
+		for j := range i {
+			if q := v.FirewallSets[j]; q.Family == s.Family && q.Table == s.Table && q.Set == s.Set {
+				k.errorf(path+".set", "%s is also ipv6.firewall_sets[%d]: list each set once, with all its links", s, j)
+			}
+		}
 	}
 }
 

@@ -86,6 +86,9 @@ dns:
 // pdLinks starts an ipv6 section whose prefixes follow (engineer D).
 const pdLinks = "links:\n  - {name: isp1, interface: wan1, gateway6: \"2001:db8:1::1\"}\nipv6:\n  lan: lan0\n  prefixes:\n"
 
+// fwPrefix ends pdLinks with one prefix and starts ipv6.firewall_sets (engineer E).
+const fwPrefix = "    - {link: isp1, prefix: \"2001:db8:1:100::/64\"}\n  firewall_sets:\n"
+
 const host6IPv6 = "ipv6:\n  lan: lan0\n  prefixes: [{link: isp1, prefix: \"2001:db8:1:100::/64\"}]\n"
 
 // TestBadConfigs checks that each mistake is reported with file, line,
@@ -277,6 +280,16 @@ bgp:
 		{"ipv6 dhcpv6_pd one subnet twice", pdLinks + "    - {link: isp1, dhcpv6_pd: {subnet: 3}}\n    - {link: isp1, dhcpv6_pd: {subnet: 3}}\n", `bad.yaml:7:40: ipv6.prefixes[1].dhcpv6_pd.subnet: 3 is already used by ipv6.prefixes[0]`},
 		{"ipv6 dhcpv6_pd unknown field", pdLinks + "    - {link: isp1, dhcpv6_pd: {lenght: 56}}\n", `bad.yaml:6:32: ipv6.prefixes[0].dhcpv6_pd.lenght: unknown field "lenght" (did you mean "length"?)`},
 		// end of dhcpv6_pd rows.
+		// ipv6.firewall_sets rows (engineer E).
+		{"ipv6 firewall set family", pdLinks + fwPrefix + "    - {family: ip, table: filter, set: lan6}\n", `bad.yaml:8:16: ipv6.firewall_sets[0].family: unknown value "ip": want inet, ip6`},
+		{"ipv6 firewall set without table", pdLinks + fwPrefix + "    - {set: lan6}\n", `bad.yaml:8:7: ipv6.firewall_sets[0].table: missing: the name of the operator's nftables table, e.g. filter`},
+		{"ipv6 firewall set bad name", pdLinks + fwPrefix + "    - {table: filter, set: \"lan 6\"}\n", `bad.yaml:8:28: ipv6.firewall_sets[0].set: "lan 6" is not an nftables name: want a letter or _ then letters, digits, _ . or -`},
+		{"ipv6 firewall set unknown link", pdLinks + fwPrefix + "    - {table: filter, set: lan6, links: [isp1, isp9]}\n", `bad.yaml:8:48: ipv6.firewall_sets[0].links[1]: unknown link "isp9"`},
+		{"ipv6 firewall set link without prefixes", "links:\n  - {name: isp1, interface: wan1, gateway6: \"2001:db8:1::1\"}\n  - {name: lte, interface: wan3, gateway4: 198.51.100.33}\nipv6:\n  lan: lan0\n  prefixes:\n" + fwPrefix + "    - {table: filter, set: lan6, links: [lte]}\n", `bad.yaml:9:42: ipv6.firewall_sets[0].links[0]: link lte has no ipv6.prefixes entry: the set would hold none of its prefixes`},
+		{"ipv6 firewall set link twice", pdLinks + fwPrefix + "    - {table: filter, set: lan6, links: [isp1, isp1]}\n", `bad.yaml:8:48: ipv6.firewall_sets[0].links[1]: link isp1 is listed twice`},
+		{"ipv6 firewall set twice", pdLinks + fwPrefix + "    - {table: filter, set: lan6}\n    - {family: inet, table: filter, set: lan6}\n", `bad.yaml:9:42: ipv6.firewall_sets[1].set: inet filter lan6 is also ipv6.firewall_sets[0]: list each set once, with all its links`},
+		{"ipv6 firewall set unknown field", pdLinks + fwPrefix + "    - {tabel: filter, set: lan6}\n", `bad.yaml:8:8: ipv6.firewall_sets[0].tabel: unknown field "tabel" (did you mean "table"?)`},
+		// end of firewall_sets rows.
 		{"syntax", "links:\n  - name: a\n   interface: [\n", `bad.yaml:1:1: YAML syntax: did not find expected '-' indicator`},
 		{"empty", "# nothing\n", `bad.yaml: empty config: at least one link is needed`},
 		{"no links", "log: {level: info}\n", `bad.yaml: links: at least one link is needed`},

@@ -26,7 +26,8 @@ import (
 )
 
 // ipv6Section is appended to the lab config: both ISPs' delegated
-// prefixes advertised on the LAN, one RA a second.
+// prefixes advertised on the LAN, one RA a second, and the operator's
+// firewall sets (operatorFirewall) kept filled with them.
 func ipv6Section(p1 string) string {
 	return fmt.Sprintf(`
 ipv6:
@@ -34,9 +35,82 @@ ipv6:
   prefixes:
     - {link: isp1, prefix: "%s"}
     - {link: isp2, prefix: "2001:db8:2:100::/64"}
-  ra: {interval: 1s, retire: 30s}
+  ra: {interval: 1s, retire: 8s}
   rdnss: ["2001:db8:ffff::53"]
+  firewall_sets:
+    - {table: filter, set: lan6}
+    - {family: ip6, table: edge, set: isp1_lan, links: [isp1]}
 `, p1)
+}
+
+// operatorFirewall is the operator's own nftables ruleset on the gateway:
+// LAN sources outside the site's prefixes (set lan6, filled by multihome)
+// and the lab's static 2001:db8:100::/64 are not forwarded.
+const operatorFirewall = `table inet filter {
+	set lan6 {
+		type ipv6_addr
+		flags interval
+	}
+	chain forward {
+		type filter hook forward priority filter; policy accept;
+		iifname "lan0" meta nfproto ipv6 ip6 saddr != @lan6 ip6 saddr != 2001:db8:100::/64 counter drop
+	}
+}
+table ip6 edge {
+	set isp1_lan {
+		type ipv6_addr
+		flags interval
+		elements = { 2001:db8:9::/48 }
+	}
+}
+`
+
+// firewallSet returns the prefixes in the gateway's set family table name.
+func firewallSet(t *testing.T, l *lab.Lab, family, table, name string) []string {
+	t.Helper()
+	out, err := l.Run(context.Background(), "gw", "nft", "-j", "list", "set", family, table, name).Output()
+	if err != nil {
+		t.Fatalf("nft list set %s %s %s: %v", family, table, name, err)
+	}
+	var v struct {
+		Nftables []struct {
+			Set *struct {
+				Elem []struct {
+					Prefix struct {
+						Addr string `json:"addr"`
+						Len  int    `json:"len"`
+					} `json:"prefix"`
+				} `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		t.Fatalf("nft list set %s %s %s: %v: %s", family, table, name, err, out)
+	}
+	var ps []string
+	for _, o := range v.Nftables {
+		if o.Set != nil {
+			for _, e := range o.Set.Elem {
+				ps = append(ps, fmt.Sprintf("%s/%d", e.Prefix.Addr, e.Prefix.Len))
+			}
+		}
+	}
+	sort.Strings(ps)
+	return ps
+}
+
+// waitFirewallSet waits until the set holds exactly want (sorted).
+func waitFirewallSet(t *testing.T, l *lab.Lab, timeout time.Duration, family, table, name string, want ...string) {
+	t.Helper()
+	var got []string
+	for deadline := time.Now().Add(timeout); ; time.Sleep(50 * time.Millisecond) {
+		if got = firewallSet(t, l, family, table, name); slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("firewall set %s %s %s = %v after %s, want %v", family, table, name, got, timeout, want)
+		}
+	}
 }
 
 // withLANHost adds to the lab config's zone the steered name lanhost: a
@@ -365,8 +439,18 @@ func TestIPv6MultihomingLAN(t *testing.T) {
 	p1 := netip.MustParsePrefix("2001:db8:1:100::/64")
 	p2 := netip.MustParsePrefix("2001:db8:2:100::/64")
 	cfg := withLANHost(t, string(examples.Lab())) + ipv6Section(p1.String())
+	// The operator's firewall exists before multihome starts; its sets
+	// are empty (or hold a stale element) until multihome fills them.
+	fw := l.Run(context.Background(), "gw", "nft", "-f", "-")
+	fw.Stdin = strings.NewReader(operatorFirewall)
+	if out, err := fw.CombinedOutput(); err != nil {
+		t.Fatalf("operator's firewall: %v %s", err, out)
+	}
 	start := time.Now()
 	d, path := startDaemon(t, l, []byte(cfg))
+	waitFirewallSet(t, l, 10*time.Second, "inet", "filter", "lan6", p1.String(), p2.String())
+	waitFirewallSet(t, l, time.Second, "ip6", "edge", "isp1_lan", p1.String())
+	t.Logf("firewall sets filled %s after start", time.Since(start).Round(time.Millisecond))
 	d.waitState(10*time.Second, "isp1", monitor.Up)
 	d.waitState(10*time.Second, "isp2", monitor.Up)
 	via1, via2 := l.ISPs[0].GW.String(), l.ISPs[1].GW.String()
@@ -490,6 +574,12 @@ func TestIPv6MultihomingLAN(t *testing.T) {
 	}
 	// The LAN server's AAAA follows: isp1's address in the new prefix, not
 	// the old one any more.
+	// The operator's sets follow: the new prefix at once, the old one
+	// kept for ra.retire (8 s) since hosts still use its deprecated
+	// addresses for existing connections.
+	waitFirewallSet(t, l, 5*time.Second, "inet", "filter", "lan6", p1.String(), n1.String(), p2.String())
+	waitFirewallSet(t, l, time.Second, "ip6", "edge", "isp1_lan", p1.String(), n1.String())
+	t.Logf("firewall sets hold the new prefix %s after SIGHUP", time.Since(renumbered).Round(time.Millisecond))
 	waitAAAA(t, l, via2, 5*time.Second, "after renumbering isp1", "2001:db8:1:200::80", host2)
 	dnsTook := time.Since(renumbered)
 	_, ttl, _ := queryAAAA(t, l, via2, "lanhost.example.com")
@@ -526,6 +616,20 @@ func TestIPv6MultihomingLAN(t *testing.T) {
 	}
 	if !strings.Contains(string(lan), "2001:db8:1:200::1/64") || strings.Contains(string(lan), "2001:db8:1:100::1/64") {
 		t.Errorf("gateway LAN addresses after renumbering:\n%s", lan)
+	}
+	// The retired prefix leaves the sets when ra.retire (8 s) ends, at
+	// the next RA tick (1 s); not before.
+	if got := firewallSet(t, l, "inet", "filter", "lan6"); time.Since(renumbered) < 7*time.Second && !slices.Contains(got, p1.String()) {
+		t.Errorf("retired %s left the firewall set %s after SIGHUP, before ra.retire (8 s) ended: %v", p1, time.Since(renumbered), got)
+	}
+	waitFirewallSet(t, l, time.Until(renumbered.Add(8*time.Second))+5*time.Second, "inet", "filter", "lan6", n1.String(), p2.String())
+	t.Logf("retired %s left the firewall sets %s after SIGHUP (ra.retire 8s)", p1, time.Since(renumbered).Round(time.Millisecond))
+	waitFirewallSet(t, l, time.Second, "ip6", "edge", "isp1_lan", n1.String())
+	// Every LAN packet of the test came from a prefix in the set (or the
+	// lab's static one): the operator's drop rule never matched.
+	out, err := l.Run(context.Background(), "gw", "nft", "list", "chain", "inet", "filter", "forward").Output()
+	if chain := strings.Join(strings.Fields(string(out)), " "); err != nil || !strings.Contains(chain, "counter packets 0 ") {
+		t.Errorf("operator's forward chain (its drop rule should not have matched): %v %s", err, chain)
 	}
 }
 

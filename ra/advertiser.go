@@ -54,6 +54,7 @@ type Advertiser struct {
 	active  string                // nptv6: the link new flows use
 	npt     *nft.Table
 	nptOn   bool // the nptv6 table was applied
+	sets    *setSyncer
 
 	kick chan struct{}
 }
@@ -75,7 +76,7 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger, opts Options)
 		retired: map[netip.Prefix]retired{}, added: map[netip.Prefix]bool{}, kick: make(chan struct{}, 1),
 		// nptOn: a table left by a killed run is deleted by the first sync
 		// in sadr mode (a missing table is not an error).
-		npt: nft.NewTable(run, NPTFamily, NPTTable), nptOn: true}, nil
+		npt: nft.NewTable(run, NPTFamily, NPTTable), nptOn: true, sets: newSetSyncer(run, log)}, nil
 }
 
 // Sent returns how many advertisements were sent.
@@ -124,9 +125,12 @@ func (a *Advertiser) Update(cfg *config.Config) error {
 
 // syncLocked makes the gateway addresses and source rules match the
 // config. Addresses of retired prefixes are removed at once: the prefix is
-// no longer the site's.
+// no longer the site's. The firewall sets follow too; their errors are
+// logged and counted, not returned (sets.go).
 func (a *Advertiser) syncLocked() error {
-	return errors.Join(a.syncAddrs(), a.syncNPT(), a.syncRules())
+	err := errors.Join(a.syncAddrs(), a.syncNPT(), a.syncRules())
+	a.syncSets(true)
+	return err
 }
 
 // syncNPT applies (nptv6) or deletes (sadr) the prefix translation table.
@@ -514,6 +518,12 @@ func (a *Advertiser) Run(ctx context.Context) error {
 		case <-tick.C:
 			send(true)
 			last = time.Now()
+			// Firewall sets: retired prefixes leave when their retire
+			// period ends, failed sets are retried, and sets are re-read
+			// now and then (sets.go).
+			a.mu.Lock()
+			a.syncSets(false)
+			a.mu.Unlock()
 		}
 	}
 }

@@ -7,7 +7,10 @@
 // and preferred again when it comes back. It also routes by source prefix
 // (RFC 8678: ip -6 rule from <prefix of link A> lookup <table of A>),
 // assigns the gateway's own address (::1) in each prefix on the LAN
-// interface, and removes what it added when it stops. See docs/ipv6.md.
+// interface, and removes what it added when it stops. It keeps the
+// operator's own nftables sets (ipv6.firewall_sets) filled with the LAN
+// prefixes, and leaves those elements when it stops (sets.go). See
+// docs/ipv6.md.
 package ra
 
 import (
