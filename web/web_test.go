@@ -299,14 +299,26 @@ func TestDashboard(t *testing.T) {
 		t.Fatalf("the cable card does not show down: %v", err)
 	}
 	t.Logf("down shown %v after the event", time.Since(start).Round(time.Millisecond))
-	if err := chromedp.Do(ctx, until(`document.querySelector('#bgp tr[data-neighbor="203.0.113.1"]').dataset.state === 'idle'`, 5*time.Second)); err != nil {
-		t.Fatalf("the cable neighbour does not show idle: %v", err)
-	}
-	if r := text(t, ctx, `#bgp tr[data-neighbor="203.0.113.1"]`); !strings.Contains(r, "withdrawn") || !strings.Contains(r, "control detection time expired") {
-		t.Errorf("cable's neighbour row after the failure %q", r)
+	// One evaluation reads state and text together: the table is
+	// re-rendered on every event, so a node found in one step may be gone
+	// in the next.
+	if err := chromedp.Do(ctx, until(`(() => {
+		const r = document.querySelector('#bgp tr[data-neighbor="203.0.113.1"]');
+		return r && r.dataset.state === 'idle' && r.textContent.includes('withdrawn') && r.textContent.includes('control detection time expired');
+	})()`, 5*time.Second)); err != nil {
+		r, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector('#bgp tr[data-neighbor="203.0.113.1"]') || {}).textContent || ''`))
+		t.Fatalf("the cable neighbour row does not show idle, withdrawn and the BFD reason: %v; row %q", err, r)
 	}
 	if first := text(t, ctx, `#events tbody tr:first-child`); !strings.Contains(first, "cable") || !strings.Contains(first, reason) {
 		t.Errorf("newest decision log row %q", first)
+	}
+	// A hold (BGP require_default) shows as a badge with its source.
+	f.Update("cable", reason, func(s *monitor.Status) {
+		s.Holds = []string{"bgp neighbor 203.0.113.1 require_default: no default route"}
+	})
+	if err := chromedp.Do(ctx, until(`[...document.querySelectorAll('[data-link="cable"] .pill')].some((b) =>
+		b.textContent === 'held down' && b.title.includes('require_default: no default route'))`, 5*time.Second)); err != nil {
+		t.Errorf("the cable card shows no held-down badge: %v", err)
 	}
 
 	// Drain fiber from its card.
