@@ -290,6 +290,33 @@ bgp:
 		{"ipv6 firewall set twice", pdLinks + fwPrefix + "    - {table: filter, set: lan6}\n    - {family: inet, table: filter, set: lan6}\n", `bad.yaml:9:42: ipv6.firewall_sets[1].set: inet filter lan6 is also ipv6.firewall_sets[0]: list each set once, with all its links`},
 		{"ipv6 firewall set unknown field", pdLinks + fwPrefix + "    - {tabel: filter, set: lan6}\n", `bad.yaml:8:8: ipv6.firewall_sets[0].tabel: unknown field "tabel" (did you mean "table"?)`},
 		// end of firewall_sets rows.
+		// links[].resolvers rows (engineer G).
+		{"resolver on loopback", "links:\n  - {name: a, interface: wan1, gateway4: 198.51.100.1, resolvers: [198.51.100.53, 127.0.0.53]}\n",
+			`bad.yaml:2:83: links[0].resolvers[1]: 127.0.0.53: a resolver reached through wan1 cannot be on loopback`},
+		{"resolver link-local without zone", "links:\n  - {name: a, interface: wan1, gateway6: \"2001:db8:1::1\", resolvers: [\"fe80::53\"]}\n",
+			`bad.yaml:2:71: links[0].resolvers[0]: fe80::53 is link-local: give its zone, the link's interface (fe80::53%wan1)`},
+		{"resolver link-local other zone", "links:\n  - {name: a, interface: wan1, gateway6: \"2001:db8:1::1\", resolvers: [\"fe80::53%wan2\"]}\n",
+			`bad.yaml:2:71: links[0].resolvers[0]: zone "wan2" is not the link's interface "wan1"`},
+		{"resolver bad port", "links:\n  - {name: a, interface: wan1, gateway4: 198.51.100.1, resolvers: [\"198.51.100.53:0\"]}\n",
+			`bad.yaml:2:68: links[0].resolvers[0]: bad port "0" in "198.51.100.53:0"`},
+		{"resolver not an address", "links:\n  - {name: a, interface: wan1, gateway4: 198.51.100.1, resolvers: [dns.example]}\n",
+			`bad.yaml:2:68: links[0].resolvers[0]: "dns.example" is not an address or address:port`},
+		{"resolver twice", "links:\n  - {name: a, interface: wan1, gateway4: 198.51.100.1, resolvers: [198.51.100.53, \"198.51.100.53:53\"]}\n",
+			`bad.yaml:2:83: links[0].resolvers[1]: 198.51.100.53 is listed twice (also links[0].resolvers[0])`},
+		{"default resolver on loopback", "defaults: {resolvers: [\"::1\"]}\nlinks:\n  - {name: a, interface: wan1, gateway4: 198.51.100.1}\n",
+			`bad.yaml:1:24: defaults.resolvers[0]: ::1: a resolver reached through the link cannot be on loopback`},
+		{"host-name probe without resolvers", `
+links:
+  - name: a
+    interface: wan1
+    probes:
+      - {target: 203.0.113.10}
+      - {type: https, target: 203.0.113.11}
+      - {type: http, target: example.net, path: /health}
+`, `bad.yaml:8:30: links[0].probes[2].target: example.net is a host name: give links[0].resolvers (the system resolver is not reached through the link)`},
+		{"host-name probe with port without resolvers", "links:\n  - {name: a, interface: wan1, probes: [{type: https, target: \"web.example:8443\"}]}\n",
+			`bad.yaml:2:63: links[0].probes[0].target: web.example is a host name: give links[0].resolvers (the system resolver is not reached through the link)`},
+		// end of links[].resolvers rows.
 		{"syntax", "links:\n  - name: a\n   interface: [\n", `bad.yaml:1:1: YAML syntax: did not find expected '-' indicator`},
 		{"empty", "# nothing\n", `bad.yaml: empty config: at least one link is needed`},
 		{"no links", "log: {level: info}\n", `bad.yaml: links: at least one link is needed`},

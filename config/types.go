@@ -40,6 +40,9 @@ type Log struct {
 // Defaults are applied to links that leave a setting unset.
 type Defaults struct {
 	Health Health `yaml:"health"`
+	// Resolvers are used by every link that has none of its own
+	// (config/resolvers.go).
+	Resolvers []Resolver `yaml:"resolvers"`
 }
 
 // Link is one uplink.
@@ -66,6 +69,9 @@ type Link struct {
 	Probes []Probe `yaml:"probes"`
 	// Health overrides Defaults.Health field by field.
 	Health Health `yaml:"health"`
+	// Resolvers resolve the link's host-name probe targets, queried
+	// through the link (default: Defaults.Resolvers; config/resolvers.go).
+	Resolvers []Resolver `yaml:"resolvers"`
 	// BFD runs a BFD session to the link's next hop (config/bfd.go).
 	BFD *LinkBFD `yaml:"bfd"`
 }

@@ -353,7 +353,8 @@ func (l *linkState) needReset() int {
 }
 
 func errString(err error) string {
-	if errors.Is(err, probe.ErrTimeout) {
+	var re *probe.ResolveError
+	if errors.Is(err, probe.ErrTimeout) && !errors.As(err, &re) {
 		return "timeout"
 	}
 	return err.Error()

@@ -71,6 +71,9 @@ type linkRun struct {
 	timeout []atomic.Int64 // per-target probe timeout, set by the loop
 	bind    probe.Binding
 	learned addrMsg // addresses of the interface
+	// resolver resolves the link's host-name targets (nil without
+	// resolvers); kept across probe restarts for its cache.
+	resolver *probe.Resolver
 }
 
 // linkMsg is anything the loop receives about one link (by name) or one

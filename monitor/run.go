@@ -25,6 +25,17 @@ func (m *Monitor) binding(l *linkRun) probe.Binding {
 	if !b.Source6.IsValid() && len(l.learned.v6) > 0 {
 		b.Source6 = l.learned.v6[0]
 	}
+	// One resolver (and cache) per link, kept while its servers are.
+	var servers []netip.AddrPort
+	for _, r := range l.cfg.Resolvers {
+		servers = append(servers, r.AddrPort)
+	}
+	if len(servers) == 0 {
+		l.resolver = nil
+	} else if l.resolver == nil || !slices.Equal(l.resolver.Servers(), servers) {
+		l.resolver = probe.NewResolver(servers...)
+	}
+	b.Resolver = l.resolver
 	return b
 }
 
@@ -244,6 +255,7 @@ func (m *Monitor) apply(cfg *config.Config) {
 		l.configure(cfg, lc)
 		restart := old.Interface != lc.Interface || !slices.Equal(old.Probes, lc.Probes) ||
 			old.Address4 != lc.Address4 || old.Address6 != lc.Address6 ||
+			!slices.Equal(old.Resolvers, lc.Resolvers) ||
 			oldS.interval != l.s.interval || oldS.sample != l.s.sample ||
 			linkMark(oldCfg, oldIndex) != linkMark(cfg, i)
 		if old.Interface != lc.Interface {

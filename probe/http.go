@@ -72,7 +72,7 @@ func (p *httpProber) Probe(ctx context.Context, timeout time.Duration) (time.Dur
 	defer cancel()
 	addr, err := p.b.resolve(ctx, p.host)
 	if err != nil {
-		return 0, classify(err, ctx)
+		return 0, err
 	}
 	start := time.Now()
 	c, err := p.b.dialer(addr, true).DialContext(ctx, "tcp", netip.AddrPortFrom(addr, uint16(p.port)).String())

@@ -23,6 +23,10 @@
 //   - dns: one query (Query, type NS) over UDP; an answer with RCODE
 //     NOERROR or NXDOMAIN proves the path.
 //
+// Host names (http, https and tcp targets) are resolved through the
+// link's own DNS servers (Binding.Resolver, see Resolver), never the
+// system's: a resolution failure is a probe failure, a *ResolveError.
+//
 // Probers are safe for concurrent use: probes of one target may overlap
 // when the timeout is longer than the probing interval.
 package probe
@@ -53,6 +57,9 @@ type Binding struct {
 	// Source4 and Source6 are the link's own addresses; when valid, probe
 	// sockets of that family are bound to them.
 	Source4, Source6 netip.Addr
+	// Resolver resolves host-name targets through the link; nil refuses
+	// host names. One per link, shared by its probers (it caches).
+	Resolver *Resolver
 }
 
 // source returns the address to bind for a destination of dst's family
@@ -196,33 +203,17 @@ func (b Binding) setsockopt(fd int) error {
 	return nil
 }
 
-// resolve returns host as an address, resolving names through the link
-// itself (the resolver's queries are bound like the probes).
+// resolve returns host as an address, resolving a name through the
+// link's own resolvers (b.Resolver), whose queries are bound like the
+// probes. Its errors are *ResolveError, already classified.
 func (b Binding) resolve(ctx context.Context, host string) (netip.Addr, error) {
 	if a, err := netip.ParseAddr(host); err == nil {
 		return a.Unmap(), nil
 	}
-	r := &net.Resolver{
-		PreferGo: true,
-		Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil {
-				return nil, err
-			}
-			return b.dialer(ap.Addr(), network == "tcp").DialContext(ctx, network, address)
-		},
+	if b.Resolver == nil {
+		return netip.Addr{}, fmt.Errorf("resolve %s: no resolvers given for the link", host)
 	}
-	addrs, err := r.LookupNetIP(ctx, "ip", host)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("resolve %s: %w", host, err)
-	}
-	// Prefer a family we have a source address for.
-	for _, a := range addrs {
-		if b.source(a.Unmap()).IsValid() {
-			return a.Unmap(), nil
-		}
-	}
-	return addrs[0].Unmap(), nil
+	return b.Resolver.Lookup(ctx, b, host)
 }
 
 // deadline returns the earlier of now+timeout and ctx's deadline.

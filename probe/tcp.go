@@ -36,7 +36,7 @@ func (p *tcpProber) Probe(ctx context.Context, timeout time.Duration) (time.Dura
 	defer cancel()
 	addr, err := p.b.resolve(ctx, p.host)
 	if err != nil {
-		return 0, classify(err, ctx)
+		return 0, err
 	}
 	d := p.b.dialer(addr, true)
 	start := time.Now()
