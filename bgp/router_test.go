@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -33,15 +32,16 @@ type router interface {
 }
 
 func frrAvailable(t testing.TB) {
-	if _, err := os.Stat("/usr/lib/frr/bgpd"); err != nil {
-		t.Skip("FRR is not installed (apt-get install frr)")
+	if err := lab.FRRAvailable(); err != nil {
+		t.Skip(err)
 	}
 }
 
 // frr runs FRR's zebra, bgpd (and bfdd when bfd) in namespace ns, with
-// the bgpd configuration conf, as instance name (-N). Everything is
-// stopped and removed when the test ends.
+// the bgpd configuration conf, as instance name (-N), through
+// lab.StartFRRIn. Everything is stopped and removed when the test ends.
 type frr struct {
+	*lab.FRR
 	t    testing.TB
 	name string
 }
@@ -49,56 +49,20 @@ type frr struct {
 func startFRR(t testing.TB, ns, name, conf string, daemons ...string) *frr {
 	t.Helper()
 	frrAvailable(t)
-	dir, err := os.MkdirTemp("", "mhfrr")
+	f, err := lab.StartFRRIn(context.Background(), ns, name, conf, daemons...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(dir, 0o755)
-	run := filepath.Join("/var/run/frr", name)
-	os.MkdirAll(run, 0o755)
-	if u, err := user.Lookup("frr"); err == nil {
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		os.Chown(run, uid, gid)
-		os.Chown(dir, uid, gid)
-	}
-	f := &frr{t: t, name: name}
-	var pids []string
 	t.Cleanup(func() {
-		for _, p := range pids {
-			stopPidFile(p)
+		if err := f.Stop(); err != nil {
+			t.Error(err)
 		}
-		os.RemoveAll(dir)
-		os.RemoveAll(run)
 	})
-	for _, d := range append([]string{"zebra"}, daemons...) {
-		c := "hostname " + name + "\n"
-		if d == "bgpd" {
-			c += conf
-		}
-		cf := filepath.Join(dir, d+".conf")
-		if err := os.WriteFile(cf, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		pid := filepath.Join(run, d+".pid")   // found by cleanupStaleRouters after a crash
-		pids = append([]string{pid}, pids...) // stop in reverse order
-		args := []string{"netns", "exec", ns, "/usr/lib/frr/" + d, "-d", "-N", name, "-f", cf, "-i", pid}
-		if d == "zebra" {
-			args = append(args, "-z", filepath.Join(run, "zserv.api"))
-		} else {
-			args = append(args, "-z", filepath.Join(run, "zserv.api"))
-		}
-		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-			t.Fatalf("start %s: %v: %s", d, err, out)
-		}
-	}
-	return f
+	return &frr{FRR: f, t: t, name: name}
 }
 
 func (f *frr) vtysh(cmd string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return exec.CommandContext(ctx, "vtysh", "-N", f.name, "-d", "bgpd", "-c", cmd).Output()
+	return f.Vtysh(context.Background(), "bgpd", cmd)
 }
 
 func (f *frr) lookup(prefix string) (route, bool) {
@@ -152,8 +116,9 @@ func (f *frr) established(peer string) bool {
 
 var _ router = (*frr)(nil)
 
-// frrName is a unique FRR instance name for role in lab l.
-func frrName(l *lab.Lab, role string) string { return strings.ReplaceAll(l.Name, ".", "") + role }
+// frrName is a unique FRR instance name for role in lab l:
+// "<lab name>-<role>", whose creator pid cleanupStaleRouters can read.
+func frrName(l *lab.Lab, role string) string { return l.FRRName(role) }
 
 func execCommand(ctx context.Context, name string, args ...string) ([]byte, error) {
 	return exec.CommandContext(ctx, name, args...).Output()

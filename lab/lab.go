@@ -107,6 +107,7 @@ type Lab struct {
 	created time.Time
 	pid     int
 	since   map[string]map[FaultKind]time.Time // ISP → kind → applied at
+	frrs    []*FRR                             // started by StartFRR, stopped by Down
 }
 
 func newLab(spec Spec, log *slog.Logger) *Lab {
@@ -208,15 +209,19 @@ func Up(ctx context.Context, spec Spec, log *slog.Logger) (*Lab, error) {
 	return l, nil
 }
 
-// Down stops the servers and every process started with Run, removes every
-// namespace of the lab and its state file. It is idempotent, and works on a
-// lab loaded from its state file too.
+// Down stops the servers, every process started with Run and every FRR
+// instance of the lab (StartFRR), removes every namespace of the lab and
+// its state file. It is idempotent, and works on a lab loaded from its
+// state file too.
 func (l *Lab) Down() error {
 	l.cancel()
 	if l.srv != nil {
 		l.srv.close()
 	}
 	var errs []error
+	if err := l.stopFRR(); err != nil {
+		errs = append(errs, err)
+	}
 	names := l.Namespaces()
 	// Also anything else carrying the lab's prefix (a half-built lab).
 	if more, err := netns.List(l.Name + "-"); err == nil {

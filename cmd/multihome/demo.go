@@ -12,9 +12,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +55,12 @@ type demo struct {
 	// connection every 100 ms, with the ISP the server saw it come from.
 	flowMu sync.Mutex
 	flows  []flow
+
+	// addr6 are the LAN host's SLAAC addresses in isp1's and isp2's
+	// prefixes.
+	addr6 [2]netip.Addr
+	// frr are isp1's and isp2's routers; empty when FRR is not installed.
+	frr []*lab.FRR
 }
 
 type flow struct {
@@ -122,6 +130,13 @@ func (d *demo) dnsAnswer() string {
 	return "www.example.com: no answer via any ISP"
 }
 
+// showDNS prints the gateway's DNS answers for www (A, by link health)
+// and lanhost (AAAA, by the health of the links whose prefixes it has).
+func (d *demo) showDNS() {
+	d.say("inbound DNS: %s", d.dnsAnswer())
+	d.say("inbound DNS: %s", d.aaaaAnswer())
+}
+
 // flowCount counts the LAN connections opened in [from, to) that left by
 // isp, and those that failed.
 func (d *demo) flowCount(from, to time.Time, isp string) (n, failed int) {
@@ -167,6 +182,10 @@ func (d *demo) flowSummary(from, to time.Time) string {
 	return fmt.Sprintf("%d new LAN connections: %s, failed %d", n, strings.Join(parts, ", "), failed)
 }
 
+// demoPrefix starts the demo's lab names: netns.Unique(demoPrefix, "")
+// records the demo's pid, so a later demo removes what a killed one left.
+const demoPrefix = "mhdemo"
+
 func cmdDemo(args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	quick := fs.Bool("quick", false, "a short run (blackhole and recovery of one ISP) that fails if multihome does not react: for tests")
@@ -178,12 +197,27 @@ func cmdDemo(args []string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the demo builds network namespaces: run it as root (sudo make demo)")
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Ctrl-C, kill or a closed terminal: tear the lab down before exiting.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// A closed output pipe (demo | head) too: with SIGPIPE caught, a write
+	// to the closed stdout fails with EPIPE instead of killing the demo,
+	// and outputStop cancels ctx. (The SIGPIPEs of closed sockets, e.g.
+	// the saturation step's downloads, are ignored: they must not stop it.)
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
-	d := &demo{out: os.Stdout, quick: *quick, status: map[string]monitor.Status{}, events: make(chan monitor.Event, 256)}
+	d := &demo{out: &outputStop{w: os.Stdout, cancel: cancel}, quick: *quick, status: map[string]monitor.Status{}, events: make(chan monitor.Event, 256)}
+	// Leftovers of demos that were killed (their pid is dead).
+	if swept, err := lab.CleanupStale(demoPrefix); len(swept) > 0 || err != nil {
+		d.say("removed the namespaces of an earlier demo that was killed: %v (%v)", swept, err)
+	}
+	if swept, err := lab.CleanupStaleFRR(demoPrefix); len(swept) > 0 || err != nil {
+		d.say("stopped the FRR routers of an earlier demo that was killed: %v (%v)", swept, err)
+	}
 	d.say("building the lab: a LAN host, the gateway, two ISPs and an Internet core with servers")
-	l, err := lab.Up(ctx, lab.Spec{Name: netns.Unique("mhdemo", ""), ISPs: 2}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	l, err := lab.Up(ctx, lab.Spec{Name: netns.Unique(demoPrefix, ""), ISPs: 2}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		return err
 	}
@@ -200,8 +234,22 @@ func cmdDemo(args []string) error {
 	defer os.RemoveAll(dir)
 	cfgPath := filepath.Join(dir, "multihome.yaml")
 	sock := filepath.Join(dir, "api.sock")
-	cfg := fmt.Appendf(examples.Lab(), "\n# added by the demo\napi: {listen: \"unix:%s\"}\n", sock)
-	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+	cfg, err := demoIPv6Config(string(examples.Lab()), l.ISPs)
+	if err != nil {
+		return err
+	}
+	if err := d.setupHost6(ctx); err != nil {
+		return err
+	}
+	bgp, err := d.startFRR(ctx)
+	if err != nil {
+		return err
+	}
+	if bgp {
+		cfg += demoBGPConfig(l.ISPs)
+	}
+	cfg += fmt.Sprintf("\n# added by the demo\napi: {listen: \"unix:%s\"}\n", sock)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
 	}
 	if d.api, err = api.NewClient("unix:"+sock, ""); err != nil {
@@ -215,6 +263,9 @@ func cmdDemo(args []string) error {
 	defer dstop()
 	cmd := l.Run(dctx, "gw", self, "run", "--config", cfgPath, "--events", "-")
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	// If the demo is killed, the daemon stops too (and removes its kernel
+	// state); the next demo sweeps the namespaces and FRR routers left.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	cmd.WaitDelay = 5 * time.Second
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -225,7 +276,11 @@ func cmdDemo(args []string) error {
 		logs = prefixWriter(os.Stderr, "    [multihome] ")
 	}
 	cmd.Stderr = logs
-	d.say("starting multihome in the gateway's namespace %s with examples/lab.yaml", l.NS("gw"))
+	added := "an ipv6 section"
+	if bgp {
+		added += " and a bgp section"
+	}
+	d.say("starting multihome in the gateway's namespace %s with examples/lab.yaml and %s", l.NS("gw"), added)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -259,6 +314,14 @@ func (d *demo) script(ctx context.Context) error {
 	if err := d.waitState(ctx, "isp2", monitor.Up, 10*time.Second); err != nil {
 		return err
 	}
+	if err := d.ipv6Start(ctx); err != nil {
+		return err
+	}
+	if len(d.frr) > 0 {
+		if err := d.bgpStart(ctx); err != nil {
+			return err
+		}
+	}
 	d.pause(ctx, time.Second)
 	d.table()
 	tctx, tstop := context.WithCancel(ctx)
@@ -267,7 +330,7 @@ func (d *demo) script(ctx context.Context) error {
 	d.say("LAN host %s opens a new connection to %s every 100 ms through the gateway (weights isp1:isp2 = 2:1)", d.l.Hosts[0].Addr.Addr(), d.l.Servers.HTTP)
 	d.pause(ctx, 2*time.Second)
 	d.say("traffic: %s", d.flowSummary(time.Now().Add(-2*time.Second), time.Now()))
-	d.say("inbound DNS: %s", d.dnsAnswer())
+	d.showDNS()
 	steps := []struct {
 		isp   string
 		fault lab.Fault
@@ -289,6 +352,18 @@ func (d *demo) script(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// A failed isp1: its IPv6 prefix deprecated on the host, the
+		// site's prefix withdrawn from its BGP router.
+		k := slices.IndexFunc(d.l.ISPs[:2], func(i lab.ISP) bool { return i.Name == s.isp })
+		watch := s.want == monitor.Down && k == 0
+		var v6c <-chan v6Result
+		var bgpc <-chan bgpResult
+		if watch {
+			v6c = d.watchDeprecated(ctx, k, at)
+			if len(d.frr) > 0 {
+				bgpc = d.watchWithdrawn(ctx, k, at)
+			}
+		}
 		e, err := d.waitEvent(ctx, s.isp, s.want, 20*time.Second)
 		if err != nil {
 			return err
@@ -297,9 +372,19 @@ func (d *demo) script(ctx context.Context) error {
 		took := max(e.Time.Sub(at), 0).Round(100 * time.Microsecond)
 		d.say("multihome: %s is %s after %s (%s)", s.isp, s.want, took, e.Reason)
 		d.record("%-12s %-8s → %-8s in %s", s.fault.String(), s.isp, s.want, took)
+		if watch {
+			if err := d.ipv6Down(ctx, k, s.fault.String(), v6c); err != nil {
+				return err
+			}
+			if bgpc != nil {
+				if err := d.bgpDown(ctx, k, s.fault.String(), bgpc); err != nil {
+					return err
+				}
+			}
+		}
 		d.pause(ctx, 3*time.Second)
 		d.say("traffic since the decision: %s", d.flowSummary(e.Time, time.Now()))
-		d.say("inbound DNS: %s", d.dnsAnswer())
+		d.showDNS()
 		if d.quick && s.want == monitor.Down {
 			// Self-check for tests: from shortly after the decision, no
 			// new connection may use the dead link or fail.
@@ -320,9 +405,19 @@ func (d *demo) script(ctx context.Context) error {
 		took = e.Time.Sub(at)
 		d.say("multihome: %s is back up after %s (probes proved it, then the hold-down passed)", s.isp, took.Round(time.Millisecond))
 		d.record("%-12s %-8s → up       in %s (incl. hold-down)", "repair", s.isp, took.Round(time.Millisecond))
+		if watch {
+			if err := d.ipv6Up(ctx, k, at); err != nil {
+				return err
+			}
+			if len(d.frr) > 0 {
+				if err := d.bgpUp(ctx, k, at, s.fault.Kind == lab.CarrierDown); err != nil {
+					return err
+				}
+			}
+		}
 		d.pause(ctx, 2*time.Second)
 		d.say("traffic after failback: %s", d.flowSummary(e.Time.Add(200*time.Millisecond), time.Now()))
-		d.say("inbound DNS: %s", d.dnsAnswer())
+		d.showDNS()
 	}
 	if !d.quick {
 		if err := d.saturate(ctx); err != nil {
@@ -514,6 +609,21 @@ func (d *demo) summary() {
 		fmt.Fprintln(d.out, "    "+r)
 	}
 	fmt.Fprintln(d.out, "\nFor comparison, with default settings: mwan3 ~60 s, pfSense ~14 s, BFD 300ms×3 ~0.9 s to declare a dead link.")
+}
+
+// outputStop writes to w and calls cancel when a write fails (the reader
+// of the demo's output went away): the demo then tears the lab down.
+type outputStop struct {
+	w      io.Writer
+	cancel context.CancelFunc
+}
+
+func (o *outputStop) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	if err != nil {
+		o.cancel()
+	}
+	return n, err
 }
 
 // prefixWriter prefixes every line written to w.

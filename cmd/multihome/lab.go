@@ -126,6 +126,13 @@ func labDown(name string, all bool) error {
 		if err != nil {
 			errs = append(errs, err)
 		}
+		frr, err := lab.CleanupFRR(n + "-") // FRR routers (the demo's) run detached
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if len(frr) > 0 {
+			fmt.Printf("stopped FRR %s\n", strings.Join(frr, " "))
+		}
 		if len(removed) > 0 {
 			fmt.Printf("removed %s\n", strings.Join(removed, " "))
 		}
