@@ -176,7 +176,9 @@ func TestLabBIRD(t *testing.T) {
 	frrAvailable(t)
 	birdAvailable(t)
 	l := lab.ForTest(t, lab.Spec{ISPs: 2})
-	startFRR(t, l.NS("isp1"), frrName(l, "isp1"), frrISP(1), "bgpd")
+	// FRR as ISP 1 sends a default route and two prefixes of its own: none
+	// of it may reach BIRD (ISP 2) through us.
+	isp1 := startFRR(t, l.NS("isp1"), frrName(l, "isp1"), frrImportISP(1, []string{isp1Net4a, isp1Net4b}, nil), "bgpd")
 	isp2 := startBIRD(t, l.NS("isp2"), frrName(l, "isp2"), birdISP(2, false))
 	c := startSpeaker(t, l, labYAML(speakerBGP("withdraw")))
 	c.wait(5*time.Second, "wan2 up", isState("wan2", monitor.Up))
@@ -184,6 +186,14 @@ func TestLabBIRD(t *testing.T) {
 	t.Logf("bird: %+v", r)
 	if r.ASPath != "64500 64500 64500 64500" || r.Communities != "64502:80" {
 		t.Errorf("bird: %+v, want 3 prepends and community 64502:80", r)
+	}
+	if r1 := waitRoute(t, isp1, "isp1 (frr)", sitePrefix4, 15*time.Second); r1.ASPath != "64500" {
+		t.Errorf("frr: %+v, want AS path 64500", r1)
+	}
+	for _, p := range []string{isp1Net4a, isp1Net4b, "0.0.0.0/0"} {
+		if got, ok := isp2.lookup(p); ok {
+			t.Errorf("transit leaked: bird (ISP 2) has ISP 1's %s: %+v", p, got)
+		}
 	}
 	at, err := l.Fault("isp2", lab.Fault{Kind: lab.Blackhole})
 	if err != nil {
