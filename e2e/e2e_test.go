@@ -26,7 +26,6 @@ import (
 	"github.com/multihome/multihome/examples"
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/monitor"
-	"github.com/multihome/multihome/netns"
 
 	mdns "github.com/miekg/dns"
 )
@@ -460,31 +459,7 @@ func TestDaemonSteersLANTraffic(t *testing.T) {
 // for name's A records, from the Internet core.
 func queryA(t *testing.T, l *lab.Lab, server, name string) ([]string, uint32, error) {
 	t.Helper()
-	m := new(mdns.Msg)
-	m.SetQuestion(mdns.Fqdn(name), mdns.TypeA)
-	c := &mdns.Client{Timeout: 500 * time.Millisecond, Dialer: &net.Dialer{}}
-	var r *mdns.Msg
-	err := netns.Do(l.NS("core"), func() error {
-		var err error
-		r, _, err = c.Exchange(m, net.JoinHostPort(server, "53"))
-		return err
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	if r.Rcode != mdns.RcodeSuccess {
-		return nil, 0, fmt.Errorf("rcode %s", mdns.RcodeToString[r.Rcode])
-	}
-	var out []string
-	var ttl uint32
-	for _, rr := range r.Answer {
-		if a, ok := rr.(*mdns.A); ok {
-			out = append(out, a.A.String())
-			ttl = a.Hdr.Ttl
-		}
-	}
-	sort.Strings(out)
-	return out, ttl, nil
+	return l.Query("core", server, name, mdns.TypeA, 500*time.Millisecond)
 }
 
 // TestDaemonDNSFollowsLinks: the daemon's DNS server, asked from the

@@ -136,31 +136,7 @@ func withLANHost(t *testing.T, cfg string) string {
 // Internet core; the addresses come sorted.
 func queryAAAA(t *testing.T, l *lab.Lab, server, name string) ([]string, uint32, error) {
 	t.Helper()
-	m := new(mdns.Msg)
-	m.SetQuestion(mdns.Fqdn(name), mdns.TypeAAAA)
-	c := &mdns.Client{Timeout: 500 * time.Millisecond, Dialer: &net.Dialer{}}
-	var r *mdns.Msg
-	err := netns.Do(l.NS("core"), func() error {
-		var err error
-		r, _, err = c.Exchange(m, net.JoinHostPort(server, "53"))
-		return err
-	})
-	if err != nil {
-		return nil, 0, err
-	}
-	if r.Rcode != mdns.RcodeSuccess {
-		return nil, 0, fmt.Errorf("rcode %s", mdns.RcodeToString[r.Rcode])
-	}
-	var out []string
-	var ttl uint32
-	for _, rr := range r.Answer {
-		if a, ok := rr.(*mdns.AAAA); ok {
-			out = append(out, a.AAAA.String())
-			ttl = a.Hdr.Ttl
-		}
-	}
-	sort.Strings(out)
-	return out, ttl, nil
+	return l.Query("core", server, name, mdns.TypeAAAA, 500*time.Millisecond)
 }
 
 // waitAAAA polls lanhost's AAAA answer via server until it is want

@@ -183,6 +183,14 @@ func TestLab(t *testing.T) {
 			c.Close()
 		}
 
+		// Query, the helper tests and the demo use, from the core.
+		for q, want := range map[uint16]string{dns.TypeA: DNSAnswer, dns.TypeAAAA: DNSAnswer6} {
+			got, ttl, err := l.Query(RoleCore, DNSServer, "www.example.com", q, time.Second)
+			if err != nil || len(got) != 1 || got[0] != want || ttl == 0 {
+				t.Errorf("Query %s = %v TTL %d, %v; want [%s]", dns.TypeToString[q], got, ttl, err, want)
+			}
+		}
+
 		// Echo, over IPv6 through ISP 1.
 		c, err := l.DialContext(ctx, RoleGW, isp1.WAN, "tcp", net.JoinHostPort(EchoServer6, "7"))
 		if err != nil {

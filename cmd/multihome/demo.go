@@ -17,7 +17,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -103,28 +102,11 @@ func (d *demo) lanTraffic(ctx context.Context) {
 // Internet core, through each ISP in turn until one answers, as a resolver
 // out there would.
 func (d *demo) dnsAnswer() string {
-	m := new(mdns.Msg)
-	m.SetQuestion("www.example.com.", mdns.TypeA)
-	c := &mdns.Client{Timeout: 300 * time.Millisecond}
 	for _, isp := range d.l.ISPs {
-		var r *mdns.Msg
-		err := netns.Do(d.l.NS("core"), func() error {
-			var err error
-			r, _, err = c.Exchange(m, net.JoinHostPort(isp.GW.String(), "53"))
-			return err
-		})
+		addrs, ttl, err := d.l.Query("core", isp.GW.String(), "www.example.com", mdns.TypeA, 300*time.Millisecond)
 		if err != nil {
 			continue
 		}
-		var addrs []string
-		var ttl uint32
-		for _, rr := range r.Answer {
-			if a, ok := rr.(*mdns.A); ok {
-				addrs = append(addrs, a.A.String())
-				ttl = a.Hdr.Ttl
-			}
-		}
-		sort.Strings(addrs)
 		return fmt.Sprintf("www.example.com → %s (TTL %ds), asked via %s", strings.Join(addrs, " "), ttl, isp.Name)
 	}
 	return "www.example.com: no answer via any ISP"

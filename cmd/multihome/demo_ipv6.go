@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"sort"
 	"strings"
 	"time"
 
@@ -254,28 +253,11 @@ func (d *demo) ipv6Up(ctx context.Context, k int, since time.Time) error {
 // aaaaAnswer asks the gateway's DNS server for lanhost's AAAA records from
 // the Internet core, through each ISP in turn until one answers.
 func (d *demo) aaaaAnswer() string {
-	m := new(mdns.Msg)
-	m.SetQuestion(mdns.Fqdn(demoHost6Name), mdns.TypeAAAA)
-	c := &mdns.Client{Timeout: 300 * time.Millisecond}
 	for _, isp := range d.l.ISPs {
-		var r *mdns.Msg
-		err := netns.Do(d.l.NS("core"), func() error {
-			var err error
-			r, _, err = c.Exchange(m, net.JoinHostPort(isp.GW.String(), "53"))
-			return err
-		})
+		addrs, ttl, err := d.l.Query("core", isp.GW.String(), demoHost6Name, mdns.TypeAAAA, 300*time.Millisecond)
 		if err != nil {
 			continue
 		}
-		var addrs []string
-		var ttl uint32
-		for _, rr := range r.Answer {
-			if a, ok := rr.(*mdns.AAAA); ok {
-				addrs = append(addrs, a.AAAA.String())
-				ttl = a.Hdr.Ttl
-			}
-		}
-		sort.Strings(addrs)
 		return fmt.Sprintf("%s AAAA → %s (TTL %ds), asked via %s", demoHost6Name, strings.Join(addrs, " "), ttl, isp.Name)
 	}
 	return demoHost6Name + " AAAA: no answer via any ISP"
