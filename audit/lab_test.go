@@ -14,14 +14,7 @@ import (
 	"github.com/multihome/multihome/netns"
 )
 
-func TestMain(m *testing.M) {
-	if os.Geteuid() == 0 {
-		if removed, err := lab.CleanupStale(lab.TestPrefix); len(removed) > 0 || err != nil {
-			fmt.Fprintf(os.Stderr, "swept stale lab namespaces %v (err %v)\n", removed, err)
-		}
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { os.Exit(lab.RunTests(m)) }
 
 // labConfig probes two lab servers through each ISP of l.
 func labConfig(t *testing.T, l *lab.Lab) *config.Config {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/monitor"
-	"github.com/multihome/multihome/netns"
 )
 
 // childEnv, when set, makes the test binary the speaker child: it runs
@@ -27,16 +25,9 @@ func TestMain(m *testing.M) {
 		os.Exit(runChild(path))
 	}
 	if os.Geteuid() == 0 {
-		lab.CleanupStale(lab.TestPrefix)
 		cleanupStaleRouters()
 	}
-	code := m.Run()
-	if left, _ := netns.List(fmt.Sprintf("%s%dx", lab.TestPrefix, os.Getpid())); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "namespaces left behind: %v\n", left)
-		lab.Cleanup(fmt.Sprintf("%s%dx", lab.TestPrefix, os.Getpid()))
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(lab.RunTests(m))
 }
 
 func runChild(path string) int {

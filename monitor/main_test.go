@@ -14,7 +14,6 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
-	"github.com/multihome/multihome/netns"
 )
 
 // childEnv names the config file a re-executed test binary runs the
@@ -25,17 +24,7 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(childEnv); path != "" {
 		os.Exit(runChild(path))
 	}
-	if os.Geteuid() == 0 {
-		lab.CleanupStale(lab.TestPrefix)
-	}
-	code := m.Run()
-	// No namespace of this process may outlive the tests.
-	if left, _ := netns.List(fmt.Sprintf("%s%dx", lab.TestPrefix, os.Getpid())); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "namespaces left behind: %v\n", left)
-		lab.Cleanup(fmt.Sprintf("%s%dx", lab.TestPrefix, os.Getpid()))
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(lab.RunTests(m))
 }
 
 // childMsg is one line the child writes on stdout.

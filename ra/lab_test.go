@@ -19,10 +19,7 @@ import (
 	"github.com/multihome/multihome/nft"
 )
 
-func TestMain(m *testing.M) {
-	lab.CleanupStale(lab.TestPrefix)
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { os.Exit(lab.RunTests(m)) }
 
 // fakeSource is a monitor.Source driven by the test.
 type fakeSource struct {
