@@ -138,6 +138,13 @@ func (c *Client) Status(ctx context.Context) (Overview, error) {
 	return o, c.do(ctx, "GET", "/api/v1/status", nil, &o)
 }
 
+// IPv6 returns the IPv6 LAN prefixes view; an *APIError with Code 404
+// when the daemon has no ipv6 section.
+func (c *Client) IPv6(ctx context.Context) (IPv6Status, error) {
+	var s IPv6Status
+	return s, c.do(ctx, "GET", "/api/v1/ipv6", nil, &s)
+}
+
 // Links returns every link's status.
 func (c *Client) Links(ctx context.Context) ([]Link, error) {
 	var l LinkList

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/api/apitest"
@@ -109,6 +110,7 @@ func TestBGPAndAuditUnavailable(t *testing.T) {
 		"/api/v1/bgp":       `"error": "bgp is not configured`,
 		"/api/v1/audit":     `"error": "audit is not available`,
 		"/api/v1/audit.svg": `"error": "audit is not available`,
+		"/api/v1/ipv6":      `"error": "ipv6 is not configured`,
 	} {
 		code, h, body := get(t, hc, base+path)
 		if code != 404 || h.Get("Content-Type") != "application/json" || !strings.Contains(body, want) {
@@ -135,5 +137,78 @@ func TestBGPAndAuditToken(t *testing.T) {
 		if res.StatusCode != 200 {
 			t.Errorf("GET %s with the token: %d", path, res.StatusCode)
 		}
+	}
+}
+
+func TestIPv6Status(t *testing.T) {
+	f := apitest.WithStatus(apitest.NewFake(apitest.Links()...))
+	_, addr := apitest.Start(t, f, api.Options{})
+	hc, base := httpClient(t, addr)
+
+	// WithStatus starts without an ipv6 section: 404 with a reason.
+	code, _, body := get(t, hc, base+"/api/v1/ipv6")
+	if code != 404 || !strings.Contains(body, `"error": "ipv6 is not configured: the config has no ipv6 section"`) {
+		t.Errorf("GET /api/v1/ipv6 without ipv6: %d %s", code, body)
+	}
+
+	f.SetIPv6(true, apitest.IPv6())
+	code, h, body := get(t, hc, base+"/api/v1/ipv6")
+	if code != 200 || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("GET /api/v1/ipv6: %d %s: %s", code, h.Get("Content-Type"), body)
+	}
+	for _, want := range []string{`"mode": "sadr"`, `"lan": "lan0"`, `"link": "fiber"`, `"prefix": "2001:db8:1:100::/64"`,
+		`"source": "static"`, `"source": "dhcpv6-pd"`, `"state": "preferred"`, `"state": "pending"`,
+		`"preferred_lifetime_s": 1800`, `"valid_lifetime_s": 3600`, `"delegated": "2001:db8:2:100::/56"`,
+		`"renew_at": "`, `"rebind_at": "`, `"valid_until": "`, `"bound_at": "`, `"server": "000300010203040506ff"`,
+		`"family": "inet"`, `"table": "filter"`, `"set": "lan6"`, `"updates": 1`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("GET /api/v1/ipv6 lacks %s:\n%s", want, body)
+		}
+	}
+	var st api.IPv6Status
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Prefixes) != 3 || len(st.FirewallSets) != 1 || len(st.FirewallSets[0].Prefixes) != 2 {
+		t.Fatalf("decoded %+v", st)
+	}
+	if p := st.Prefixes[2]; p.Prefix.IsValid() || p.Lease != nil || strings.Contains(body, `"prefix": ""`) {
+		t.Errorf("pending prefix %+v: it must have no prefix and no lease:\n%s", p, body)
+	}
+	if l := st.Prefixes[1].Lease; l == nil || !l.RenewAt.After(time.Now()) || !l.ValidUntil.After(l.RenewAt) {
+		t.Errorf("cable's lease %+v", l)
+	}
+	if st.Prefixes[0].Lease != nil || strings.Count(body, `"lease"`) != 1 {
+		t.Errorf("only the learned prefix has a lease:\n%s", body)
+	}
+
+	// The fiber link goes down: its prefix is deprecated, and the client
+	// reads it.
+	f.UpdatePrefix("fiber", func(p *api.IPv6Prefix) {
+		p.State, p.Reason, p.PreferredLifetime = api.IPv6Deprecated, "link down", 0
+	})
+	c, err := api.NewClient(addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.IPv6(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := got.Prefixes[0]; p.Link != "fiber" || p.State != "deprecated" || p.Reason != "link down" || p.PreferredLifetime != 0 || p.ValidLifetime != 3600 {
+		t.Errorf("fiber after the update: %+v", p)
+	}
+
+	// Configured, nothing known yet: empty lists, not null.
+	f.SetIPv6(true, api.IPv6Status{Mode: "sadr", FirewallSets: []api.FirewallSet{{Family: "inet", Table: "filter", Set: "lan6"}}})
+	code, _, body = get(t, hc, base+"/api/v1/ipv6")
+	if code != 200 || !strings.Contains(body, `"prefixes": []`) || strings.Contains(body, "null") {
+		t.Errorf("GET /api/v1/ipv6 with nothing known: %d %s", code, body)
+	}
+	f.SetIPv6(false, api.IPv6Status{})
+	if _, err := c.IPv6(t.Context()); err == nil {
+		t.Error("client: no error without ipv6")
+	} else if ae, ok := err.(*api.APIError); !ok || ae.Code != 404 {
+		t.Errorf("client without ipv6: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/examples"
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/monitor"
@@ -441,6 +443,18 @@ func TestIPv6MultihomingLAN(t *testing.T) {
 	a2 := waitAddr(t, l, p2, 10*time.Second, "SLAAC address in "+p2.String(), func(a hostAddr) bool { return !a.Deprecated })
 	t.Logf("host addresses %s (preferred %s) and %s, %s after start", a1.Addr, a1.Preferred, a2.Addr, time.Since(start).Round(time.Millisecond))
 
+	// The API and the CLI show both prefixes preferred, and the sets.
+	v6 := ipv6View(t, d, 5*time.Second, "both preferred", func(m map[string]api.IPv6Prefix) bool {
+		return len(m) == 2 && prefixIs(m, p1, "isp1", "static", "preferred") && prefixIs(m, p2, "isp2", "static", "preferred") &&
+			m[p1.String()].PreferredLifetime > 0 && m[p1.String()].ValidLifetime >= m[p1.String()].PreferredLifetime
+	})
+	if len(v6.FirewallSets) != 2 || v6.FirewallSets[0].Set != "lan6" || len(v6.FirewallSets[0].Prefixes) != 2 || v6.FirewallSets[0].Error != "" || v6.FirewallSets[0].Checked.IsZero() {
+		t.Errorf("firewall sets in GET /api/v1/ipv6: %+v", v6.FirewallSets)
+	}
+	if out, err := d.cli("status"); err != nil || !regexp.MustCompile(`(?m)^IPv6 prefixes \(sadr on lan0\)\n.*\n(isp1\s+2001:db8:1:100::/64\s+static\s+preferred\s.*\n)`).MatchString(out) {
+		t.Errorf("multihome status: %v\n%s", err, out)
+	}
+
 	// Each source leaves by its provider and the server sees it.
 	for _, c := range []struct {
 		src netip.Addr
@@ -501,6 +515,12 @@ func TestIPv6MultihomingLAN(t *testing.T) {
 	if took > 3*time.Second {
 		t.Errorf("deprecation took %s, want < 3s", took)
 	}
+	ipv6View(t, d, 5*time.Second, "isp1's prefix deprecated", func(m map[string]api.IPv6Prefix) bool {
+		e := m[p1.String()]
+		return prefixIs(m, p1, "isp1", "static", "deprecated") && e.Reason == "link down" && e.PreferredLifetime == 0 && e.ValidLifetime > 0 &&
+			prefixIs(m, p2, "isp2", "static", "preferred")
+	})
+	t.Logf("GET /api/v1/ipv6 shows %s deprecated (link down) %s after the blackhole", p1, time.Since(at).Round(time.Millisecond))
 	waitAAAA(t, l, via2, 3*time.Second, "isp1 blackholed", host2)
 	t.Logf("lanhost AAAA via isp2 is isp2's %s only, %s after the blackhole", host2, time.Since(at).Round(time.Millisecond))
 	reachLANHost(t, l, host2)
@@ -556,6 +576,12 @@ func TestIPv6MultihomingLAN(t *testing.T) {
 	waitFirewallSet(t, l, 5*time.Second, "inet", "filter", "lan6", p1.String(), n1.String(), p2.String())
 	waitFirewallSet(t, l, time.Second, "ip6", "edge", "isp1_lan", p1.String(), n1.String())
 	t.Logf("firewall sets hold the new prefix %s after SIGHUP", time.Since(renumbered).Round(time.Millisecond))
+	// The API: the old prefix retired (zero lifetimes) until ra.retire
+	// (8 s) ends, the new one preferred.
+	ipv6View(t, d, 3*time.Second, "after the renumbering", func(m map[string]api.IPv6Prefix) bool {
+		return prefixIs(m, p1, "isp1", "static", "retired") && m[p1.String()].ValidLifetime == 0 &&
+			prefixIs(m, n1, "isp1", "static", "preferred") && prefixIs(m, p2, "isp2", "static", "preferred")
+	})
 	waitAAAA(t, l, via2, 5*time.Second, "after renumbering isp1", "2001:db8:1:200::80", host2)
 	dnsTook := time.Since(renumbered)
 	_, ttl, _ := queryAAAA(t, l, via2, "lanhost.example.com")
@@ -754,4 +780,43 @@ ipv6:
 	if s := host("ip", "-6", "route", "show", "default"); strings.Contains(s, "proto ra") {
 		t.Errorf("host still uses the gateway learnt by RA after the final advertisement:\n%s", s)
 	}
+}
+
+// ipv6View reads GET /api/v1/ipv6 from the daemon until ok accepts it
+// (prefixes by prefix, pending ones by "pending:LINK"), and fails the
+// test after timeout.
+func ipv6View(t *testing.T, d *daemon, timeout time.Duration, what string, ok func(map[string]api.IPv6Prefix) bool) api.IPv6Status {
+	t.Helper()
+	c, err := api.NewClient(d.api, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := c.IPv6(ctx)
+		cancel()
+		m := map[string]api.IPv6Prefix{}
+		for _, p := range st.Prefixes {
+			k := p.Prefix.String()
+			if p.State == api.IPv6Pending {
+				k = "pending:" + p.Link
+			}
+			m[k] = p
+		}
+		if err == nil && ok(m) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			b, _ := json.MarshalIndent(st, "", "  ")
+			t.Fatalf("GET /api/v1/ipv6 %s: not so within %s (err %v):\n%s", what, timeout, err, b)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// prefixIs reports whether m has prefix p of link in state.
+func prefixIs(m map[string]api.IPv6Prefix, p netip.Prefix, link, source, state string) bool {
+	e, ok := m[p.String()]
+	return ok && e.Link == link && e.Source == source && e.State == state
 }

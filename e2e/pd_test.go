@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/examples"
 	"github.com/multihome/multihome/lab"
@@ -286,6 +287,24 @@ ipv6:
 	t.Logf("delegated %s %s after start; host address %s (valid %s, preferred %s) seen by polling %s after the Reply",
 		bound.prefix, bound.at.Sub(start).Round(time.Millisecond), a.Addr, a.Valid, a.Preferred, seen.Sub(bound.at).Round(time.Millisecond))
 	latency(t, d, w, bound, a.Addr, "bound")
+	// The API shows the learned prefix with its delegation: renewal and
+	// end still ahead, lifetimes capped by the delegation's 12 s.
+	v6 := ipv6View(t, d, 10*time.Second, "learned prefix with its lease", func(m map[string]api.IPv6Prefix) bool {
+		e := m[lan.String()]
+		now := time.Now()
+		return prefixIs(m, lan, "isp1", "dhcpv6-pd", "preferred") && e.Lease != nil && e.Lease.Delegated == bound.prefix &&
+			e.Lease.RenewAt.After(now) && e.Lease.ValidUntil.After(e.Lease.RenewAt) && !e.Lease.BoundAt.IsZero() && !e.Lease.BoundAt.After(now) &&
+			e.Lease.Server != "" && e.ValidLifetime > 0 && e.ValidLifetime <= 12 && e.PreferredLifetime <= e.ValidLifetime
+	})
+	for _, e := range v6.Prefixes {
+		if e.Link == "isp1" && e.Lease != nil {
+			t.Logf("GET /api/v1/ipv6: %s from %s, lifetimes %d/%d s, renew in %s, valid for %s", e.Prefix, e.Lease.Delegated, e.PreferredLifetime, e.ValidLifetime,
+				e.Lease.RenewAt.Sub(v6.Time).Round(time.Second), e.Lease.ValidUntil.Sub(v6.Time).Round(time.Second))
+		}
+		if e.Link == "isp2" && (e.Source != "static" || e.Lease != nil || e.Prefix.String() != "2001:db8:2:100::/64") {
+			t.Errorf("isp2's static prefix in the API: %+v", e)
+		}
+	}
 	via1 := isp1.GW.String()
 	host := func(p netip.Prefix) string { b := p.Addr().As16(); b[15] = 0x80; return netip.AddrFrom16(b).String() }
 	waitAAAA(t, l, via1, 5*time.Second, "learned prefix in DNS", host(lan), "2001:db8:2:100::80")

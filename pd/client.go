@@ -54,6 +54,7 @@ type Client struct {
 	mu      sync.Mutex
 	lease   Lease
 	bound   bool
+	since   time.Time // when the held prefix was first obtained
 	changes map[string]uint64
 }
 
@@ -76,6 +77,14 @@ func (c *Client) Lease() (Lease, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lease, c.bound
+}
+
+// BoundSince returns when the prefix held was first obtained (renewals
+// keep it), and false when none is held.
+func (c *Client) BoundSince() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.since, c.bound
 }
 
 // Changes returns how many lease changes of each kind happened.
@@ -431,6 +440,9 @@ func (s *session) bind(l Lease, kind string) {
 	}
 	s.held = &l
 	c.mu.Lock()
+	if old == nil || old.Prefix != l.Prefix {
+		c.since = time.Now()
+	}
 	c.lease, c.bound = l, true
 	c.changes[kind]++
 	c.mu.Unlock()

@@ -113,6 +113,16 @@ func browser(t *testing.T) context.Context {
 	return ctx
 }
 
+// serve starts an API server for the page in ctx, and leaves the page
+// (about:blank) before the server stops: a page still polling a stopped
+// server logs connection errors, which browser counts as problems.
+func serve(t *testing.T, ctx context.Context, b api.Backend, opts api.Options) (*api.Server, string) {
+	t.Helper()
+	srv, addr := apitest.Start(t, b, opts)
+	t.Cleanup(func() { chromedp.Run(ctx, chromedp.Navigate("about:blank")) })
+	return srv, addr
+}
+
 // optional404 is the browser's error log of a 404 from an optional view
 // the page probes: a daemon without BGP (or a backend without the audit)
 // answers so on purpose, and the page hides the panel.
@@ -120,7 +130,7 @@ func optional404(m chromedp.ConsoleMessage) bool {
 	if !strings.Contains(m.Text, "status of 404") {
 		return false
 	}
-	for _, p := range []string{"/api/v1/bgp", "/api/v1/audit", "/api/v1/audit.svg"} {
+	for _, p := range []string{"/api/v1/bgp", "/api/v1/ipv6", "/api/v1/audit", "/api/v1/audit.svg"} {
 		if strings.HasSuffix(m.URL, p) {
 			return true
 		}
@@ -222,7 +232,8 @@ func TestDashboard(t *testing.T) {
 	links[2].State, links[2].Health = monitor.Up, monitor.Up // lte degrades below, with an event
 	f := apitest.NewFake(links...)
 	sf := apitest.WithStatus(f, apitest.Neighbors()...)
-	srv, addr := apitest.Start(t, sf, api.Options{Listen: "127.0.0.1:0", SampleInterval: 250 * time.Millisecond, HistorySamples: 24})
+	sf.SetIPv6(true, apitest.IPv6())
+	srv, addr := serve(t, ctx, sf, api.Options{Listen: "127.0.0.1:0", SampleInterval: 250 * time.Millisecond, HistorySamples: 24})
 	jctx, jcancel := context.WithCancel(context.Background())
 	defer jcancel()
 	go jiggle(jctx, f)
@@ -270,6 +281,28 @@ func TestDashboard(t *testing.T) {
 	if c := text(t, ctx, `#bgp-count`); c != "2 of 3 established" {
 		t.Errorf("BGP count %q", c)
 	}
+	// The IPv6 panel: fiber's and cable's prefixes preferred, lte's
+	// delegation pending, the firewall set ok.
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(`#ipv6-panel tr[data-prefix="2001:db8:2:100::/64"]`)); err != nil {
+		t.Fatalf("the IPv6 panel: %v", err)
+	}
+	for sel, want := range map[string][]string{
+		`#ipv6 tr[data-prefix="2001:db8:1:100::/64"]`: {"fiber", "static", "preferred", "30m", "60m"},
+		`#ipv6 tr[data-prefix="2001:db8:2:100::/64"]`: {"cable", "dhcpv6-pd", "preferred", "renew in 30m", "valid in 2h"},
+		`#ipv6 tr[data-link="lte"]`:                   {"pending", "no delegation yet"},
+		`#ipv6-count`:                                 {"sadr on lan0: 2 of 3 preferred"},
+		`#ipv6-sets [data-set="inet filter lan6"]`:    {"2001:db8:1:100::/64, 2001:db8:2:100::/64", "ok"},
+	} {
+		r := text(t, ctx, sel)
+		for _, w := range want {
+			if !strings.Contains(r, w) {
+				t.Errorf("%s shows %q, want %q in it", sel, r, w)
+			}
+		}
+	}
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#ipv6 tr[data-state="preferred"] .v6-preferred').length`)); err != nil || n != 2 {
+		t.Errorf("%d preferred prefixes coloured as such (%v), want 2", n, err)
+	}
 	if fd := text(t, ctx, `#findings [data-check="probe-gateway-only"]`); !strings.Contains(fd, "medium") || !strings.Contains(fd, "only probes its gateway") || !strings.Contains(fd, "probe targets beyond the provider") {
 		t.Errorf("audit finding %q", fd)
 	}
@@ -283,6 +316,9 @@ func TestDashboard(t *testing.T) {
 	// A link goes down: the card says so within a few seconds, and so
 	// does its BGP neighbour (refreshed on the event).
 	reason := "3 rounds with 0/2 targets answering (quorum 1)"
+	sf.UpdatePrefix("cable", func(p *api.IPv6Prefix) {
+		p.State, p.Reason, p.PreferredLifetime = api.IPv6Deprecated, "link down", 0
+	})
 	sf.UpdateNeighbor("cable", func(n *bgp.NeighborStatus) {
 		n.State, n.Since, n.Reason = "idle", time.Now(), "BFD up→down: control detection time expired"
 		n.Announced, n.Withdrawn, n.Prepend, n.PrefixesSent, n.PrefixesReceived = false, true, 0, 0, 0
@@ -308,6 +344,18 @@ func TestDashboard(t *testing.T) {
 	})()`, 5*time.Second)); err != nil {
 		r, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector('#bgp tr[data-neighbor="203.0.113.1"]') || {}).textContent || ''`))
 		t.Fatalf("the cable neighbour row does not show idle, withdrawn and the BFD reason: %v; row %q", err, r)
+	}
+	// Its IPv6 prefix is deprecated (refreshed on the same event).
+	if err := chromedp.Do(ctx, until(`(() => {
+		const r = document.querySelector('#ipv6 tr[data-prefix="2001:db8:2:100::/64"]');
+		return r && r.dataset.state === 'deprecated' && !!r.querySelector('.v6-deprecated') && r.textContent.includes('link down') &&
+			document.querySelector('#ipv6 tr[data-prefix="2001:db8:1:100::/64"]').dataset.state === 'preferred';
+	})()`, 5*time.Second)); err != nil {
+		r, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`(document.querySelector('#ipv6 tr[data-prefix="2001:db8:2:100::/64"]') || {}).textContent || ''`))
+		t.Fatalf("cable's IPv6 prefix does not show deprecated: %v; row %q", err, r)
+	}
+	if c := text(t, ctx, `#ipv6-count`); c != "sadr on lan0: 1 of 3 preferred" {
+		t.Errorf("IPv6 count %q", c)
 	}
 	if first := text(t, ctx, `#events tbody tr:first-child`); !strings.Contains(first, "cable") || !strings.Contains(first, reason) {
 		t.Errorf("newest decision log row %q", first)
@@ -351,7 +399,7 @@ func TestDashboard(t *testing.T) {
 func TestDashboardToken(t *testing.T) {
 	ctx := browser(t)
 	f := apitest.WithStatus(apitest.NewFake(apitest.Links()...), apitest.Neighbors()...)
-	_, addr := apitest.Start(t, f, api.Options{Listen: "127.0.0.1:0", Token: "let-me-in"})
+	_, addr := serve(t, ctx, f, api.Options{Listen: "127.0.0.1:0", Token: "let-me-in"})
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate("http://"+addr+"/"),
 		chromedp.WaitVisible(`#token-dialog[open] #token-input`),
@@ -392,7 +440,7 @@ func TestDashboardToken(t *testing.T) {
 func TestDashboardWithoutOptional(t *testing.T) {
 	ctx := browser(t)
 	f := apitest.NewFake(apitest.Links()...)
-	_, addr := apitest.Start(t, f, api.Options{Listen: "127.0.0.1:0"})
+	_, addr := serve(t, ctx, f, api.Options{Listen: "127.0.0.1:0"})
 	if err := chromedp.Do(ctx,
 		chromedp.Navigate("http://"+addr+"/"),
 		chromedp.WaitVisible(`[data-link="fiber"] .state`),
@@ -401,11 +449,11 @@ func TestDashboardWithoutOptional(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2500 * time.Millisecond) // a poll or two
-	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('#bgp-panel').hidden && document.querySelector('#audit-panel').hidden`))
+	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('#bgp-panel').hidden && document.querySelector('#ipv6-panel').hidden && document.querySelector('#audit-panel').hidden`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !hidden {
-		t.Error("BGP or audit panel shown without BGP or audit")
+		t.Error("BGP, IPv6 or audit panel shown without BGP, ipv6 or audit")
 	}
 }

@@ -2,6 +2,7 @@ package apitest
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,11 +20,14 @@ type StatusFake struct {
 	smu       sync.Mutex
 	bgpOn     bool
 	neighbors []bgp.NeighborStatus
+	ipv6On    bool
+	ipv6      api.IPv6Status
 }
 
 var (
-	_ api.BGPReporter = (*StatusFake)(nil)
-	_ api.Auditor     = (*StatusFake)(nil)
+	_ api.BGPReporter  = (*StatusFake)(nil)
+	_ api.Auditor      = (*StatusFake)(nil)
+	_ api.IPv6Reporter = (*StatusFake)(nil)
 )
 
 // WithStatus wraps f; BGP is configured with these neighbours.
@@ -74,3 +78,54 @@ func (s *StatusFake) BGPStatus() ([]bgp.NeighborStatus, bool) {
 
 // Audit implements api.Auditor: the static audit of the fake's config.
 func (s *StatusFake) Audit() *audit.Report { return audit.Static(s.Config()) }
+
+// IPv6 returns an IPv6 view for Links: fiber's and cable's prefixes
+// preferred (cable's learned by DHCPv6-PD, with its lease), lte's
+// delegation not learned yet, and a firewall set holding the two.
+func IPv6() api.IPv6Status {
+	now := time.Now()
+	fiber, cable := netip.MustParsePrefix("2001:db8:1:100::/64"), netip.MustParsePrefix("2001:db8:2:100::/64")
+	return api.IPv6Status{Time: now, Mode: "sadr", LAN: "lan0",
+		Prefixes: []api.IPv6Prefix{
+			{Link: "fiber", Prefix: fiber, Source: api.IPv6Static, State: api.IPv6Preferred, PreferredLifetime: 1800, ValidLifetime: 3600},
+			{Link: "cable", Prefix: cable, Source: api.IPv6DHCPv6PD, State: api.IPv6Preferred, PreferredLifetime: 1800, ValidLifetime: 3600,
+				Lease: &api.PDLease{Delegated: netip.MustParsePrefix("2001:db8:2:100::/56"), Server: "000300010203040506ff",
+					BoundAt: now.Add(-2 * time.Hour), RenewAt: now.Add(30 * time.Minute), RebindAt: now.Add(48 * time.Minute),
+					PreferredUntil: now.Add(time.Hour), ValidUntil: now.Add(2 * time.Hour)}},
+			{Link: "lte", Source: api.IPv6DHCPv6PD, State: api.IPv6Pending, Reason: "no delegation yet"},
+		},
+		FirewallSets: []api.FirewallSet{{Family: "inet", Table: "filter", Set: "lan6", Prefixes: []netip.Prefix{fiber, cable},
+			Checked: now.Add(-5 * time.Second), Updates: 1}},
+	}
+}
+
+// SetIPv6 replaces the IPv6 view; configured false makes GET /api/v1/ipv6
+// answer 404 as a daemon without an ipv6 section does (the default).
+func (s *StatusFake) SetIPv6(configured bool, st api.IPv6Status) {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	s.ipv6On, s.ipv6 = configured, st
+}
+
+// UpdatePrefix changes the IPv6 prefixes of a link with fn.
+func (s *StatusFake) UpdatePrefix(link string, fn func(*api.IPv6Prefix)) {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	ps := slices.Clone(s.ipv6.Prefixes)
+	for i := range ps {
+		if ps[i].Link == link {
+			fn(&ps[i])
+		}
+	}
+	s.ipv6.Prefixes = ps
+}
+
+// IPv6Status implements api.IPv6Reporter.
+func (s *StatusFake) IPv6Status() (api.IPv6Status, bool) {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	st := s.ipv6
+	st.Prefixes = slices.Clone(st.Prefixes)
+	st.FirewallSets = slices.Clone(st.FirewallSets)
+	return st, s.ipv6On
+}

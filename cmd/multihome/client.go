@@ -106,7 +106,79 @@ func runStatus(ctx context.Context, w io.Writer, args []string) error {
 		return enc.Encode(o)
 	}
 	writeStatus(w, o)
+	st, err := c.IPv6(ctx)
+	var ae *api.APIError
+	switch {
+	case errors.As(err, &ae) && ae.Code == 404:
+		return nil // no ipv6 section
+	case err != nil:
+		return cf.explain(fmt.Errorf("ipv6 prefixes: %w", err))
+	}
+	fmt.Fprintln(w)
+	writeIPv6(w, st)
 	return nil
+}
+
+// writeIPv6 prints the "IPv6 prefixes" table: each LAN prefix, where it
+// comes from, its state and the lifetimes advertised; for a delegated
+// prefix, when the lease is renewed and ends; then the firewall sets.
+func writeIPv6(w io.Writer, st api.IPv6Status) {
+	fmt.Fprintf(w, "IPv6 prefixes (%s on %s)\n", st.Mode, st.LAN)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LINK\tPREFIX\tSOURCE\tSTATE\tPREFERRED\tVALID\tRENEW\tLEASE ENDS\tREASON")
+	for _, p := range st.Prefixes {
+		link, prefix, pref, valid, renew, ends := p.Link, "-", "-", "-", "-", "-"
+		if link == "" {
+			link = "-"
+		}
+		if p.Prefix.IsValid() {
+			prefix = p.Prefix.String()
+		}
+		if p.State != api.IPv6Pending {
+			pref, valid = fmtLifetime(p.PreferredLifetime), fmtLifetime(p.ValidLifetime)
+		}
+		if l := p.Lease; l != nil {
+			renew, ends = fmtUntil(st.Time, l.RenewAt), fmtUntil(st.Time, l.ValidUntil)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", link, prefix, p.Source, p.State, pref, valid, renew, ends, p.Reason)
+	}
+	tw.Flush()
+	for _, s := range st.FirewallSets {
+		ps := make([]string, len(s.Prefixes))
+		for i, p := range s.Prefixes {
+			ps[i] = p.String()
+		}
+		state := "ok"
+		if s.Error != "" {
+			state = "error: " + s.Error
+		}
+		fmt.Fprintf(w, "firewall set %s %s %s: {%s} %s\n", s.Family, s.Table, s.Set, strings.Join(ps, ", "), state)
+	}
+}
+
+// fmtLifetime shows an advertised lifetime in seconds.
+func fmtLifetime(s int64) string {
+	if s >= 0xffffffff {
+		return "infinite"
+	}
+	return (time.Duration(s) * time.Second).String()
+}
+
+// fmtUntil shows how long until t: "in 29m59s", or "passed".
+func fmtUntil(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	d := t.Sub(now)
+	switch {
+	case d < 0:
+		return "passed"
+	case d < 48*time.Hour:
+		return "in " + d.Truncate(time.Second).String()
+	case d > 50*365*24*time.Hour:
+		return "never"
+	}
+	return fmt.Sprintf("in %dd", int(d.Hours()/24))
 }
 
 func writeStatus(w io.Writer, o api.Overview) {

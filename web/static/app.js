@@ -143,6 +143,7 @@
       renderAll();
       pollOK(true);
       loadBGP();
+      loadIPv6();
     } catch (e) {
       pollOK(false, e.message);
     }
@@ -503,6 +504,94 @@
     }));
   }
 
+  // ---- IPv6 prefixes ----
+  // As for BGP: null not asked yet, false no ipv6 section (404), asked
+  // again only after a config reload.
+  let ipv6Available = null;
+  let ipv6Busy = false;
+  let ipv6Again = false;
+  async function loadIPv6(recheck) {
+    if (recheck) ipv6Available = null;
+    if (ipv6Available === false) return;
+    if (ipv6Busy) { ipv6Again = true; return; }
+    ipv6Busy = true;
+    try {
+      const res = await api('/api/v1/ipv6');
+      ipv6Available = true;
+      renderIPv6(res);
+    } catch (e) {
+      if (e.status === 404) {
+        ipv6Available = false;
+        $('#ipv6-panel').hidden = true;
+      }
+    } finally {
+      ipv6Busy = false;
+    }
+    if (ipv6Again) {
+      ipv6Again = false;
+      loadIPv6();
+    }
+  }
+
+  // fmtSecs shows an advertised lifetime.
+  function fmtSecs(s) {
+    if (s >= 0xffffffff) return 'infinite';
+    if (s < 120) return s + 's';
+    if (s < 5400) return Math.round(s / 60) + 'm';
+    if (s < 172800) return Math.round(s / 3600) + 'h';
+    return Math.round(s / 86400) + 'd';
+  }
+
+  // fmtIn shows how long until an instant: "in 29m", "passed".
+  function fmtIn(t) {
+    const d = (Date.parse(t) - Date.now()) / 1000;
+    if (!(d === d)) return '';
+    if (d < 0) return 'passed';
+    if (d > 50 * 365 * 86400) return 'never';
+    return 'in ' + fmtSecs(Math.round(d));
+  }
+
+  function renderIPv6(st) {
+    $('#ipv6-panel').hidden = false;
+    const ps = st.prefixes || [];
+    const pref = ps.filter((p) => p.state === 'preferred').length;
+    $('#ipv6-count').textContent = `${st.mode || ''} on ${st.lan || '?'}: ` +
+      (ps.length ? `${pref} of ${ps.length} preferred` : 'no prefixes');
+    $('#ipv6 tbody').replaceChildren(...ps.map((p) => {
+      const tr = h('tr');
+      tr.dataset.link = p.link || '';
+      tr.dataset.state = p.state;
+      if (p.prefix) tr.dataset.prefix = p.prefix;
+      const st = h('td');
+      st.append(h('span', 'pill state v6-' + p.state, p.state));
+      const pending = p.state === 'pending';
+      const lease = h('td', 'why');
+      if (p.lease) {
+        const l = p.lease;
+        const b = h('b', '', 'renew ' + fmtIn(l.renew_at));
+        b.title = `T1 ${new Date(l.renew_at)}, T2 ${new Date(l.rebind_at)}`;
+        lease.append(b, `valid ${fmtIn(l.valid_until)}`);
+        lease.title = `delegated ${l.delegated}` + (l.bound_at ? `, bound since ${new Date(l.bound_at)}` : '') +
+          (l.server ? `, server ${l.server}` : '');
+      } else {
+        lease.classList.add('muted');
+        lease.textContent = '—';
+      }
+      tr.append(h('td', 'l', p.link || '—'), h('td', 'addr', p.prefix || '—'), h('td', '', p.source), st,
+        h('td', 'n', pending ? '—' : fmtSecs(p.preferred_lifetime_s)), h('td', 'n', pending ? '—' : fmtSecs(p.valid_lifetime_s)),
+        lease, h('td', 'why', p.reason || ''));
+      return tr;
+    }));
+    const sets = st.firewall_sets || [];
+    $('#ipv6-sets').replaceChildren(...sets.map((s) => {
+      const li = h('li', s.error ? 'set-error' : 'set-ok');
+      li.dataset.set = `${s.family} ${s.table} ${s.set}`;
+      li.append(h('b', '', `${s.family} ${s.table} ${s.set}`), ` {${(s.prefixes || []).join(', ')}} `,
+        h('span', s.error ? 'to-down' : 'to-up', s.error ? s.error : 'ok'));
+      return li;
+    }));
+  }
+
   // ---- audit ----
   let auditURL = '';
   async function loadAudit() {
@@ -569,6 +658,7 @@
     while (events.length > MAX_EVENTS) events.shift();
     renderEvents(new Set([e.seq]));
     loadBGP(e.kind === 'reload');
+    loadIPv6(e.kind === 'reload');
     if (e.kind === 'reload') loadAudit();
     if (e.status && e.link && links.has(e.link)) {
       const l = links.get(e.link);
@@ -775,6 +865,7 @@
     await poll();
     if (!events.length) await loadEvents();
     loadBGP(true);
+    loadIPv6(true);
     loadAudit();
   }
 
