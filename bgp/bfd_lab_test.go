@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,9 +77,7 @@ func (f *frr) bfdStatus(peer string) string {
 }
 
 func exec5(f *frr, cmd string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return execCommand(ctx, "vtysh", "-N", f.name, "-d", "bfdd", "-c", cmd)
+	return f.Vtysh(context.Background(), "bfdd", cmd)
 }
 
 // speakerBFD is a bgp section with one IPv4 neighbour per ISP, BFD on
@@ -156,17 +153,9 @@ func TestLabBFD(t *testing.T) {
 // vtysh: startFRR gives bfdd no configuration of its own.
 func fastProfile(t testing.TB, f *frr) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := execCommandCombined(ctx, "vtysh", "-N", f.name, "-d", "bfdd", "-c", "configure terminal", "-c", "bfd", "-c", "profile fast",
-		"-c", "receive-interval 100", "-c", "transmit-interval 100", "-c", "detect-multiplier 3")
-	if err != nil {
-		t.Fatalf("bfdd profile: %v: %s", err, out)
+	if err := f.Configure(context.Background(), "bfdd", "bfd\n profile fast\n  receive-interval 100\n  transmit-interval 100\n  detect-multiplier 3\n"); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func execCommandCombined(ctx context.Context, name string, args ...string) ([]byte, error) {
-	return exec.CommandContext(ctx, name, args...).CombinedOutput()
 }
 
 // frrBFDPeer is one session of FRR's `show bfd peers json`.

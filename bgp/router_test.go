@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -103,15 +102,8 @@ func (f *frr) lookup(prefix string) (route, bool) {
 }
 
 func (f *frr) established(peer string) bool {
-	out, err := f.vtysh("show bgp neighbors " + peer + " json")
-	if err != nil {
-		return false
-	}
-	var r map[string]struct {
-		State string `json:"bgpState"`
-	}
-	json.Unmarshal(out, &r)
-	return r[peer].State == "Established"
+	up, _ := f.Established(peer)
+	return up
 }
 
 var _ router = (*frr)(nil)
@@ -119,10 +111,6 @@ var _ router = (*frr)(nil)
 // frrName is a unique FRR instance name for role in lab l:
 // "<lab name>-<role>", whose creator pid cleanupStaleRouters can read.
 func frrName(l *lab.Lab, role string) string { return l.FRRName(role) }
-
-func execCommand(ctx context.Context, name string, args ...string) ([]byte, error) {
-	return exec.CommandContext(ctx, name, args...).Output()
-}
 
 // stopPidFile terminates the process named in a pid file (SIGTERM, then
 // SIGKILL after 2 s).
@@ -149,22 +137,21 @@ func stopPidFile(path string) {
 // directory per instance named like the FRR ones.
 const birdRunDir = "/run/mhbird"
 
-// cleanupStaleRouters stops the FRR and BIRD instances of test runs that
-// died without their cleanups (instance names start with the lab name,
-// which records the creating pid), and removes their run directories.
+// cleanupStaleRouters stops the BIRD instances of test runs that died
+// without their cleanups (instance names start with the lab name, which
+// records the creating pid), and removes their run directories; the FRR
+// ones are lab.RunTests's (lab.CleanupStaleFRR).
 func cleanupStaleRouters() {
-	for _, base := range []string{"/var/run/frr", birdRunDir} {
-		dirs, _ := filepath.Glob(filepath.Join(base, lab.TestPrefix+"*"))
-		for _, d := range dirs {
-			pid, ok := netns.Creator(lab.TestPrefix, filepath.Base(d))
-			if !ok || netns.Alive(pid) {
-				continue
-			}
-			pids, _ := filepath.Glob(filepath.Join(d, "*.pid"))
-			for _, p := range pids {
-				stopPidFile(p)
-			}
-			os.RemoveAll(d)
+	dirs, _ := filepath.Glob(filepath.Join(birdRunDir, lab.TestPrefix+"*"))
+	for _, d := range dirs {
+		pid, ok := netns.Creator(lab.TestPrefix, filepath.Base(d))
+		if !ok || netns.Alive(pid) {
+			continue
 		}
+		pids, _ := filepath.Glob(filepath.Join(d, "*.pid"))
+		for _, p := range pids {
+			stopPidFile(p)
+		}
+		os.RemoveAll(d)
 	}
 }

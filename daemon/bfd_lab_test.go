@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -27,75 +26,20 @@ import (
 
 // bfdFRR is FRR's zebra and bfdd in an ISP namespace, with static BFD
 // peers (no BGP).
-type bfdFRR struct {
-	name string
-}
+type bfdFRR struct{ *lab.FRR }
 
-// startBFDFRR runs zebra and bfdd in ns as FRR instance name with the
-// bfdd configuration conf; both are stopped and their files removed when
-// the test ends.
-func startBFDFRR(t *testing.T, ns, name, conf string) *bfdFRR {
+// startBFDFRR runs zebra and bfdd in role's namespace of l and gives
+// bfdd the configuration conf; lab.Down stops them when the test ends.
+func startBFDFRR(t *testing.T, l *lab.Lab, role, conf string) *bfdFRR {
 	t.Helper()
-	// Readable by user frr: t.TempDir's parent is private.
-	dir, err := os.MkdirTemp("", "mhbfdfrr")
+	f, err := l.StartFRR(context.Background(), role, "", "bfdd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(dir, 0o755)
-	run := filepath.Join("/var/run/frr", name)
-	os.MkdirAll(run, 0o755)
-	if u, err := user.Lookup("frr"); err == nil {
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		os.Chown(run, uid, gid)
-		os.Chown(dir, uid, gid)
+	if err := f.Configure(context.Background(), "bfdd", conf); err != nil {
+		t.Fatal(err)
 	}
-	var pids []string
-	t.Cleanup(func() {
-		for _, p := range pids {
-			stopPid(p)
-		}
-		os.RemoveAll(run)
-		os.RemoveAll(dir)
-	})
-	for _, d := range []string{"zebra", "bfdd"} {
-		c := "hostname " + name + "\n"
-		if d == "bfdd" {
-			c += conf
-		}
-		cf := filepath.Join(dir, d+".conf")
-		if err := os.WriteFile(cf, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		pid := filepath.Join(run, d+".pid")
-		pids = append([]string{pid}, pids...)
-		out, err := exec.Command("ip", "netns", "exec", ns, "/usr/lib/frr/"+d, "-d", "-N", name, "-f", cf, "-i", pid,
-			"-z", filepath.Join(run, "zserv.api")).CombinedOutput()
-		if err != nil {
-			t.Fatalf("start %s: %v: %s", d, err, out)
-		}
-	}
-	return &bfdFRR{name: name}
-}
-
-// stopPid terminates the process of a pid file (SIGTERM, SIGKILL after 2 s).
-func stopPid(path string) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	if pid <= 1 {
-		return
-	}
-	syscall.Kill(pid, syscall.SIGTERM)
-	for range 100 {
-		if syscall.Kill(pid, 0) != nil {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	syscall.Kill(pid, syscall.SIGKILL)
+	return &bfdFRR{f}
 }
 
 // frrPeer is one entry of FRR's `show bfd peers json`.
@@ -113,9 +57,7 @@ type frrPeer struct {
 }
 
 func (f *bfdFRR) peer(addr string) frrPeer {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "vtysh", "-N", f.name, "-d", "bfdd", "-c", "show bfd peers json").Output()
+	out, err := f.Vtysh(context.Background(), "bfdd", "show bfd peers json")
 	if err != nil {
 		return frrPeer{}
 	}
@@ -305,12 +247,11 @@ func TestLabLinkBFD(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root for network namespaces")
 	}
-	if _, err := os.Stat("/usr/lib/frr/bfdd"); err != nil {
-		t.Skip("FRR is not installed (apt-get install frr)")
+	if err := lab.FRRAvailable(); err != nil {
+		t.Skip(err)
 	}
 	l := lab.ForTest(t, lab.Spec{ISPs: 2})
-	name := func(role string) string { return strings.ReplaceAll(l.Name, ".", "") + role }
-	isp1 := startBFDFRR(t, l.NS("isp1"), name("isp1"), `bfd
+	isp1 := startBFDFRR(t, l, "isp1", `bfd
  profile fast
   receive-interval 100
   transmit-interval 100
@@ -321,7 +262,7 @@ func TestLabLinkBFD(t *testing.T) {
  !
 !
 `)
-	isp2 := startBFDFRR(t, l.NS("isp2"), name("isp2"), `bfd
+	isp2 := startBFDFRR(t, l, "isp2", `bfd
  peer 2001:db8:2::2 local-address 2001:db8:2::1 interface gw0
   receive-interval 100
   transmit-interval 100
@@ -366,7 +307,7 @@ func TestLabLinkBFD(t *testing.T) {
 		peer string
 	}{{isp1, "198.51.100.2"}, {isp2, "2001:db8:2::2"}} {
 		if _, ok := pollFor(10*time.Second, func() bool { return c.f.peer(c.peer).Status == "up" }); !ok {
-			out, err := exec.Command("vtysh", "-N", c.f.name, "-d", "bfdd", "-c", "show bfd peers json", "-c", "show running-config").CombinedOutput()
+			out, err := c.f.Vtysh(context.Background(), "bfdd", "show running-config")
 			t.Fatalf("FRR's BFD session to %s is %+v; vtysh: %v %s", c.peer, c.f.peer(c.peer), err, out)
 		}
 	}

@@ -183,6 +183,26 @@ func (f *FRR) Vtysh(ctx context.Context, daemon, command string) ([]byte, error)
 	return out, nil
 }
 
+// Configure applies conf (FRR configuration lines, as in a config file:
+// indentation and "!" lines are ignored, mode commands such as "bfd" or
+// "router bgp 64501" enter their mode) to daemon of the running instance
+// through one vtysh call, e.g. bfdd's peers, which StartFRRIn does not
+// configure.
+func (f *FRR) Configure(ctx context.Context, daemon, conf string) error {
+	args := []string{"-N", f.Name, "-d", daemon, "-c", "configure terminal"}
+	for _, line := range strings.Split(conf, "\n") {
+		if line = strings.TrimSpace(line); line != "" && line != "!" {
+			args = append(args, "-c", line)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "vtysh", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("configure %s of FRR %s: %w: %s", daemon, f.Name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
 // Route returns the AS path ("64500 64500") of the router's best route to
 // prefix (IPv4 or IPv6, exact match), and whether it has one.
 func (f *FRR) Route(prefix string) (asPath string, ok bool, err error) {
