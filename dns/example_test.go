@@ -15,26 +15,7 @@ import (
 // testdata/multihome.yaml), builds a server from it and checks a few of
 // its answers.
 func TestDocsExample(t *testing.T) {
-	example, err := os.ReadFile("testdata/multihome.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := os.ReadFile("../docs/dns.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(doc), "```yaml\n"+string(example)+"```") {
-		t.Error("docs/dns.md does not hold testdata/multihome.yaml as a ```yaml block")
-	}
-	cfg, err := config.Load("testdata/multihome.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := newFakeSource("isp1", "isp2")
-	s, err := New(cfg, src, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, src := docsExample(t, "testdata/multihome.yaml")
 	s.mu.Lock()
 	for _, st := range src.Snapshot() {
 		if st.Link == "isp1" {
@@ -60,4 +41,32 @@ func TestDocsExample(t *testing.T) {
 	if r := ask("shop.example.net.", mdns.TypeA); r.Rcode != mdns.RcodeRefused {
 		t.Errorf("push-only zone served: %v", r)
 	}
+}
+
+// docsExample checks that docs/dns.md holds the config file path as a
+// ```yaml block, loads it and builds a server on a fake monitor with the
+// links isp1 and isp2.
+func docsExample(t *testing.T, path string) (*Server, *fakeSource) {
+	t.Helper()
+	example, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../docs/dns.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```yaml\n"+string(example)+"```") {
+		t.Errorf("docs/dns.md does not hold %s as a ```yaml block", path)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newFakeSource("isp1", "isp2")
+	s, err := New(cfg, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, src
 }

@@ -267,26 +267,7 @@ func TestPushHost6Knot(t *testing.T) {
 // providers' addresses, isp1's gone while it is down, and the renumbered
 // one after an Update.
 func TestDocsHost6Example(t *testing.T) {
-	example, err := os.ReadFile("testdata/host6.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc, err := os.ReadFile("../docs/dns.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(doc), "```yaml\n"+string(example)+"```") {
-		t.Error("docs/dns.md does not hold testdata/host6.yaml as a ```yaml block")
-	}
-	cfg, err := config.Load("testdata/host6.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := newFakeSource("isp1", "isp2")
-	s, err := New(cfg, src, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, src := docsExample(t, "testdata/host6.yaml")
 	ask := func() string {
 		s.mu.Lock()
 		for _, st := range src.Snapshot() {
@@ -305,6 +286,10 @@ func TestDocsHost6Example(t *testing.T) {
 		t.Errorf("www AAAA with isp1 down: %s, want %s", got, h2)
 	}
 	src.state("isp1", monitor.Up)
+	example, err := os.ReadFile("testdata/host6.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	b := strings.Replace(string(example), "2001:db8:1:100::/64", "2001:db8:1:200::/64", 1)
 	renum, err := config.Parse("host6.yaml", []byte(b))
 	if err != nil {

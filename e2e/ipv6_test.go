@@ -635,15 +635,9 @@ func TestIPv6MultihomingLAN(t *testing.T) {
 	}
 }
 
-// TestIPv6NPTv6: in nptv6 mode the LAN has one internal prefix (the lab's
-// 2001:db8:100::/64, not routed in the core); the gateway maps it to the
-// prefix of the link in use, so the server sees the host's interface
-// identifier under isp1's prefix, then under isp2's after isp1 fails.
-func TestIPv6NPTv6(t *testing.T) {
-	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
-	setHostSysctls(t, l, "lan1")
-	cfg := string(examples.Lab()) + `
+// nptv6Section is appended to the lab config: nptv6 mode with the lab's
+// LAN 2001:db8:100::/64 as the internal prefix, mapped to each ISP's.
+const nptv6Section = `
 ipv6:
   lan: lan0
   mode: nptv6
@@ -653,6 +647,16 @@ ipv6:
     - {link: isp2, prefix: "2001:db8:2:100::/64"}
   ra: {interval: 1s}
 `
+
+// TestIPv6NPTv6: in nptv6 mode the LAN has one internal prefix (the lab's
+// 2001:db8:100::/64, not routed in the core); the gateway maps it to the
+// prefix of the link in use, so the server sees the host's interface
+// identifier under isp1's prefix, then under isp2's after isp1 fails.
+func TestIPv6NPTv6(t *testing.T) {
+	requireRoot(t)
+	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	setHostSysctls(t, l, "lan1")
+	cfg := string(examples.Lab()) + nptv6Section
 	d, _ := startDaemon(t, l, []byte(cfg))
 	d.waitState(10*time.Second, "isp1", monitor.Up)
 	d.waitState(10*time.Second, "isp2", monitor.Up)
@@ -726,16 +730,7 @@ func TestIPv6ShutdownLeavesNothing(t *testing.T) {
 	requireRoot(t)
 	l := lab.ForTest(t, lab.Spec{ISPs: 2})
 	setHostSysctls(t, l, "lan1")
-	cfg := string(examples.Lab()) + `
-ipv6:
-  lan: lan0
-  mode: nptv6
-  internal: "2001:db8:100::/64"
-  prefixes:
-    - {link: isp1, prefix: "2001:db8:1:100::/64"}
-    - {link: isp2, prefix: "2001:db8:2:100::/64"}
-  ra: {interval: 1s}
-`
+	cfg := string(examples.Lab()) + nptv6Section
 	d, _ := startDaemon(t, l, []byte(cfg))
 	d.waitState(10*time.Second, "isp1", monitor.Up)
 	gw := func(argv ...string) string {
