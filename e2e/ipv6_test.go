@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"regexp"
@@ -293,24 +292,7 @@ func waitAddr(t *testing.T, l *lab.Lab, p netip.Prefix, timeout time.Duration, w
 // get6 fetches /ip from the core's HTTP server over IPv6 from lan1, from
 // src (or the kernel's choice when src is invalid).
 func get6(l *lab.Lab, src netip.Addr, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	d := &net.Dialer{Timeout: timeout}
-	if src.IsValid() {
-		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
-	}
-	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
-			return netns.DialContext(ctx, l.NS("lan1"), d, network, address)
-		}}}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://[2001:db8:ffff::80]/ip", nil)
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b)), err
+	return l.GetFrom("lan1", src, "http://[2001:db8:ffff::80]/ip", timeout)
 }
 
 // routeDev asks the gateway's kernel which interface a LAN packet from src

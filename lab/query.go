@@ -1,9 +1,14 @@
 package lab
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/netip"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/miekg/dns"
@@ -45,4 +50,32 @@ func (l *Lab) Query(role, server, name string, qtype uint16, timeout time.Durati
 	}
 	sort.Strings(out)
 	return out, ttl, nil
+}
+
+// GetFrom fetches url over HTTP from the namespace of role, from the source
+// address src (the kernel's choice when invalid), on a fresh connection,
+// within timeout, and returns the body with surrounding space trimmed.
+// The core's HTTP server answers /ip with the source address it saw.
+func (l *Lab) GetFrom(role string, src netip.Addr, url string, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	d := &net.Dialer{Timeout: timeout}
+	if src.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+	}
+	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+			return netns.DialContext(ctx, l.NS(role), d, network, address)
+		}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b)), err
 }

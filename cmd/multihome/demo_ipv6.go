@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -135,27 +133,10 @@ func (d *demo) waitAddr6(ctx context.Context, p netip.Prefix, timeout time.Durat
 // host, from src (the kernel's choice when invalid): the server answers
 // the source address it saw.
 func (d *demo) get6(ctx context.Context, src netip.Addr, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	dl := &net.Dialer{Timeout: timeout}
-	if src.IsValid() {
-		dl.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
 	}
-	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
-			return netns.DialContext(ctx, d.l.NS(d.host()), dl, network, address)
-		}}}
-	req, err := httpGet(ctx, "http://"+net.JoinHostPort(d.l.Servers.HTTP6.String(), "80")+"/ip")
-	if err != nil {
-		return "", err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return strings.TrimSpace(string(b)), err
+	return d.l.GetFrom(d.host(), src, "http://"+net.JoinHostPort(d.l.Servers.HTTP6.String(), "80")+"/ip", timeout)
 }
 
 // get6Retry is get6 until it succeeds or timeout passes (the datapath may
