@@ -23,6 +23,7 @@ type Config struct {
 	IPv6     *IPv6     `yaml:"ipv6"`
 	Topology *Topology `yaml:"topology"`
 	BGP      *BGP      `yaml:"bgp"`
+	HA       *HA       `yaml:"ha"`
 
 	// File is the path the config was read from ("" for in-memory input).
 	File string `yaml:"-"`

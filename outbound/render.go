@@ -406,9 +406,15 @@ func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 	for _, v := range views {
 		dev := nft.Quote(v.cfg.Interface)
 		if *o.SNAT {
-			if v.cfg.Address4.IsValid() {
-				nat = append(nat, fmt.Sprintf("oifname %s snat ip to %s", dev, v.cfg.Address4))
-			} else {
+			switch snat := cfg.SNAT4(v.idx); {
+			case snat.IsValid() && snat != v.cfg.Address4:
+				// An HA virtual address (config.SNAT4): the node's own
+				// traffic (probes) keeps its own address, or its replies
+				// would go to whichever node holds the virtual one.
+				nat = append(nat, fmt.Sprintf("oifname %s ip saddr != %s snat ip to %s", dev, v.cfg.Address4, snat))
+			case snat.IsValid():
+				nat = append(nat, fmt.Sprintf("oifname %s snat ip to %s", dev, snat))
+			default:
 				nat = append(nat, fmt.Sprintf("oifname %s meta nfproto ipv4 masquerade", dev))
 			}
 		}

@@ -2,6 +2,8 @@ package outbound
 
 import (
 	"fmt"
+	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/multihome/multihome/config"
@@ -52,6 +54,32 @@ func TestDecide(t *testing.T) {
 		c := decide(tc.pol, view(tc.mod), byName)
 		if got := fmt.Sprint(c.members); got != tc.want {
 			t.Errorf("%s: members %s, want %s (%s)", tc.name, got, tc.want, c.why)
+		}
+	}
+}
+
+// With an HA virtual address on a shared uplink, forwarded flows leave
+// from it and the node's own traffic (probes) keeps its own address.
+func TestRenderHASNAT(t *testing.T) {
+	cfg := &config.Config{Links: []config.Link{
+		{Name: "isp1", Interface: "wan1", Gateway4: netip.MustParseAddr("198.51.100.1"), Address4: netip.MustParseAddr("198.51.100.2"), Weight: 1, Priority: 1},
+		{Name: "isp2", Interface: "wan2", Gateway4: netip.MustParseAddr("198.51.100.17"), Address4: netip.MustParseAddr("198.51.100.18"), Weight: 1, Priority: 1},
+	}, HA: &config.HA{Instances: []config.VRRPInstance{
+		{Link: "isp1", VirtualAddresses: []netip.Prefix{netip.MustParsePrefix("198.51.100.5/28")}},
+	}}}
+	snat := true
+	cfg.Outbound.SNAT = &snat
+	cfg.Outbound.MarkMask, cfg.Outbound.TableBase, cfg.Outbound.RulePriority = 0xff0000, 100, 10000
+	out, err := Render(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`oifname "wan1" ip saddr != 198.51.100.2 snat ip to 198.51.100.5`,
+		`oifname "wan2" snat ip to 198.51.100.18`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in\n%s", want, out)
 		}
 	}
 }

@@ -17,6 +17,8 @@ need=(
   frr:vtysh
   bird2:bird
   kea-dhcp6-server:kea-dhcp6
+  keepalived:keepalived
+  conntrackd:conntrackd
 )
 missing=()
 for pc in "${need[@]}"; do
@@ -29,19 +31,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The knot, frr, bird2 and kea-dhcp6-server packages may start system
-# daemons in the root namespace where systemd runs; the tests run their own
-# in lab namespaces and must not have those around (a system kea-dhcp6
-# would answer DHCPv6 on the machine's own interfaces).
+# The knot, frr, bird2, kea-dhcp6-server, keepalived and conntrackd
+# packages may start system daemons in the root namespace where systemd
+# runs; the tests run their own in lab namespaces and must not have those
+# around (a system kea-dhcp6 would answer DHCPv6 on the machine's own
+# interfaces; a system keepalived or conntrackd would speak VRRP or sync
+# conntrack there).
 if command -v systemctl >/dev/null 2>&1; then
-  for svc in knot frr bird kea-dhcp6-server; do
+  for svc in knot frr bird kea-dhcp6-server keepalived conntrackd; do
     if systemctl is-active --quiet "$svc" 2>/dev/null; then
       systemctl stop "$svc" || true
     fi
   done
-  if systemctl is-enabled --quiet kea-dhcp6-server 2>/dev/null; then
-    systemctl disable kea-dhcp6-server >/dev/null 2>&1 || true
-  fi
+  for svc in kea-dhcp6-server keepalived conntrackd; do
+    if systemctl is-enabled --quiet "$svc" 2>/dev/null; then
+      systemctl disable "$svc" >/dev/null 2>&1 || true
+    fi
+  done
 fi
 command -v go >/dev/null 2>&1 || export PATH=$PATH:/usr/local/go/bin
 go version >/dev/null
