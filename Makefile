@@ -8,14 +8,17 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
 all: build
 
+# bin/multihome is the daemon and CLI for gateways; bin/multihome-lab the
+# lab and the demo (it runs bin/multihome), kept out of the daemon's binary.
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o bin/multihome ./cmd/multihome
+	$(GO) build -o bin/multihome-lab ./cmd/multihome-lab
 
 deps:
 	./scripts/deps.sh
 
 demo: deps build
-	./bin/multihome demo
+	./bin/multihome-lab demo
 
 # The full suite: unit tiers plus real-kernel tests in throwaway network
 # namespaces (root). Packages run one at a time: they share the kernel.
@@ -32,4 +35,4 @@ bench: deps build
 
 clean:
 	rm -rf bin
-	-./bin/multihome lab down --all 2>/dev/null
+	-./bin/multihome-lab down --all 2>/dev/null

@@ -11,10 +11,11 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/netns"
 )
 
-func TestMain(m *testing.M) { os.Exit(lab.RunTests(m)) }
+func TestMain(m *testing.M) { os.Exit(labtest.RunTests(m)) }
 
 // labConfig probes two lab servers through each ISP of l.
 func labConfig(t *testing.T, l *lab.Lab) *config.Config {
@@ -46,7 +47,7 @@ func discover(t *testing.T, l *lab.Lab, c *config.Config, method string) *Discov
 }
 
 func TestDiscoverSharedUpstream(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2, SharedUpstream: true})
+	l := labtest.Up(t, lab.Spec{ISPs: 2, SharedUpstream: true})
 	c := labConfig(t, l)
 	for _, method := range []string{"both", "udp"} {
 		t.Run(method, func(t *testing.T) {
@@ -104,7 +105,7 @@ func TestDiscoverSharedUpstream(t *testing.T) {
 }
 
 func TestDiscoverDisjoint(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	c := labConfig(t, l)
 	d := discover(t, l, c, "both")
 	for _, p := range d.Paths {

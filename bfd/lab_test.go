@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/netns"
 )
 
@@ -54,7 +55,7 @@ func to(s State) func(Event) bool { return func(e Event) bool { return e.To == s
 // down; cutting the link is detected on both sides within the detection
 // time.
 func TestLabBFD(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cfg := Config{DesiredMinTx: 100 * time.Millisecond, RequiredMinRx: 100 * time.Millisecond, DetectMult: 3}
@@ -157,7 +158,7 @@ func forge(t *testing.T, ctx context.Context, ns string, src, dst netip.Addr, tt
 // within the detection time. A second pair of sessions between the two
 // link-local addresses comes up too.
 func TestLabBFD6(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 1})
+	l := labtest.Up(t, lab.Spec{ISPs: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cfg := Config{DesiredMinTx: 100 * time.Millisecond, RequiredMinRx: 100 * time.Millisecond, DetectMult: 3}
@@ -226,7 +227,7 @@ func linkLocal(t *testing.T, ns, iface string) netip.Addr {
 // and cutting one pair takes down only its own sessions. A second session
 // to a peer that already has one on the interface is refused.
 func TestLabBFDShared(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 1})
+	l := labtest.Up(t, lab.Spec{ISPs: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	for _, c := range [][]string{{"isp1", "198.51.100.3/28", "gw0"}, {"gw", "198.51.100.4/28", "wan1"}} {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 )
 
@@ -36,7 +37,7 @@ func TestBenchBGP(t *testing.T) {
 	}
 	var report []string
 	measure := func(name string, n int, bfd bool, fault func(l *lab.Lab) func()) {
-		l := lab.ForTest(t, lab.Spec{ISPs: 2})
+		l := labtest.Up(t, lab.Spec{ISPs: 2})
 		conf := frrISP(1)
 		if bfd {
 			conf = frrISPBFD(1)

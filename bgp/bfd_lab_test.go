@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 )
 
@@ -104,7 +105,7 @@ func speakerBFD(bfd bool) string {
 // waiting out the hold time.
 func TestLabBFD(t *testing.T) {
 	frrAvailable(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	isp1 := startFRR(t, l.NS("isp1"), frrName(l, "isp1"), frrISPBFD(1), "bgpd", "bfdd")
 	if f := os.Getenv("MULTIHOME_BFD_PCAP"); f != "" {
 		cap := l.Run(context.Background(), "gw", "tcpdump", "-i", "wan1", "-n", "-U", "-w", f, "udp port 3784")
@@ -228,7 +229,7 @@ func TestLabBFDFast(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("MULTIHOME_BFD_TRIALS")); err == nil && n > 0 {
 		trials = n
 	}
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	isp1 := startFRR(t, l.NS("isp1"), frrName(l, "isp1"), frrISP(1)+`router bgp 64501
  neighbor 198.51.100.2 update-source 198.51.100.1
  neighbor 198.51.100.2 bfd
@@ -318,7 +319,7 @@ func TestLabBFDFast(t *testing.T) {
 // away at FRR within the bound.
 func TestLabBFD6(t *testing.T) {
 	frrAvailable(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	isp1 := startFRR(t, l.NS("isp1"), frrName(l, "isp1"), frrISP(1)+`router bgp 64501
  neighbor 2001:db8:1::2 update-source 2001:db8:1::1
  neighbor 2001:db8:1::2 bfd

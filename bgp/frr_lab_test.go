@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 )
 
@@ -55,7 +56,7 @@ func speakerBGP(onDown string) string {
 // again only after the monitor's hold-down.
 func TestLabFRR(t *testing.T) {
 	frrAvailable(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	isp1 := startFRR(t, l.NS("isp1"), frrName(l, "isp1"), frrISP(1), "bgpd")
 	isp2 := startFRR(t, l.NS("isp2"), frrName(l, "isp2"), frrISP(2), "bgpd")
 	c := startSpeaker(t, l, labYAML(speakerBGP("withdraw")))
@@ -139,7 +140,7 @@ func TestLabFRR(t *testing.T) {
 // with 6 more copies of our AS while wan1 is down.
 func TestLabFRRPrepend(t *testing.T) {
 	frrAvailable(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	isp1 := startFRR(t, l.NS("isp1"), frrName(l, "isp1"), frrISP(1), "bgpd")
 	c := startSpeaker(t, l, labYAML(speakerBGP("prepend")))
 	c.wait(5*time.Second, "wan1 up", isState("wan1", monitor.Up))
@@ -175,7 +176,7 @@ func waitRoute(t testing.TB, r router, name, prefix string, d time.Duration) rou
 func TestLabBIRD(t *testing.T) {
 	frrAvailable(t)
 	birdAvailable(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	// FRR as ISP 1 sends a default route and two prefixes of its own: none
 	// of it may reach BIRD (ISP 2) through us.
 	isp1 := startFRR(t, l.NS("isp1"), frrName(l, "isp1"), frrImportISP(1, []string{isp1Net4a, isp1Net4b}, nil), "bgpd")
@@ -214,7 +215,7 @@ func TestLabBIRD(t *testing.T) {
 // dropping our route when ISP 2's first hop dies.
 func TestLabBIRDBFD(t *testing.T) {
 	birdAvailable(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	isp2 := startBIRD(t, l.NS("isp2"), frrName(l, "isp2"), birdISP(2, true))
 	c := startSpeaker(t, l, labYAML(`bgp:
   asn: 64500
@@ -255,7 +256,7 @@ func TestLabBIRDBFD(t *testing.T) {
 // FRR; a wrong password never establishes.
 func TestLabFRRSecurity(t *testing.T) {
 	frrAvailable(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	isp1 := startFRR(t, l.NS("isp1"), frrName(l, "isp1"), `router bgp 64501
  bgp router-id 198.51.100.1
  no bgp ebgp-requires-policy

@@ -14,6 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/netns"
 	mhroute "github.com/multihome/multihome/route"
@@ -124,7 +125,7 @@ const (
 // nothing imported leaks to the other ISP; route.Manager leaves them.
 func TestLabBGPImport(t *testing.T) {
 	frrAvailable(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	isp1 := startFRR(t, l.NS("isp1"), frrName(l, "isp1"), frrImportISP(1, []string{isp1Net4a, isp1Net4b}, []string{isp1Net6}), "bgpd")
 	isp2 := startFRR(t, l.NS("isp2"), frrName(l, "isp2"), frrImportISP(2, []string{isp2Net4}, nil), "bgpd")
 	c := startSpeaker(t, l, labYAML(fmt.Sprintf(`bgp:
@@ -288,7 +289,7 @@ func TestLabBGPImportTiming(t *testing.T) {
 		t.Skip("timing trials skipped in -short mode")
 	}
 	frrAvailable(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	isp1 := startFRR(t, l.NS("isp1"), frrName(l, "isp1"), frrImportISP(1, []string{isp1Net4a}, nil), "bgpd")
 	c := startSpeaker(t, l, labYAML(`bgp:
   asn: 64500

@@ -11,12 +11,13 @@ import (
 	"time"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 )
 
 // child is the speaker running in the lab's gateway namespace.
 type child struct {
-	*lab.Child
+	*labtest.Child
 	t      testing.TB
 	events chan monitor.Event
 }
@@ -41,7 +42,7 @@ func startSpeaker(t testing.TB, l *lab.Lab, yaml string) *child {
 		t.Fatal(err)
 	}
 	c := &child{t: t, events: make(chan monitor.Event, 1024)}
-	c.Child = l.StartChild(t, lab.RoleGW, "speaker", childEnv+"="+path)
+	c.Child = labtest.StartChild(t, l, lab.RoleGW, "speaker", childEnv+"="+path)
 	go func() {
 		defer close(c.events)
 		dec := json.NewDecoder(c.Stdout)

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/multihome/multihome/config"
-	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 )
 
@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 	if os.Geteuid() == 0 {
 		cleanupStaleRouters()
 	}
-	os.Exit(lab.RunTests(m))
+	os.Exit(labtest.RunTests(m))
 }
 
 func runChild(path string) int {

@@ -140,7 +140,7 @@ const birdRunDir = "/run/mhbird"
 // cleanupStaleRouters stops the BIRD instances of test runs that died
 // without their cleanups (instance names start with the lab name, which
 // records the creating pid), and removes their run directories; the FRR
-// ones are lab.RunTests's (lab.CleanupStaleFRR).
+// ones are labtest.RunTests's (lab.CleanupStaleFRR).
 func cleanupStaleRouters() {
 	dirs, _ := filepath.Glob(filepath.Join(birdRunDir, lab.TestPrefix+"*"))
 	for _, d := range dirs {

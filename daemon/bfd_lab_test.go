@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 )
 
@@ -250,7 +251,7 @@ func TestLabLinkBFD(t *testing.T) {
 	if err := lab.FRRAvailable(); err != nil {
 		t.Skip(err)
 	}
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	isp1 := startBFDFRR(t, l, "isp1", `bfd
  profile fast
   receive-interval 100

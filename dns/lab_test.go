@@ -13,6 +13,7 @@ import (
 	mdns "github.com/miekg/dns"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 )
 
 // TestLabBlackhole runs the real link monitor and the DNS server in the
@@ -21,7 +22,7 @@ import (
 // is blackholed, its address leaves the answers within the monitor's
 // detection time; when it is repaired, it comes back after the hold-down.
 func TestLabBlackhole(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	ctx := context.Background()
 	isp1, isp2 := l.ISPs[0], l.ISPs[1]
 
@@ -63,7 +64,7 @@ dns:
 		t.Fatal(err)
 	}
 
-	l.StartChild(t, lab.RoleGW, "dns server", childEnv+"="+path)
+	labtest.StartChild(t, l, lab.RoleGW, "dns server", childEnv+"="+path)
 
 	// ask queries www A from the core, to the gateway's address on one
 	// ISP; it returns the sorted addresses and TTL, or an error.

@@ -25,12 +25,15 @@ import (
 
 	"github.com/multihome/multihome/examples"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 
 	mdns "github.com/miekg/dns"
 )
 
-var binary string
+// binary is cmd/multihome, labBinary cmd/multihome-lab (the demo), both
+// built into one directory as make does.
+var binary, labBinary string
 
 func TestMain(m *testing.M) {
 	lab.CleanupStale("mhlt")
@@ -39,10 +42,13 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	binary = filepath.Join(dir, "multihome")
-	out, err := exec.Command("go", "build", "-o", binary, "../cmd/multihome").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building multihome: %v\n%s", err, out)
-		os.Exit(1)
+	labBinary = filepath.Join(dir, "multihome-lab")
+	for bin, pkg := range map[string]string{binary: "../cmd/multihome", labBinary: "../cmd/multihome-lab"} {
+		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -207,7 +213,7 @@ func requireRoot(t *testing.T) {
 // back after recovery and hold-down; isp2 must stay up throughout.
 func TestDaemonBlackholeAndRecovery(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	d, _ := startDaemon(t, l, examples.Lab())
 	d.waitState(10*time.Second, "isp1", monitor.Up)
 
@@ -250,7 +256,7 @@ func TestDaemonBlackholeAndRecovery(t *testing.T) {
 // its error, and the daemon keeps working on the old one.
 func TestReloadRejectsBadConfig(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	d, path := startDaemon(t, l, examples.Lab())
 	d.waitState(10*time.Second, "isp2", monitor.Up)
 
@@ -306,7 +312,7 @@ func TestDemoQuick(t *testing.T) {
 	requireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, binary, "demo", "--quick").CombinedOutput()
+	out, err := exec.CommandContext(ctx, labBinary, "demo", "--quick").CombinedOutput()
 	t.Logf("demo output:\n%s", out)
 	if err != nil {
 		t.Fatalf("demo --quick failed: %v", err)
@@ -328,7 +334,7 @@ func TestDemoQuick(t *testing.T) {
 // status, forcing a link down and up, and the decision log.
 func TestOperatorCommands(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	d, _ := startDaemon(t, l, examples.Lab())
 	d.waitState(10*time.Second, "isp1", monitor.Up)
 	d.waitState(10*time.Second, "isp2", monitor.Up)
@@ -377,7 +383,7 @@ func sourceOf(t *testing.T, l *lab.Lab, timeout time.Duration) (string, error) {
 // within a second, and gets them again after recovery and hold-down.
 func TestDaemonSteersLANTraffic(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	d, _ := startDaemon(t, l, examples.Lab())
 	d.waitState(10*time.Second, "isp1", monitor.Up)
 	d.waitState(10*time.Second, "isp2", monitor.Up)
@@ -468,7 +474,7 @@ func queryA(t *testing.T, l *lab.Lab, server, name string) ([]string, uint32, er
 // as the monitor says so, and returns after recovery and hold-down.
 func TestDaemonDNSFollowsLinks(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	d, _ := startDaemon(t, l, examples.Lab())
 	d.waitState(10*time.Second, "isp1", monitor.Up)
 	d.waitState(10*time.Second, "isp2", monitor.Up)
@@ -537,7 +543,7 @@ func TestDaemonDNSFollowsLinks(t *testing.T) {
 // config keeps running everywhere.
 func TestReloadGoodAndPartial(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	d, path := startDaemon(t, l, examples.Lab())
 	d.waitState(10*time.Second, "isp1", monitor.Up)
 	d.waitState(10*time.Second, "isp2", monitor.Up)
@@ -590,7 +596,7 @@ func TestReloadGoodAndPartial(t *testing.T) {
 // nftables table, ip rule or routing table of multihome's left.
 func TestShutdownLeavesNothing(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	ctx := context.Background()
 	show := func() (string, string, string) {
 		tables, _ := l.Run(ctx, "gw", "nft", "list", "tables").CombinedOutput()

@@ -22,6 +22,7 @@ import (
 	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/examples"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/netns"
 )
@@ -393,7 +394,7 @@ func setHostSysctls(t *testing.T, l *lab.Lab, role string) {
 // host from the Internet core.
 func TestIPv6MultihomingLAN(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	setHostSysctls(t, l, "lan1")
 	serveLANHost(t, l)
 	p1 := netip.MustParsePrefix("2001:db8:1:100::/64")
@@ -636,7 +637,7 @@ ipv6:
 // identifier under isp1's prefix, then under isp2's after isp1 fails.
 func TestIPv6NPTv6(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	setHostSysctls(t, l, "lan1")
 	cfg := string(examples.Lab()) + nptv6Section
 	d, _ := startDaemon(t, l, []byte(cfg))
@@ -710,7 +711,7 @@ func TestIPv6NPTv6(t *testing.T) {
 // before (the lab's 2001:db8:100::1), and the host drops the RA router.
 func TestIPv6ShutdownLeavesNothing(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	setHostSysctls(t, l, "lan1")
 	cfg := string(examples.Lab()) + nptv6Section
 	d, _ := startDaemon(t, l, []byte(cfg))

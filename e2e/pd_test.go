@@ -20,6 +20,7 @@ import (
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/examples"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 )
 
@@ -247,7 +248,7 @@ func gwRules(t *testing.T, l *lab.Lab) string {
 // daemon releases the delegation.
 func TestIPv6PrefixDelegation(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	setHostSysctls(t, l, "lan1")
 	poolA := netip.MustParsePrefix("2001:db8:1:8000::/49")
 	poolB := netip.MustParsePrefix("2001:db8:1:4000::/50")

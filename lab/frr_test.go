@@ -19,7 +19,7 @@ func TestFRR(t *testing.T) {
 	if err := FRRAvailable(); err != nil {
 		t.Skip(err)
 	}
-	l := ForTest(t, Spec{ISPs: 2})
+	l := forTest(t, Spec{ISPs: 2})
 	ctx := context.Background()
 	start := time.Now()
 	core := `router bgp 64499

@@ -1,5 +1,5 @@
 // Package lab builds a small Internet out of network namespaces for tests,
-// the demo and `multihome lab up|down|status|fault`: LAN hosts behind a
+// the demo and `multihome-lab up|down|status|fault`: LAN hosts behind a
 // gateway namespace, one router namespace per ISP, and a core router that
 // hosts HTTP, DNS and echo servers. Each ISP can be broken on demand (carrier
 // loss, blackhole, packet loss, rate limit) and repaired again.
@@ -11,9 +11,11 @@
 //
 // The addressing plan is in plan.go and docs/lab.md. Every namespace is
 // named "<lab name>-<role>"; lab names never contain "-", so
-// [Cleanup](name+"-") removes exactly one lab. [ForTest] names labs with
-// netns.Unique(TestPrefix, ""), which records the creating pid, so test
-// binaries can sweep the leftovers of crashed runs with [CleanupStale].
+// [Cleanup](name+"-") removes exactly one lab. Tests build labs with
+// labtest.Up, which names them netns.Unique(TestPrefix, ""), recording the
+// creating pid, so test binaries can sweep the leftovers of crashed runs
+// with [CleanupStale]. Everything that needs the testing package lives in
+// lab/labtest, so the lab links into cmd/multihome-lab without it.
 //
 // A lab built by [Up] runs its servers in the calling process (listening
 // sockets opened inside the core namespace, served from ordinary goroutines)
@@ -37,14 +39,13 @@ import (
 	"slices"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/multihome/multihome/netns"
 	"golang.org/x/sys/unix"
 )
 
-// TestPrefix starts the names of labs made by [ForTest].
+// TestPrefix starts the names of labs made by labtest.Up.
 const TestPrefix = "mhlt"
 
 // Spec describes a lab.
@@ -244,33 +245,6 @@ func (l *Lab) Down() error {
 	}
 	l.log.Debug("lab down")
 	return nil
-}
-
-// ForTest builds a lab for a test and tears it down when the test ends,
-// even if it fails or panics. It skips the test when not run as root. An
-// empty spec.Name gets a unique name with TestPrefix.
-func ForTest(t testing.TB, spec Spec) *Lab {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the lab creates network namespaces")
-	}
-	if spec.Name == "" {
-		spec.Name = netns.Unique(TestPrefix, "")
-	}
-	var log *slog.Logger
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	l, err := Up(context.Background(), spec, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(); err != nil {
-			t.Error(err)
-		}
-	})
-	return l
 }
 
 // Run returns a command that runs argv inside the namespace of role (via

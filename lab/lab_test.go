@@ -111,7 +111,7 @@ func TestLab(t *testing.T) {
 	}
 	before := rootState(t)
 	start := time.Now()
-	l := ForTest(t, Spec{})
+	l := forTest(t, Spec{})
 	t.Logf("lab %s up in %v", l.Name, time.Since(start))
 	ctx := context.Background()
 	isp1, isp2 := l.ISPs[0], l.ISPs[1]
@@ -402,7 +402,7 @@ func download(t *testing.T, l *Lab, wan string, n int) time.Duration {
 // TestSharedUpstream routes three ISPs through one upstream router and
 // serves two LAN hosts.
 func TestSharedUpstream(t *testing.T) {
-	l := ForTest(t, Spec{ISPs: 3, LANHosts: 2, SharedUpstream: true})
+	l := forTest(t, Spec{ISPs: 3, LANHosts: 2, SharedUpstream: true})
 	if !slices.Contains(l.Roles(), RoleUpstream) {
 		t.Fatalf("roles %v lack %s", l.Roles(), RoleUpstream)
 	}
@@ -528,4 +528,26 @@ func TestUpFailure(t *testing.T) {
 	if !netns.Exists(blocker) {
 		t.Error("failed Up removed a namespace it did not make")
 	}
+}
+
+// forTest builds a lab for one of this package's tests and tears it down
+// when the test ends (labtest.Up, which imports lab, cannot be used here).
+func forTest(t *testing.T, spec Spec) *Lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the lab creates network namespaces")
+	}
+	if spec.Name == "" {
+		spec.Name = netns.Unique(TestPrefix, "")
+	}
+	l, err := Up(context.Background(), spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Down(); err != nil {
+			t.Error(err)
+		}
+	})
+	return l
 }

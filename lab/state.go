@@ -18,7 +18,7 @@ import (
 )
 
 // StateDir holds one JSON file per lab, NAME.json, so that another process
-// can find a lab (`multihome lab status|fault|down`).
+// can find a lab (`multihome-lab status|fault|down`).
 const StateDir = "/run/multihome/lab"
 
 type stateFile struct {
@@ -280,7 +280,7 @@ func (s *Status) String() string {
 
 // Cleanup removes every namespace whose name starts with prefix, whoever
 // made it, and the state files of labs left with no namespace. Pass a lab
-// name followed by "-" to remove exactly that lab (for `multihome lab
+// name followed by "-" to remove exactly that lab (for `multihome-lab
 // down` when the lab's process died). It returns the namespaces removed.
 // Processes still inside are not killed.
 func Cleanup(prefix string) ([]string, error) {

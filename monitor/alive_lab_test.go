@@ -13,6 +13,7 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 )
 
 // These tests check the passive evidence of life (docs/monitor.md,
@@ -72,7 +73,7 @@ func downloads(ctx context.Context, l *lab.Lab, wan string, n int, size int64) (
 // does: the full queue drops probes, yet wan2 must be reported saturated
 // and never down; idle wan1 must not move.
 func TestLabSaturatedNotDown(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	cfg := demoConfig(l)
 	c := startChild(t, l, cfg)
 	c.upAll(cfg)
@@ -129,7 +130,7 @@ func TestLabBlackholeDuringDownload(t *testing.T) {
 		{"saturated-20Mbit", "20Mbit", 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l := lab.ForTest(t, lab.Spec{ISPs: 2})
+			l := labtest.Up(t, lab.Spec{ISPs: 2})
 			cfg := demoConfig(l)
 			c := startChild(t, l, cfg)
 			c.upAll(cfg)

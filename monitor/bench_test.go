@@ -11,6 +11,7 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 )
 
 // TestBenchDetect measures the time from fault injection to the Down
@@ -31,7 +32,7 @@ func TestBenchDetect(t *testing.T) {
 	}
 	var report []string
 	for _, interval := range []time.Duration{200 * time.Millisecond, 150 * time.Millisecond} {
-		l := lab.ForTest(t, lab.Spec{ISPs: 2})
+		l := labtest.Up(t, lab.Spec{ISPs: 2})
 		h := config.Health{Interval: config.Duration(interval), HoldDown: config.Duration(300 * time.Millisecond)}
 		cfg := labConfig(l, h)
 		c := startChild(t, l, cfg)

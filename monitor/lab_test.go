@@ -12,6 +12,7 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/netns"
 )
 
@@ -60,7 +61,7 @@ func (c *child) seenState(link string, s State) bool {
 }
 
 func TestLabBlackhole(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	// Two IPv4 targets and one IPv6 target.
 	cfg := labConfig(l, config.Health{}, lab.ProbeTarget1, lab.ProbeTarget2, lab.ProbeTarget61)
 	c := startChild(t, l, cfg)
@@ -120,7 +121,7 @@ func TestLabBlackhole(t *testing.T) {
 }
 
 func TestLabCarrierLoss(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	h := config.Health{HoldDown: config.Duration(500 * time.Millisecond)}
 	cfg := labConfig(l, h)
 	c := startChild(t, l, cfg)
@@ -157,7 +158,7 @@ func TestLabCarrierLoss(t *testing.T) {
 }
 
 func TestLabDeadTarget(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 1})
+	l := labtest.Up(t, lab.Spec{ISPs: 1})
 	// 203.0.113.99 does not exist in the lab: one dead target of three.
 	cfg := labConfig(l, config.Health{}, lab.ProbeTarget1, lab.ProbeTarget2, "203.0.113.99")
 	c := startChild(t, l, cfg)
@@ -175,7 +176,7 @@ func TestLabDeadTarget(t *testing.T) {
 }
 
 func TestLabRandomLoss(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 1})
+	l := labtest.Up(t, lab.Spec{ISPs: 1})
 	cfg := labConfig(l, config.Health{})
 	c := startChild(t, l, cfg)
 	c.upAll(cfg)
@@ -207,7 +208,7 @@ func TestLabRandomLoss(t *testing.T) {
 }
 
 func TestLabSaturation(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	cfg := labConfig(l, config.Health{Saturation: config.Saturation{After: config.Duration(time.Second)}})
 	for i := range cfg.Links {
 		cfg.Links[i].Capacity = config.Capacity{Down: 8_000_000, Up: 8_000_000}
@@ -259,7 +260,7 @@ func TestLabSaturation(t *testing.T) {
 // it from netlink and rebinds its probes, which the core then sees coming
 // from the new address, without the link going down.
 func TestLabAddressChange(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 1})
+	l := labtest.Up(t, lab.Spec{ISPs: 1})
 	cfg := labConfig(l, config.Health{}, lab.ProbeTarget1, lab.ProbeTarget2)
 	// A TCP probe: the lab's echo server records where it came from.
 	cfg.Links[0].Probes = append(cfg.Links[0].Probes, config.Probe{Type: config.ProbeTCP, Target: lab.EchoServer + ":7"})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 )
 
 // childEnv names the config file a re-executed test binary runs the
@@ -24,7 +25,7 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(childEnv); path != "" {
 		os.Exit(runChild(path))
 	}
-	os.Exit(lab.RunTests(m))
+	os.Exit(labtest.RunTests(m))
 }
 
 // childMsg is one line the child writes on stdout.
@@ -106,7 +107,7 @@ func runChild(path string) int {
 
 // child is a monitor running in a lab's gateway namespace.
 type child struct {
-	*lab.Child
+	*labtest.Child
 	t    testing.TB
 	msgs chan childMsg
 	seen []Event
@@ -126,7 +127,7 @@ func startChild(t testing.TB, l *lab.Lab, cfg *config.Config) *child {
 		t.Fatal(err)
 	}
 	c := &child{t: t, msgs: make(chan childMsg, 4096)}
-	c.Child = l.StartChild(t, lab.RoleGW, "monitor", childEnv+"="+path)
+	c.Child = labtest.StartChild(t, l, lab.RoleGW, "monitor", childEnv+"="+path)
 	go func() {
 		defer close(c.msgs)
 		dec := json.NewDecoder(c.Stdout)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 )
 
 // TestLabHostNameProbes probes each link with HTTP to a host name,
@@ -17,7 +18,7 @@ import (
 // up; the restore brings wan1 back. The core's servers see the queries
 // and requests come from each link's own address.
 func TestLabHostNameProbes(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	const host = "www.example.com"
 	resolver := config.Resolver{AddrPort: netip.AddrPortFrom(netip.MustParseAddr(lab.DNSServer), 53)}
 	cfg := &config.Config{}

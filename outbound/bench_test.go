@@ -22,6 +22,7 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 	mhnetns "github.com/multihome/multihome/netns"
 	"github.com/vishvananda/netlink"
@@ -156,7 +157,7 @@ func report(t *testing.T, name string, firsts, gaps []time.Duration) {
 // blackhole and carrier loss. Hold-down is shortened to keep trials quick.
 func TestBenchFailoverMonitor(t *testing.T) {
 	benchGate(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	var b strings.Builder
 	b.WriteString(`defaults:
   health:
@@ -177,7 +178,7 @@ links:
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.StartChild(t, lab.RoleGW, "outbound", childEnv+"="+cfgPath)
+	labtest.StartChild(t, l, lab.RoleGW, "outbound", childEnv+"="+cfgPath)
 	e := &env{t: t, l: l, cfg: cfg}
 	e.waitFor("both links up and the ruleset in place", 10*time.Second, func() bool {
 		s, err := e.viaTimeout("lan1", 300*time.Millisecond)

@@ -17,6 +17,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 	mhnetns "github.com/multihome/multihome/netns"
 	"github.com/multihome/multihome/route"
@@ -52,7 +53,7 @@ func labConfig(t *testing.T, l *lab.Lab, outbound string) *config.Config {
 }
 
 func newEnv(t *testing.T, spec lab.Spec, outbound string) *env {
-	l := lab.ForTest(t, spec)
+	l := labtest.Up(t, spec)
 	e := &env{t: t, l: l, cfg: labConfig(t, l, outbound)}
 	e.src = newFakeSource(e.cfg, monitor.Up)
 	e.start()
@@ -225,7 +226,7 @@ func (e *env) markedFlows() int {
 // TestLabWeighted: ≥ 1000 new connections split by weight within ±5
 // percentage points, each ISP's SNAT address seen by the server.
 func TestLabWeighted(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 3})
+	l := labtest.Up(t, lab.Spec{ISPs: 3})
 	e := &env{t: t, l: l}
 	var b strings.Builder
 	b.WriteString("links:\n")

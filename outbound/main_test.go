@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/multihome/multihome/config"
-	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 )
 
@@ -21,12 +21,12 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(childEnv); path != "" {
 		os.Exit(runChild(path))
 	}
-	os.Exit(lab.RunTests(m))
+	os.Exit(labtest.RunTests(m))
 }
 
 // runChild runs the real link monitor and the controller in this process,
 // which the parent started inside the lab's gateway namespace with
-// (*lab.Lab).StartChild. It stops, removing its kernel state, when stdin
+// labtest.StartChild. It stops, removing its kernel state, when stdin
 // closes.
 func runChild(path string) int {
 	cfg, err := config.Load(path)

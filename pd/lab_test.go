@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/netns"
 )
 
@@ -66,7 +67,7 @@ func TestLabTwoLinks(t *testing.T) {
 	if _, err := exec.LookPath("kea-dhcp6"); err != nil {
 		t.Skip("kea-dhcp6 not installed (scripts/deps.sh installs kea-dhcp6-server)")
 	}
-	l := lab.ForTest(t, lab.Spec{ISPs: 2}) // skips unless root
+	l := labtest.Up(t, lab.Spec{ISPs: 2}) // skips unless root
 	pools := []netip.Prefix{netip.MustParsePrefix("2001:db8:1:8000::/49"), netip.MustParsePrefix("2001:db8:2:8000::/49")}
 	var logs []string
 	for i, isp := range l.ISPs {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/netns"
 )
 
@@ -43,7 +44,7 @@ func newIn(t *testing.T, ns string, p config.Probe, b Binding) Prober {
 // lab, then blackholes ISP 1: probes bound to wan1 fail while those bound
 // to wan2 still succeed, although the main table prefers wan1.
 func TestLabProbesBoundToLink(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	gw := l.NS(lab.RoleGW)
 	probes := []config.Probe{
 		{Type: config.ProbeICMP, Target: lab.ProbeTarget1},
@@ -113,7 +114,7 @@ func TestLabProbesBoundToLink(t *testing.T) {
 // many overlapping probes each, every reply goes to its own probe; a
 // target that does not exist times out.
 func TestLabICMPConcurrent(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 1})
+	l := labtest.Up(t, lab.Spec{ISPs: 1})
 	gw := l.NS(lab.RoleGW)
 	isp := l.ISPs[0]
 	b := Binding{Interface: isp.WAN, Source4: isp.GW}

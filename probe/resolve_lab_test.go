@@ -8,6 +8,7 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/netns"
 )
 
@@ -17,7 +18,7 @@ import (
 // probe's namespace, leave through the probe's link and source address,
 // and fail (with the resolver named) when that link is blackholed.
 func TestLabResolverThroughLink(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	gw := l.NS(lab.RoleGW)
 	dns4 := netip.AddrPortFrom(netip.MustParseAddr(lab.DNSServer), 53)
 	dns6 := netip.AddrPortFrom(netip.MustParseAddr(lab.DNSServer6), 53)

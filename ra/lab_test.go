@@ -14,12 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/netns"
 	"github.com/multihome/multihome/nft"
 )
 
-func TestMain(m *testing.M) { os.Exit(lab.RunTests(m)) }
+func TestMain(m *testing.M) { os.Exit(labtest.RunTests(m)) }
 
 // fakeSource is a monitor.Source driven by the test.
 type fakeSource struct {
@@ -115,7 +116,7 @@ func gwShow(t *testing.T, l *lab.Lab, args ...string) string {
 // prefix is deprecated and restored, and on shutdown the gateway's rules
 // and addresses are gone and the host drops the router.
 func TestAdvertiserInLab(t *testing.T) {
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	if err := netns.Do(l.NS("lan1"), func() error {
 		for k, v := range map[string]string{"accept_ra": "2", "autoconf": "1"} {
 			if err := os.WriteFile("/proc/sys/net/ipv6/conf/eth0/"+k, []byte(v), 0o644); err != nil {

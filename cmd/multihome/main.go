@@ -1,5 +1,6 @@
-// Command multihome is the multihoming controller: the daemon, its CLI and
-// a network lab to try it on.
+// Command multihome is the multihoming controller: the daemon and its CLI.
+// It is what runs on gateways, so it links neither the lab nor the demo
+// (cmd/multihome-lab) nor the testing package: TestDeps checks.
 package main
 
 import (

@@ -14,23 +14,18 @@ import (
 	"github.com/multihome/multihome/lab"
 )
 
-func init() {
-	commands["lab"] = command{"a lab of network namespaces: multihome lab up|down|status|fault|restore", cmdLab}
-}
-
 const labUsage = `usage:
-  multihome lab up [--name mh] [--isps 2] [--lan-hosts 1]   build a lab and keep it (and its servers) until Ctrl-C
-  multihome lab down [--name mh | --all]                     remove a lab, e.g. one left by a crash
-  multihome lab status [--name mh]                           namespaces, addresses, carrier, active faults
-  multihome lab fault [--name mh] ISP FAULT                  FAULT: carrier-down, blackhole, loss=PERCENT, rate=RATE
-  multihome lab restore [--name mh] ISP|all                  undo the faults of an ISP (or of all)`
+  multihome-lab demo [--quick] [--verbose] [--listen ADDR] [--multihome PATH]
+                                                             build a lab, run multihome on it and break the ISPs one by one
+  multihome-lab up [--name mh] [--isps 2] [--lan-hosts 1]   build a lab and keep it (and its servers) until Ctrl-C
+  multihome-lab down [--name mh | --all]                     remove a lab, e.g. one left by a crash
+  multihome-lab status [--name mh]                           namespaces, addresses, carrier, active faults
+  multihome-lab fault [--name mh] ISP FAULT                  FAULT: carrier-down, blackhole, loss=PERCENT, rate=RATE
+  multihome-lab restore [--name mh] ISP|all                  undo the faults of an ISP (or of all)`
 
+// cmdLab runs one of the lab commands: args[0] is the command.
 func cmdLab(args []string) error {
-	if len(args) == 0 {
-		fmt.Fprintln(os.Stderr, labUsage)
-		return flag.ErrHelp
-	}
-	fs := flag.NewFlagSet("lab "+args[0], flag.ContinueOnError)
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprintln(os.Stderr, labUsage) }
 	name := fs.String("name", "mh", "lab name (letters and digits; namespaces are NAME-role)")
 	isps := fs.Int("isps", 2, "number of ISPs (up)")
@@ -57,7 +52,7 @@ func cmdLab(args []string) error {
 		return nil
 	case "fault":
 		if fs.NArg() != 2 {
-			return errors.New("usage: multihome lab fault [--name mh] ISP FAULT")
+			return errors.New("usage: multihome-lab fault [--name mh] ISP FAULT")
 		}
 		f, err := lab.ParseFault(fs.Arg(1))
 		if err != nil {
@@ -75,7 +70,7 @@ func cmdLab(args []string) error {
 		return nil
 	case "restore":
 		if fs.NArg() != 1 {
-			return errors.New("usage: multihome lab restore [--name mh] ISP|all")
+			return errors.New("usage: multihome-lab restore [--name mh] ISP|all")
 		}
 		l, err := lab.Load(*name)
 		if err != nil {
@@ -87,7 +82,7 @@ func cmdLab(args []string) error {
 		return l.Restore(fs.Arg(0))
 	}
 	fmt.Fprintln(os.Stderr, labUsage)
-	return fmt.Errorf("unknown lab command %q", args[0])
+	return fmt.Errorf("unknown command %q", args[0])
 }
 
 func labUp(spec lab.Spec) error {
@@ -105,7 +100,7 @@ func labUp(spec lab.Spec) error {
 	}
 	fmt.Print(st.String())
 	fmt.Printf("\nlab %q is up; run commands in it with: ip netns exec %s CMD\n", l.Name, l.NS("gw"))
-	fmt.Printf("e.g. ip netns exec %s multihome run --config examples/lab.yaml\n", l.NS("gw"))
+	fmt.Printf("e.g. ip netns exec %s bin/multihome run --config examples/lab.yaml\n", l.NS("gw"))
 	fmt.Println("Ctrl-C tears it down.")
 	<-ctx.Done()
 	fmt.Println("\ntearing down")

@@ -1,11 +1,20 @@
-package main
+// Package demo is multihome's guided demo: it builds a lab (package lab),
+// runs the multihome daemon in the lab's gateway namespace, breaks the ISPs
+// one by one and shows what the daemon decides, measured from outside
+// (the LAN host's connections, DNS answers, the routes at the ISPs' FRR
+// routers, the host's IPv6 addresses). Each scene of the script is in its
+// own file (ipv6.go, bgp.go, ...).
+//
+// It is a separate package, run by cmd/multihome-lab, so that the daemon's
+// binary (cmd/multihome) links neither the lab nor the demo; it starts the
+// daemon as a separate process from the multihome binary it is given.
+package demo
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -32,8 +41,19 @@ import (
 	mdns "github.com/miekg/dns"
 )
 
-func init() {
-	commands["demo"] = command{"build a lab, run multihome on it and break the ISPs one by one", cmdDemo}
+// Options are the demo's settings (the flags of multihome-lab demo).
+type Options struct {
+	// Multihome is the path of the multihome binary the demo runs in the
+	// gateway's namespace.
+	Multihome string
+	// Quick is the short, self-checking run (blackhole and repair of one
+	// ISP) that fails if multihome does not react: for tests.
+	Quick bool
+	// Verbose also shows the daemon's own log, on stderr.
+	Verbose bool
+	// Listen is where the dashboard is served, in this machine's
+	// namespace (loopback only); "" for none.
+	Listen string
 }
 
 // demo drives a lab and the daemon running in it, and reports what the
@@ -168,16 +188,19 @@ func (d *demo) flowSummary(from, to time.Time) string {
 // records the demo's pid, so a later demo removes what a killed one left.
 const demoPrefix = "mhdemo"
 
-func cmdDemo(args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	quick := fs.Bool("quick", false, "a short run (blackhole and recovery of one ISP) that fails if multihome does not react: for tests")
-	verbose := fs.Bool("verbose", false, "also show the daemon's own log")
-	listen := fs.String("listen", "127.0.0.1:8080", "serve the dashboard here, in this machine's namespace (loopback only); \"\" for none")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+// Run runs the demo until its script ends, it fails, or it is
+// interrupted (Ctrl-C, SIGTERM, SIGHUP, a closed stdout), and tears the
+// lab down before it returns.
+//
+// It is over 80 lines because it is the demo's one setup sequence (lab,
+// IPv6 host, FRR, config, daemon, dashboard), each step's teardown
+// deferred next to it.
+func Run(o Options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the demo builds network namespaces: run it as root (sudo make demo)")
+	}
+	if fi, err := os.Stat(o.Multihome); err != nil || fi.IsDir() {
+		return fmt.Errorf("the multihome binary to run: %q is not a file (%v)", o.Multihome, err)
 	}
 	// Ctrl-C, kill or a closed terminal: tear the lab down before exiting.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
@@ -190,7 +213,7 @@ func cmdDemo(args []string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	d := &demo{out: &outputStop{w: os.Stdout, cancel: cancel}, quick: *quick, status: map[string]monitor.Status{}, events: make(chan monitor.Event, 256)}
+	d := &demo{out: &outputStop{w: os.Stdout, cancel: cancel}, quick: o.Quick, status: map[string]monitor.Status{}, events: make(chan monitor.Event, 256)}
 	// Leftovers of demos that were killed (their pid is dead).
 	if swept, err := lab.CleanupStale(demoPrefix); len(swept) > 0 || err != nil {
 		d.say("removed the namespaces of an earlier demo that was killed: %v (%v)", swept, err)
@@ -237,13 +260,9 @@ func cmdDemo(args []string) error {
 	if d.api, err = api.NewClient("unix:"+sock, ""); err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	dctx, dstop := context.WithCancel(context.Background())
 	defer dstop()
-	cmd := l.Run(dctx, "gw", self, "run", "--config", cfgPath, "--events", "-")
+	cmd := l.Run(dctx, "gw", o.Multihome, "run", "--config", cfgPath, "--events", "-")
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	// If the demo is killed, the daemon stops too (and removes its kernel
 	// state); the next demo sweeps the namespaces and FRR routers left.
@@ -254,7 +273,7 @@ func cmdDemo(args []string) error {
 		return err
 	}
 	logs := io.Discard
-	if *verbose {
+	if o.Verbose {
 		logs = prefixWriter(os.Stderr, "    [multihome] ")
 	}
 	cmd.Stderr = logs
@@ -274,8 +293,8 @@ func cmdDemo(args []string) error {
 		cmd.Wait()
 	}()
 
-	if *listen != "" {
-		url, err := serveDashboard(ctx, *listen, sock)
+	if o.Listen != "" {
+		url, err := serveDashboard(ctx, o.Listen, sock)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package lab
+package labtest
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/multihome/multihome/lab"
 )
 
 // Child is the running test binary re-executed inside one of the lab's
@@ -25,10 +27,10 @@ type Child struct {
 }
 
 // StartChild starts the test binary (running no test) in the namespace of
-// role with env added to its environment. When the test ends the child's
+// l's role with env added to its environment. When the test ends the child's
 // stdin is closed and it must exit within 5 s; its log is printed if the
 // test failed or ran verbose. name labels both.
-func (l *Lab) StartChild(t testing.TB, role, name string, env ...string) *Child {
+func StartChild(t testing.TB, l *lab.Lab, role, name string, env ...string) *Child {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
