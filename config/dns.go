@@ -28,6 +28,18 @@ type DNS struct {
 	UDPSize int `yaml:"udp_size"`
 	// TCPIdle closes TCP connections idle that long (default 10s).
 	TCPIdle Duration `yaml:"tcp_idle"`
+	// TCPReadTimeout closes a TCP connection whose client began a message
+	// and did not finish it within that time (default 2s).
+	TCPReadTimeout Duration `yaml:"tcp_read_timeout"`
+	// TCPMaxConnections caps the open TCP connections (default 256);
+	// TCPMaxPerClient caps them per client prefix, with the prefix
+	// lengths of rrl (default 16). Connections over a cap are closed at
+	// once.
+	TCPMaxConnections int `yaml:"tcp_max_connections"`
+	TCPMaxPerClient   int `yaml:"tcp_max_per_client"`
+	// TCPMaxQueries closes a TCP connection after that many queries
+	// (default 100).
+	TCPMaxQueries int `yaml:"tcp_max_queries"`
 	// RRL is response rate limiting against reflection attacks (UDP only).
 	RRL DNSRRL `yaml:"rrl"`
 	// Keys are TSIG keys, referred to by name from transfer and push.
@@ -326,6 +338,10 @@ type DNSPush struct {
 const (
 	DefaultDNSUDPSize    = 1232
 	DefaultDNSTCPIdle    = 10 * time.Second
+	DefaultDNSTCPRead    = 2 * time.Second
+	DefaultDNSTCPConns   = 256
+	DefaultDNSTCPClient  = 16
+	DefaultDNSTCPQueries = 100
 	DefaultDNSRRLRate    = 50
 	DefaultDNSRRLSlip    = 2
 	DefaultDNSRRLPrefix4 = 24
@@ -463,6 +479,23 @@ func checkDNS(c *Config, k *checker) {
 		k.errorf("dns.udp_size", "must be 512..65535, got %d", d.UDPSize)
 	}
 	defDur(&d.TCPIdle, DefaultDNSTCPIdle)
+	defDur(&d.TCPReadTimeout, DefaultDNSTCPRead)
+	for _, f := range []struct {
+		field string
+		v     *int
+		def   int
+	}{
+		{"dns.tcp_max_connections", &d.TCPMaxConnections, DefaultDNSTCPConns},
+		{"dns.tcp_max_per_client", &d.TCPMaxPerClient, DefaultDNSTCPClient},
+		{"dns.tcp_max_queries", &d.TCPMaxQueries, DefaultDNSTCPQueries},
+	} {
+		switch {
+		case *f.v < 0:
+			k.errorf(f.field, "must not be negative, got %d", *f.v)
+		case *f.v == 0:
+			*f.v = f.def
+		}
+	}
 	seen := map[netip.AddrPort]int{}
 	for i, ap := range d.Listen {
 		p := fmt.Sprintf("dns.listen[%d]", i)

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
 
@@ -25,6 +26,9 @@ func TestDocsExample(t *testing.T) {
 	}
 	s.rebuild()
 	s.mu.Unlock()
+	if l := s.lconf.tcp; l.perClient != 8 || l.maxConns != 256 || l.queries != 100 || l.read != 2*time.Second {
+		t.Errorf("tcp limits %+v, want 8 per client and the defaults", l)
+	}
 	v := s.view.Load()
 	ask := func(name string, qtype uint16) *mdns.Msg {
 		return s.respond(v, new(mdns.Msg).SetQuestion(name, qtype), false, v.zones["example.com."].z.xfrAllow[0].Addr())

@@ -39,6 +39,11 @@ func (s *Server) respond(v *view, req *mdns.Msg, tcp bool, src netip.Addr) *mdns
 	resp := new(mdns.Msg)
 	resp.SetReply(req)
 	resp.Compress = true
+	if countOPT(req.Extra) > 1 {
+		// RFC 6891 section 6.1.1: more than one OPT is a format error.
+		resp.Rcode = mdns.RcodeFormatError
+		return resp
+	}
 	var ropt *mdns.OPT
 	if opt := req.IsEdns0(); opt != nil {
 		ropt = &mdns.OPT{Hdr: mdns.RR_Header{Name: ".", Rrtype: mdns.TypeOPT}}
@@ -47,8 +52,8 @@ func (s *Server) respond(v *view, req *mdns.Msg, tcp bool, src netip.Addr) *mdns
 			ropt.SetDo()
 		}
 		if opt.Version() != 0 {
+			// The question stays: the client matches the answer to it.
 			resp.Rcode = mdns.RcodeBadVers
-			resp.Question = nil
 			resp.Extra = append(resp.Extra, ropt)
 			return resp
 		}
@@ -197,7 +202,8 @@ func (s *Server) lookup(zv *zoneView, resp *mdns.Msg, owner, name string, qtype 
 			return
 		}
 	}
-	if cn := n.rrs[mdns.TypeCNAME]; len(cn) > 0 && qtype != mdns.TypeCNAME {
+	// ANY matches the CNAME itself (RFC 1034 section 3.6.2): no chase.
+	if cn := n.rrs[mdns.TypeCNAME]; len(cn) > 0 && qtype != mdns.TypeCNAME && qtype != mdns.TypeANY {
 		resp.Answer = append(resp.Answer, withOwner(cn[0], owner))
 		target := cn[0].(*mdns.CNAME).Target
 		t := lower(target)
@@ -211,6 +217,8 @@ func (s *Server) lookup(zv *zoneView, resp *mdns.Msg, owner, name string, qtype 
 		resp.Answer = append(resp.Answer, withOwner(zv.soa, owner))
 	}
 	switch {
+	case qtype == mdns.TypeANY && len(n.rrs[mdns.TypeCNAME]) > 0:
+		resp.Answer = append(resp.Answer, withOwner(n.rrs[mdns.TypeCNAME][0], owner))
 	case qtype == mdns.TypeANY && !tcp:
 		// RFC 8482: one synthesized HINFO instead of everything.
 		if len(n.rrs) > 0 || n.dyn != nil {
@@ -333,4 +341,14 @@ func (s *Server) xfrAllowed(zv *zoneView, src netip.Addr, req *mdns.Msg, tsigErr
 	}
 	t := req.IsTsig()
 	return t != nil && tsigErr == nil && mdns.CanonicalName(t.Hdr.Name) == zv.z.xfrKey
+}
+
+func countOPT(extra []mdns.RR) int {
+	n := 0
+	for _, rr := range extra {
+		if rr.Header().Rrtype == mdns.TypeOPT {
+			n++
+		}
+	}
+	return n
 }

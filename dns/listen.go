@@ -29,9 +29,9 @@ type listener struct {
 	conf    netip.AddrPort
 	bound   netip.AddrPort
 	sockets int
+	lim     tcpLimits
 	udp     []*net.UDPConn
-	tcp     *mdns.Server
-	serving bool // tcp was started
+	tcp     *tcpServer
 }
 
 func newListeners(s *Server) *listeners {
@@ -45,7 +45,7 @@ func (ls *listeners) reconcile(lc listenConf) error {
 	var opened []*listener
 	for _, ap := range lc.addrs {
 		want[ap] = true
-		if l := ls.byAddr[ap]; l != nil && l.sockets == lc.sockets {
+		if l := ls.byAddr[ap]; l != nil && l.sockets == lc.sockets && l.lim == lc.tcp {
 			continue
 		}
 		l, err := ls.s.open(ap, lc)
@@ -69,7 +69,7 @@ func (ls *listeners) reconcile(lc listenConf) error {
 	}
 	for _, l := range opened {
 		ls.byAddr[l.conf] = l
-		ls.s.serve(l, lc)
+		ls.s.serve(l)
 	}
 	return nil
 }
@@ -96,13 +96,8 @@ func (l *listener) close() {
 	for _, c := range l.udp {
 		c.Close()
 	}
-	switch {
-	case l.serving:
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		l.tcp.ShutdownContext(ctx)
-		cancel()
-	case l.tcp != nil:
-		l.tcp.Listener.Close()
+	if l.tcp != nil {
+		l.tcp.close()
 	}
 }
 
@@ -132,7 +127,7 @@ func reusePort(pktinfo bool) func(network, address string, c syscall.RawConn) er
 // open binds the sockets of one address. With port 0 (tests) every socket
 // gets the port the first one was given.
 func (s *Server) open(ap netip.AddrPort, lc listenConf) (*listener, error) {
-	l := &listener{conf: ap, sockets: lc.sockets}
+	l := &listener{conf: ap, sockets: lc.sockets, lim: lc.tcp}
 	wildcard := ap.Addr().IsUnspecified()
 	network := "udp6"
 	if ap.Addr().Is4() || ap.Addr().Is4In6() {
@@ -165,16 +160,7 @@ func (s *Server) open(ap netip.AddrPort, lc listenConf) (*listener, error) {
 			if err != nil {
 				return err
 			}
-			l.tcp = &mdns.Server{
-				Listener:      ln,
-				Net:           "tcp",
-				Handler:       mdns.HandlerFunc(s.serveTCP),
-				MsgAcceptFunc: acceptAll,
-				TsigProvider:  &s.keys,
-				ReadTimeout:   lc.tcpIdle,
-				WriteTimeout:  lc.tcpIdle,
-				IdleTimeout:   func() time.Duration { return lc.tcpIdle },
-			}
+			l.tcp = newTCPServer(s, ln, lc.tcp)
 			return nil
 		})
 		if err == nil {
@@ -190,16 +176,7 @@ func (s *Server) open(ap netip.AddrPort, lc listenConf) (*listener, error) {
 	}
 }
 
-// acceptAll lets every request through to the handler, which answers
-// FORMERR or NOTIMP itself; responses are ignored.
-func acceptAll(dh mdns.Header) mdns.MsgAcceptAction {
-	if dh.Bits&(1<<15) != 0 {
-		return mdns.MsgIgnore
-	}
-	return mdns.MsgAccept
-}
-
-func (s *Server) serve(l *listener, lc listenConf) {
+func (s *Server) serve(l *listener) {
 	wildcard := l.conf.Addr().IsUnspecified()
 	for _, c := range l.udp {
 		s.wg.Add(1)
@@ -208,20 +185,11 @@ func (s *Server) serve(l *listener, lc listenConf) {
 			s.serveUDP(c, wildcard, l.bound.Addr().Is4())
 		}()
 	}
-	l.serving = true
-	started := make(chan struct{})
-	l.tcp.NotifyStartedFunc = func() { close(started) }
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := l.tcp.ActivateAndServe(); err != nil && !errors.Is(err, net.ErrClosed) {
-			s.log.Warn("dns tcp listener stopped", "addr", l.bound, "err", err)
-		}
+		l.tcp.serve()
 	}()
-	select {
-	case <-started:
-	case <-time.After(time.Second):
-	}
 }
 
 // udpBatch is how many datagrams one recvmmsg/sendmmsg call moves.
@@ -279,7 +247,7 @@ func (s *Server) serveUDP(c *net.UDPConn, pktinfo, v4 bool) {
 			if m.Flags&unix.MSG_TRUNC != 0 {
 				// Bigger than any query we answer: FORMERR, header only.
 				if len(q) >= 12 && q[2]&0x80 == 0 {
-					resp = s.formErr(q, outBufs[k][:0])
+					resp = s.formErr(v, q, outBufs[k][:0])
 				}
 			} else {
 				resp = s.handleUDP(v, q, from.Addr().Unmap(), outBufs[k][:0])
@@ -370,7 +338,7 @@ func (s *Server) handleUDP(v *view, in []byte, src netip.Addr, out []byte) []byt
 	}
 	req := new(mdns.Msg)
 	if err := req.Unpack(in); err != nil {
-		return s.formErr(in, out)
+		return s.formErr(v, in, out)
 	}
 	var resp *mdns.Msg
 	tsig := req.IsTsig()
@@ -411,7 +379,7 @@ func (s *Server) handleUDP(v *view, in []byte, src netip.Addr, out []byte) []byt
 			b, _, err = mdns.TsigGenerateWithProvider(resp, &s.keys, tsig.MAC, false)
 		}
 	} else {
-		resp.Truncate(size)
+		fit(resp, size)
 		b, err = resp.PackBuffer(out)
 	}
 	if err != nil {
@@ -428,17 +396,91 @@ func (s *Server) handleUDP(v *view, in []byte, src netip.Addr, out []byte) []byt
 	return b
 }
 
-// formErr answers a message that does not parse: the header only, with
-// the request's ID and opcode and RCODE FORMERR.
-func (s *Server) formErr(in, out []byte) []byte {
+// formErr answers a message that does not parse: FORMERR with the
+// request's ID, opcode and RD, its question when that much parses, and
+// an OPT when the request has one well-formed OPT record (RFC 6891
+// section 7: an option inside it may be what is wrong).
+func (s *Server) formErr(v *view, in, out []byte) []byte {
 	s.ctr.rcode(mdns.RcodeFormatError)
 	out = append(out[:0], in[:12]...)
-	out[2] = 0x80 | in[2]&0x78 // QR, opcode; no AA/TC/RD
+	out[2] = 0x80 | in[2]&0x79 // QR, opcode, RD; no AA/TC
 	out[3] = mdns.RcodeFormatError
-	for i := 4; i < 12; i++ {
-		out[i] = 0
+	clear(out[4:12])
+	if binary.BigEndian.Uint16(in[4:]) != 1 {
+		return out
+	}
+	qend, ok := skipName(in, 12)
+	if !ok || qend+4 > len(in) {
+		return out
+	}
+	qend += 4
+	out = append(out, in[12:qend]...)
+	out[5] = 1
+	if optCount(in, qend) == 1 {
+		us := uint16(v.udpSize)
+		out = append(out, 0, 0, byte(mdns.TypeOPT), byte(us>>8), byte(us), 0, 0, 0, 0, 0, 0)
+		out[11] = 1
 	}
 	return out
+}
+
+// optionsFrame reports whether EDNS options tile an OPT's RDATA.
+func optionsFrame(rd []byte) bool {
+	for len(rd) > 0 {
+		if len(rd) < 4 || 4+int(binary.BigEndian.Uint16(rd[2:])) > len(rd) {
+			return false
+		}
+		rd = rd[4+int(binary.BigEndian.Uint16(rd[2:])):]
+	}
+	return true
+}
+
+// skipName returns the offset after the uncompressed name at off.
+func skipName(b []byte, off int) (int, bool) {
+	for off < len(b) {
+		l := int(b[off])
+		switch {
+		case l == 0:
+			return off + 1, true
+		case l > 63:
+			return 0, false
+		}
+		off += 1 + l
+	}
+	return 0, false
+}
+
+// optCount counts the well-framed OPT records (root owner) after the
+// question that ends at off; -1 when the records do not frame.
+func optCount(b []byte, off int) int {
+	nrr := int(binary.BigEndian.Uint16(b[6:])) + int(binary.BigEndian.Uint16(b[8:])) + int(binary.BigEndian.Uint16(b[10:]))
+	n := 0
+	for range nrr {
+		end := off
+		if end < len(b) && b[end]&0xc0 == 0xc0 {
+			end += 2
+		} else {
+			var ok bool
+			if end, ok = skipName(b, off); !ok {
+				return -1
+			}
+		}
+		if end+10 > len(b) {
+			return -1
+		}
+		rdlen := int(binary.BigEndian.Uint16(b[end+8:]))
+		if end+10+rdlen > len(b) {
+			return -1
+		}
+		if binary.BigEndian.Uint16(b[end:]) == mdns.TypeOPT && b[off] == 0 {
+			if !optionsFrame(b[end+10 : end+10+rdlen]) {
+				return -1
+			}
+			n++
+		}
+		off = end + 10 + rdlen
+	}
+	return n
 }
 
 // serveTCP answers one query read from a TCP connection.
@@ -466,7 +508,7 @@ func (s *Server) serveTCP(w mdns.ResponseWriter, req *mdns.Msg) {
 	if resp == nil {
 		return
 	}
-	resp.Truncate(mdns.MaxMsgSize)
+	fit(resp, mdns.MaxMsgSize)
 	if tsig != nil {
 		resp.SetTsig(tsig.Hdr.Name, tsig.Algorithm, tsig.Fudge, time.Now().Unix())
 	}
@@ -474,4 +516,17 @@ func (s *Server) serveTCP(w mdns.ResponseWriter, req *mdns.Msg) {
 	if err := w.WriteMsg(resp); err != nil {
 		s.log.Debug("dns tcp write", "err", err)
 	}
+}
+
+// fit makes resp fit in size bytes, names compressed. Only records left
+// out of the answer or authority set TC (RFC 2181 section 9): what does
+// not fit in the additional section is extra information, and a
+// resolver need not retry over TCP for it.
+func fit(resp *mdns.Msg, size int) {
+	na, nns := len(resp.Answer), len(resp.Ns)
+	tc := resp.Truncated
+	resp.Truncate(size)
+	// Truncate turns compression off when the message fits without it.
+	resp.Compress = true
+	resp.Truncated = tc || len(resp.Answer) < na || len(resp.Ns) < nns
 }

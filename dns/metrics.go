@@ -19,11 +19,15 @@ var (
 	mRecords   = prometheus.NewDesc("multihome_dns_pushed_records_total", "Records added and removed at external primaries, by operation.", []string{"op"}, nil)
 	mSerial    = prometheus.NewDesc("multihome_dns_zone_serial", "Current SOA serial of each served zone.", []string{"zone"}, nil)
 	mChanges   = prometheus.NewDesc("multihome_dns_answer_changes_total", "Changes of a name's published addresses following link health.", nil, nil)
+	mTCPOpen   = prometheus.NewDesc("multihome_dns_tcp_connections", "Open DNS TCP connections.", nil, nil)
+	mTCPRej    = prometheus.NewDesc("multihome_dns_tcp_rejected_total", "TCP connections closed at accept, by cap (total, client).", []string{"cap"}, nil)
+	mTCPClosed = prometheus.NewDesc("multihome_dns_tcp_closed_total", "TCP connections closed by the server, by reason (idle, partial, max_queries, bad_message).", []string{"reason"}, nil)
+	mRRLEvict  = prometheus.NewDesc("multihome_dns_rrl_evicted_total", "Rate-limit buckets evicted because the table was full.", nil, nil)
 	mAnswers   = prometheus.NewDesc("multihome_dns_answers_total", "Address answers by name, policy and outcome (healthy, all_down, servfail).", []string{"name", "policy", "outcome"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mQueries, mResponses, mTrunc, mRRL, mXfr, mNotify, mUpdates, mRecords, mSerial, mChanges, mAnswers} {
+	for _, d := range []*prometheus.Desc{mQueries, mResponses, mTrunc, mRRL, mXfr, mNotify, mUpdates, mRecords, mSerial, mChanges, mAnswers, mTCPOpen, mTCPRej, mTCPClosed, mRRLEvict} {
 		ch <- d
 	}
 }
@@ -53,6 +57,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(mSerial, prometheus.GaugeValue, float64(serial), z)
 	}
 	counter(mChanges, st.AnswerChanges)
+	ch <- prometheus.MustNewConstMetric(mTCPOpen, prometheus.GaugeValue, float64(st.TCPOpen))
+	for k, v := range st.TCPRejected {
+		counter(mTCPRej, v, k)
+	}
+	for k, v := range st.TCPClosed {
+		counter(mTCPClosed, v, k)
+	}
+	counter(mRRLEvict, st.RRLEvicted)
 	for _, n := range st.Names {
 		counter(mAnswers, n.Answers, n.Name, n.Policy, "healthy")
 		counter(mAnswers, n.AllDown, n.Name, n.Policy, "all_down")

@@ -1,9 +1,11 @@
 package dns
 
 import (
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/multihome/multihome/config"
@@ -19,6 +21,9 @@ type rrl struct {
 	p4, p6      int
 	exempt      []netip.Prefix
 	shards      [64]rrlShard
+	// evicted counts buckets evicted from a full table (the server's
+	// counter; nil in tests that build an rrl alone).
+	evicted *atomic.Uint64
 }
 
 type rrlShard struct {
@@ -112,7 +117,12 @@ func (r *rrl) check(a netip.Addr, now time.Time) rrlVerdict {
 		if len(sh.m) >= rrlMaxPerShard {
 			sh.sweep(t, r)
 			if len(sh.m) >= rrlMaxPerShard {
-				return rrlPass // table full of active clients: fail open
+				// Full of active clients: evict the stalest of a few, so
+				// a flood of new prefixes cannot turn limiting off.
+				sh.evict()
+				if r.evicted != nil {
+					r.evicted.Add(1)
+				}
 			}
 		}
 		b = &bucket{tokens: r.burst, last: t}
@@ -132,6 +142,22 @@ func (r *rrl) check(a netip.Addr, now time.Time) rrlVerdict {
 		}
 	}
 	return rrlDrop
+}
+
+// evict drops the least recently used of up to 8 buckets (map order is
+// random, so this is a sampled LRU).
+func (sh *rrlShard) evict() {
+	var victim netip.Prefix
+	oldest, n := int64(math.MaxInt64), 0
+	for p, b := range sh.m {
+		if b.last < oldest {
+			victim, oldest = p, b.last
+		}
+		if n++; n == 8 {
+			break
+		}
+	}
+	delete(sh.m, victim)
 }
 
 // sweep forgets the buckets that have refilled: they are as good as new.

@@ -118,7 +118,7 @@ func pushKey(z *zone) string {
 type listenConf struct {
 	addrs   []netip.AddrPort
 	sockets int
-	tcpIdle time.Duration
+	tcp     tcpLimits
 }
 
 func (s *Server) apply(cfg *config.Config, zones []*zone) {
@@ -133,11 +133,14 @@ func (s *Server) apply(cfg *config.Config, zones []*zone) {
 	if s.udpSize < 512 {
 		s.udpSize = config.DefaultDNSUDPSize
 	}
-	s.lconf = listenConf{addrs: slices.Clone(d.Listen), sockets: d.UDPSockets, tcpIdle: orDur(d.TCPIdle, config.DefaultDNSTCPIdle)}
+	s.lconf = listenConf{addrs: slices.Clone(d.Listen), sockets: d.UDPSockets, tcp: tcpLimitsOf(d)}
 	if s.lconf.sockets <= 0 {
 		s.lconf.sockets = min(runtime.GOMAXPROCS(0), 16)
 	}
 	r := newRRL(d.RRL, cfg.Has("dns.rrl.slip"))
+	if r != nil {
+		r.evicted = &s.ctr.rrlEvicted
+	}
 	if s.rrl == nil || r == nil || !s.rrl.same(r) {
 		s.rrl = r
 	}
@@ -194,7 +197,7 @@ func (s *Server) Update(cfg *config.Config) error {
 		if d == nil {
 			d = &config.DNS{}
 		}
-		lc := listenConf{addrs: d.Listen, sockets: d.UDPSockets, tcpIdle: orDur(d.TCPIdle, config.DefaultDNSTCPIdle)}
+		lc := listenConf{addrs: d.Listen, sockets: d.UDPSockets, tcp: tcpLimitsOf(d)}
 		if lc.sockets <= 0 {
 			lc.sockets = min(runtime.GOMAXPROCS(0), 16)
 		}

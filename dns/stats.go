@@ -28,8 +28,16 @@ type counters struct {
 	pushAdded, pushRemoved atomic.Uint64
 	serialBumps            atomic.Uint64
 	answerChanges          atomic.Uint64
-	namesMu                sync.Mutex
-	names                  map[string]*nameCounters
+	// TCP: open connections; connections refused over the total and the
+	// per-client cap; connections closed idle, inside a message, at the
+	// query cap, on a message that cannot be answered.
+	tcpOpen                         atomic.Int64
+	tcpRejectTotal, tcpRejectClient atomic.Uint64
+	tcpClosedIdle, tcpClosedPartial atomic.Uint64
+	tcpClosedQueries, tcpClosedBad  atomic.Uint64
+	rrlEvicted                      atomic.Uint64
+	namesMu                         sync.Mutex
+	names                           map[string]*nameCounters
 }
 
 func (c *counters) name(name, policy string) *nameCounters {
@@ -72,6 +80,17 @@ type Stats struct {
 	// SerialBumps counts serial changes; AnswerChanges counts changes of a
 	// name's published addresses.
 	SerialBumps, AnswerChanges uint64
+	// TCPOpen is the number of open TCP connections; TCPRejected counts
+	// connections closed at accept by the total cap ("total") or the
+	// per-client cap ("client"); TCPClosed counts connections the server
+	// closed by reason: idle, partial (a message begun and not finished
+	// in time), max_queries, bad_message.
+	TCPOpen     int64
+	TCPRejected map[string]uint64
+	TCPClosed   map[string]uint64
+	// RRLEvicted counts rate-limit buckets evicted because the table was
+	// full of active clients.
+	RRLEvicted uint64
 	// Serials is each zone's current serial.
 	Serials map[string]uint32
 	// Names counts answers by name and policy.
@@ -108,6 +127,11 @@ func (s *Server) Stats() Stats {
 		SerialBumps:      c.serialBumps.Load(),
 		AnswerChanges:    c.answerChanges.Load(),
 		Serials:          map[string]uint32{},
+		TCPOpen:          c.tcpOpen.Load(),
+		TCPRejected:      map[string]uint64{"total": c.tcpRejectTotal.Load(), "client": c.tcpRejectClient.Load()},
+		TCPClosed: map[string]uint64{"idle": c.tcpClosedIdle.Load(), "partial": c.tcpClosedPartial.Load(),
+			"max_queries": c.tcpClosedQueries.Load(), "bad_message": c.tcpClosedBad.Load()},
+		RRLEvicted: c.rrlEvicted.Load(),
 	}
 	for i := range c.rcodes {
 		if n := c.rcodes[i].Load(); n > 0 {
