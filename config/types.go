@@ -24,6 +24,7 @@ type Config struct {
 	Topology *Topology `yaml:"topology"`
 	BGP      *BGP      `yaml:"bgp"`
 	HA       *HA       `yaml:"ha"`
+	MPTCP    *MPTCP    `yaml:"mptcp"`
 
 	// File is the path the config was read from ("" for in-memory input).
 	File string `yaml:"-"`

@@ -311,13 +311,14 @@ func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 			local,
 			"goto steer",
 		}},
-		nft.Chain{Name: "output", Type: "route", Hook: "output", Priority: "mangle", Policy: "accept", Rules: []string{
+		nft.Chain{Name: "output", Type: "route", Hook: "output", Priority: "mangle", Policy: "accept", Rules: slices.Concat([]string{
 			restoreRule,
 			"ct state != new return",
 			fmt.Sprintf("meta mark & %s != 0 return comment \"pinned socket (probes): routed by its own mark\"", hexMark(o.MarkMask)),
+		}, mptcpRules(cfg), []string{
 			local,
 			"goto steer",
-		}},
+		})},
 		nft.Chain{Name: "postrouting", Type: "filter", Hook: "postrouting", Priority: "mangle", Policy: "accept", Rules: []string{
 			fmt.Sprintf("ct state new ct direction original oifname vmap { %s } comment \"remember the link a new flow left by\"", saveMap),
 		}},

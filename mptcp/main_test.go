@@ -1,0 +1,10 @@
+package mptcp
+
+import (
+	"os"
+	"testing"
+
+	"github.com/multihome/multihome/lab"
+)
+
+func TestMain(m *testing.M) { os.Exit(lab.RunTests(m)) }
