@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/mptcp"
 	"github.com/multihome/multihome/netns"
@@ -131,7 +132,7 @@ func waitSubflows(t *testing.T, c *net.TCPConn, n int, within time.Duration) {
 // repaired before the next; the download never stalls for long.
 func TestHostModeMPTCP(t *testing.T) {
 	requireRoot(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	d, _ := startDaemon(t, l, []byte(hostModeConfig))
 	d.waitState(15*time.Second, "isp1", monitor.Up)
 	d.waitState(15*time.Second, "isp2", monitor.Up)

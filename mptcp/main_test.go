@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 )
 
-func TestMain(m *testing.M) { os.Exit(lab.RunTests(m)) }
+func TestMain(m *testing.M) { os.Exit(labtest.RunTests(m)) }
