@@ -1,6 +1,7 @@
 package api
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/multihome/multihome/monitor"
@@ -47,6 +48,13 @@ type Link struct {
 
 	Since  time.Time `json:"since"`
 	Reason string    `json:"reason"`
+
+	// Address4 and Address6 are the link's addresses in force, configured
+	// or learned from the interface ("" while unknown); Warnings what
+	// needs an address of the link not known yet.
+	Address4 string   `json:"address4,omitempty"`
+	Address6 string   `json:"address6,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Target is one probe target's status (monitor.TargetStatus).
@@ -72,6 +80,7 @@ func linkOf(s monitor.Status) Link {
 		BytesDown: s.BytesDown, BytesUp: s.BytesUp,
 		TargetsUp: s.TargetsUp, Targets: make([]Target, len(s.Targets)),
 		Since: s.Since, Reason: s.Reason,
+		Address4: addrString(s.Address4), Address6: addrString(s.Address6), Warnings: s.Warnings,
 	}
 	for i, t := range s.Targets {
 		l.Targets[i] = Target(t)
@@ -119,6 +128,12 @@ type LinkSummary struct {
 	TargetsTotal int           `json:"targets_total"`
 	Since        time.Time     `json:"since"`
 	Reason       string        `json:"reason"`
+	// Address4 and Address6 are the link's addresses in force, configured
+	// or learned from the interface ("" while unknown); Warnings what
+	// needs an address of the link not known yet.
+	Address4 string   `json:"address4,omitempty"`
+	Address6 string   `json:"address6,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 func overviewOf(snap []monitor.Status, now, started time.Time) Overview {
@@ -148,6 +163,7 @@ func overviewOf(snap []monitor.Status, now, started time.Time) Overview {
 			HoldDown: s.HoldDown, Saturated: s.Saturated, RTT: s.RTT, Loss: s.Loss,
 			UtilDown: s.UtilDown, UtilUp: s.UtilUp, RateDown: s.RateDown, RateUp: s.RateUp,
 			TargetsUp: s.TargetsUp, TargetsTotal: len(s.Targets), Since: s.Since, Reason: s.Reason,
+			Address4: addrString(s.Address4), Address6: addrString(s.Address6), Warnings: s.Warnings,
 		})
 	}
 	switch {
@@ -159,4 +175,11 @@ func overviewOf(snap []monitor.Status, now, started time.Time) Overview {
 		o.Health = "down"
 	}
 	return o
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -52,6 +53,10 @@ type Daemon struct {
 	// prefixes learned by DHCPv6-PD filled in (withLearned).
 	file *config.Config
 	pd   *pdSub
+	// addrs learns the addresses the config leaves unset; missing are the
+	// uses of addresses not known (yet), as last reported.
+	addrs   *addrSub
+	missing []string
 
 	reloadMu sync.Mutex
 }
@@ -64,13 +69,18 @@ type named struct {
 // New builds every subsystem the config asks for. Nothing touches the
 // kernel until Run.
 func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
-	d := &Daemon{log: log, opts: opts, cfg: cfg, file: cfg, reg: metrics.NewRegistry()}
+	d := &Daemon{log: log, opts: opts, file: cfg, reg: metrics.NewRegistry()}
+	d.addrs = newAddrSub(cfg, log.With("subsystem", "addrs"), netlinkAddrs)
+	d.addrs.refresh()
+	d.addrs.apply = d.relearn
+	cfg = d.withLearned(cfg)
+	d.cfg = cfg
 	mon, err := monitor.New(cfg, log) // it tags its own logs
 	if err != nil {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
 	d.mon = mon
-	d.subs = append(d.subs, named{"monitor", mon})
+	d.subs = append(d.subs, named{"monitor", mon}, named{"addrs", d.addrs})
 	for _, b := range builders {
 		s, err := b.build(cfg, mon, d.reg, log)
 		if err != nil {
@@ -84,6 +94,11 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 			p.apply = d.relearn
 		}
 	}
+	if d.pd != nil {
+		// The PD prefixes were not known when cfg was first filled in.
+		d.cfg = d.withLearned(d.file)
+	}
+	d.reportMissing(d.cfg)
 	if cfg.API.Listen != "off" {
 		token, err := apiToken(cfg.API)
 		if err != nil {
@@ -111,8 +126,26 @@ func apiToken(a config.API) (string, error) {
 // Subscribe, Snapshot and SetAdmin hand the API the monitor's view.
 func (d *Daemon) Subscribe() (<-chan monitor.Event, func()) { return d.mon.Subscribe() }
 
-// Snapshot returns every link's status.
-func (d *Daemon) Snapshot() []monitor.Status { return d.mon.Snapshot() }
+// Snapshot returns every link's status, with its addresses in force
+// (configured or learned) and the uses of its addresses not known yet.
+func (d *Daemon) Snapshot() []monitor.Status {
+	snap := d.mon.Snapshot()
+	d.mu.Lock()
+	cfg, missing := d.cfg, d.missing
+	d.mu.Unlock()
+	for i := range snap {
+		s := &snap[i]
+		if l := cfg.LinkByName(s.Link); l != nil {
+			s.Address4, s.Address6 = l.Address4, l.Address6
+		}
+		for _, n := range config.SelfAddressNeeds(cfg) {
+			if n.Link == s.Link && slices.Contains(missing, n.String()) {
+				s.Warnings = append(s.Warnings, n.String())
+			}
+		}
+	}
+	return snap
+}
 
 // SetAdmin forces a link down, drains it or clears the override.
 func (d *Daemon) SetAdmin(link string, a monitor.Admin, reason string) error {
@@ -225,11 +258,18 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 }
 
 // relearn re-applies the file's config in force after a change of the
-// learned prefixes.
+// learned prefixes or addresses.
 func (d *Daemon) relearn() {
-	if err := d.reload(nil, "learned prefixes applied"); err != nil {
-		d.log.Error("applying learned prefixes", "subsystem", "pd", "err", err)
+	if err := d.reload(nil, "learned prefixes and addresses applied"); err != nil {
+		d.log.Error("applying learned prefixes and addresses", "err", err)
 	}
+}
+
+// withLearned returns the file's config with what the daemon learned
+// filled in: the links' addresses the file leaves unset, the prefixes
+// delegated by DHCPv6-PD.
+func (d *Daemon) withLearned(file *config.Config) *config.Config {
+	return withAddrs(d.withPD(file), d.addrs.Learned())
 }
 
 // reload applies file (nil: the file's config in force) with the learned
@@ -237,10 +277,19 @@ func (d *Daemon) relearn() {
 func (d *Daemon) reload(file *config.Config, what string) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
-	if file == nil {
-		d.mu.Lock()
-		file = d.file
-		d.mu.Unlock()
+	relearn, applied := file == nil, false
+	d.mu.Lock()
+	prevFile := d.file
+	d.mu.Unlock()
+	if relearn {
+		file = prevFile
+	} else {
+		d.addrs.setConfig(file)
+		defer func() {
+			if !applied {
+				d.addrs.setConfig(prevFile) // refused: learn for the config in force
+			}
+		}()
 	}
 	cfg := d.withLearned(file)
 	prev := d.Config()
@@ -253,13 +302,22 @@ func (d *Daemon) reload(file *config.Config, what string) error {
 	}
 	// Apply to each subsystem in turn; if one refuses, give the ones
 	// already updated the previous config back, so the daemon never runs
-	// half on the old config and half on the new one.
+	// half on the old config and half on the new one. What was learned
+	// (an address gone from an interface, a delegation) is a fact, not a
+	// choice: the old config does not hold any better, so a subsystem that
+	// cannot apply it yet (outbound: no route via a gateway the interface
+	// has no address for) is reported and the others still follow.
+	var failed []error
 	for i, s := range d.subs {
 		err := s.sub.Update(cfg)
 		if err == nil {
 			continue
 		}
 		err = fmt.Errorf("%s: %w", s.name, err)
+		if relearn {
+			failed = append(failed, err)
+			continue
+		}
 		for j := i - 1; j >= 0; j-- {
 			if rerr := d.subs[j].sub.Update(prev); rerr != nil {
 				d.log.Error("rolling back a refused reload failed", "subsystem", d.subs[j].name, "err", rerr)
@@ -271,8 +329,10 @@ func (d *Daemon) reload(file *config.Config, what string) error {
 	d.mu.Lock()
 	d.cfg, d.file = cfg, file
 	d.mu.Unlock()
+	applied = true
+	d.reportMissing(cfg)
 	d.log.Info(what, "file", cfg.File, "links", len(cfg.Links))
-	return nil
+	return errors.Join(failed...)
 }
 
 // apiRunner adapts the API server to the subsystem interface: the API

@@ -174,11 +174,11 @@ func (s *pdSub) report(pc *pdClient, l pd.Lease) {
 	s.poke()
 }
 
-// withLearned returns cfg with the learned prefixes filled into its
+// withPD returns cfg with the learned prefixes filled into its
 // dhcpv6_pd entries (a copy; cfg itself is the file's and stays as is).
 // A learned /64 that the delegation cannot hold or that overlaps another
 // prefix is left out, with a warning.
-func (d *Daemon) withLearned(cfg *config.Config) *config.Config {
+func (d *Daemon) withPD(cfg *config.Config) *config.Config {
 	if cfg.IPv6 == nil || d.pd == nil {
 		return cfg
 	}

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"fmt"
+	"net/netip"
 	"time"
 )
 
@@ -139,6 +140,13 @@ type Status struct {
 	// Since is when State last changed, Reason why.
 	Since  time.Time `json:"since"`
 	Reason string    `json:"reason"`
+
+	// Filled by the daemon: the link's addresses in force (configured or
+	// learned from the interface; invalid while unknown), and what needs
+	// an address of the link that is not known yet.
+	Address4 netip.Addr `json:"address4"`
+	Address6 netip.Addr `json:"address6"`
+	Warnings []string   `json:"warnings,omitempty"`
 }
 
 // Usable reports whether existing traffic may use the link.

@@ -224,6 +224,11 @@ func writeStatus(w io.Writer, o api.Overview) {
 			l.TargetsUp, l.TargetsTotal, fmtSince(o.Time, l.Since), l.Reason)
 	}
 	tw.Flush()
+	for _, l := range o.Summary {
+		for _, m := range l.Warnings {
+			fmt.Fprintf(w, "warning: %s: %s\n", l.Link, m)
+		}
+	}
 }
 
 func fmtRTT(d time.Duration) string {

@@ -107,6 +107,9 @@ func cmdCheckConfig(args []string) error {
 		}
 		return err
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
 	fmt.Printf("%s: ok, %d link(s)\n", fs.Arg(0), len(cfg.Links))
 	return nil
 }
@@ -137,6 +140,9 @@ func cmdRun(args []string) error {
 		return dryRunOutput(os.Stdout, cfg)
 	}
 	log := newLogger(os.Stderr, cfg.Log)
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w.Error())
+	}
 	var opts daemon.Options
 	if *events != "" {
 		w := os.Stdout

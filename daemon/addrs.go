@@ -1,0 +1,326 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/multihome/multihome/config"
+)
+
+// Learned addresses: a link whose address4 or address6 is not set in the
+// config uses the address its interface has. addrSub reads them at start
+// and follows them through a netlink address subscription; every change
+// re-applies the config in force with them filled in (Daemon.withLearned),
+// as a reload would, so DNS "self" records, outbound SNAT and source
+// rules, probes' source addresses and the status follow.
+
+// learnedAddr is what the interface of one link has.
+type learnedAddr struct {
+	v4, v6 netip.Addr
+}
+
+// addrSub learns the links' addresses from their interfaces.
+type addrSub struct {
+	log *slog.Logger
+	// read lists an interface's usable addresses of one family (4 or 6),
+	// in the kernel's order; netlinkAddrs but for tests.
+	read func(iface string, family int) ([]netip.Addr, error)
+	// apply re-applies the config in force; set by the daemon, called
+	// from Run's goroutine only.
+	apply func()
+
+	refreshMu sync.Mutex // one refresh at a time
+	mu        sync.Mutex
+	cfg       *config.Config
+	learned   map[string]learnedAddr // by link name
+	kick      chan struct{}
+}
+
+func newAddrSub(cfg *config.Config, log *slog.Logger, read func(string, int) ([]netip.Addr, error)) *addrSub {
+	return &addrSub{log: log, read: read, cfg: cfg, learned: map[string]learnedAddr{}, kick: make(chan struct{}, 1)}
+}
+
+// Learned returns the addresses learned, by link.
+func (s *addrSub) Learned() map[string]learnedAddr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]learnedAddr, len(s.learned))
+	for k, v := range s.learned {
+		m[k] = v
+	}
+	return m
+}
+
+// Update does nothing: the daemon hands addrSub the file's config itself
+// (setConfig), not the one with the learned addresses filled in.
+func (s *addrSub) Update(*config.Config) error { return nil }
+
+// setConfig takes the file's config (a reload may have renamed an
+// interface or unset an address) and re-reads the interfaces.
+func (s *addrSub) setConfig(cfg *config.Config) {
+	s.mu.Lock()
+	s.cfg = cfg
+	s.mu.Unlock()
+	s.refresh()
+}
+
+func (s *addrSub) poke() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run follows address changes until ctx is done. A failed subscription is
+// made again (with back-off) and everything re-read; a slow periodic
+// re-read catches whatever a subscription could still miss.
+func (s *addrSub) Run(ctx context.Context) error {
+	events := make(chan struct{}, 1)
+	go s.subscribe(ctx, events)
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-events:
+			// Let a burst (address replaced: delete then add) settle.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(50 * time.Millisecond):
+			}
+		case <-s.kick:
+		case <-tick.C:
+		}
+		if s.refresh() && s.apply != nil {
+			s.apply()
+		}
+	}
+}
+
+// subscribe signals events on every address or link change, subscribing
+// again when a subscription fails.
+func (s *addrSub) subscribe(ctx context.Context, events chan<- struct{}) {
+	signal := func() {
+		select {
+		case events <- struct{}{}:
+		default:
+		}
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := s.session(ctx, signal)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("netlink address subscription failed: subscribing again", "err", err, "retry_in", backoff)
+		signal() // re-read what may have been missed
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (s *addrSub) session(ctx context.Context, signal func()) error {
+	done := make(chan struct{})
+	ach := make(chan netlink.AddrUpdate, 64)
+	lch := make(chan netlink.LinkUpdate, 64)
+	errc := make(chan error, 1)
+	report := func(err error) {
+		select {
+		case errc <- err:
+		default:
+		}
+	}
+	defer func() {
+		close(done)
+		go func() {
+			for range ach {
+			}
+		}()
+		go func() {
+			for range lch {
+			}
+		}()
+	}()
+	if err := netlink.AddrSubscribeWithOptions(ach, done, netlink.AddrSubscribeOptions{ErrorCallback: report}); err != nil {
+		return fmt.Errorf("subscribe to addresses: %w", err)
+	}
+	if err := netlink.LinkSubscribeWithOptions(lch, done, netlink.LinkSubscribeOptions{ErrorCallback: report}); err != nil {
+		return fmt.Errorf("subscribe to links: %w", err)
+	}
+	signal() // anything that changed before the subscription
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			return err
+		case _, ok := <-ach:
+			if !ok {
+				return fmt.Errorf("address subscription closed")
+			}
+			signal()
+		case _, ok := <-lch:
+			if !ok {
+				return fmt.Errorf("link subscription closed")
+			}
+			signal()
+		}
+	}
+}
+
+// refresh re-reads the interfaces of the links that need an address
+// learned and reports whether anything changed. An address already
+// learned is kept while the interface still has it (no flapping between
+// two addresses); otherwise the first in the kernel's order is taken.
+func (s *addrSub) refresh() bool {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	s.mu.Lock()
+	cfg := s.cfg
+	old := s.learned
+	s.mu.Unlock()
+	next := map[string]learnedAddr{}
+	for _, l := range cfg.Links {
+		var la learnedAddr
+		prev := old[l.Name]
+		if !l.Address4.IsValid() {
+			la.v4 = s.pick(l, 4, prev.v4)
+		}
+		if !l.Address6.IsValid() {
+			la.v6 = s.pick(l, 6, prev.v6)
+		}
+		if la != (learnedAddr{}) {
+			next[l.Name] = la
+		}
+		if la != prev {
+			s.log.Info("link address learned from its interface", "link", l.Name, "interface", l.Interface,
+				"address4", addrOrNone(la.v4, l.Address4), "address6", addrOrNone(la.v6, l.Address6))
+		}
+	}
+	changed := len(next) != len(old)
+	for k, v := range next {
+		if old[k] != v {
+			changed = true
+		}
+	}
+	s.mu.Lock()
+	s.learned = next
+	s.mu.Unlock()
+	return changed
+}
+
+func addrOrNone(learned, configured netip.Addr) string {
+	switch {
+	case configured.IsValid():
+		return configured.String() + " (configured)"
+	case learned.IsValid():
+		return learned.String()
+	}
+	return "none yet"
+}
+
+func (s *addrSub) pick(l config.Link, family int, prev netip.Addr) netip.Addr {
+	addrs, err := s.read(l.Interface, family)
+	if err != nil {
+		s.log.Debug("reading the interface's addresses", "link", l.Name, "interface", l.Interface, "err", err)
+		return netip.Addr{}
+	}
+	if prev.IsValid() && slices.Contains(addrs, prev) {
+		return prev
+	}
+	if len(addrs) == 0 {
+		return netip.Addr{}
+	}
+	return addrs[0]
+}
+
+// netlinkAddrs lists iface's global addresses of one family that can
+// source traffic: no secondary IPv4 address, no tentative, deprecated,
+// temporary (privacy) or DAD-failed IPv6 address.
+func netlinkAddrs(iface string, family int) ([]netip.Addr, error) {
+	lk, err := netlink.LinkByName(iface)
+	if err != nil {
+		return nil, err
+	}
+	fam := netlink.FAMILY_V4
+	bad := unix.IFA_F_SECONDARY
+	if family == 6 {
+		fam = netlink.FAMILY_V6
+		bad = unix.IFA_F_TENTATIVE | unix.IFA_F_DEPRECATED | unix.IFA_F_TEMPORARY | unix.IFA_F_DADFAILED
+	}
+	as, err := netlink.AddrList(lk, fam)
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if a.Scope != unix.RT_SCOPE_UNIVERSE || a.Flags&bad != 0 || a.IPNet == nil {
+			continue
+		}
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		if family == 4 && !ip.Is4() || family == 6 && (ip.Is4() || ip.IsLinkLocalUnicast()) {
+			continue
+		}
+		out = append(out, ip)
+	}
+	return out, nil
+}
+
+// withAddrs returns cfg with the learned addresses filled into the links
+// that do not configure theirs (a copy; cfg stays as is).
+func withAddrs(cfg *config.Config, learned map[string]learnedAddr) *config.Config {
+	if len(learned) == 0 {
+		return cfg
+	}
+	c := *cfg
+	c.Links = slices.Clone(cfg.Links)
+	for i := range c.Links {
+		l := &c.Links[i]
+		la := learned[l.Name]
+		if !l.Address4.IsValid() {
+			l.Address4 = la.v4
+		}
+		if !l.Address6.IsValid() {
+			l.Address6 = la.v6
+		}
+	}
+	return &c
+}
+
+// reportMissing logs, once per change, every use of an address that is
+// not known: a DNS "self" record on a link whose interface has no such
+// address (yet). It returns them for the status.
+func (d *Daemon) reportMissing(cfg *config.Config) []string {
+	var out []string
+	for _, n := range config.SelfAddressNeeds(cfg) {
+		out = append(out, n.String())
+	}
+	d.mu.Lock()
+	same := slices.Equal(out, d.missing)
+	d.missing = out
+	d.mu.Unlock()
+	if !same {
+		for _, m := range out {
+			d.log.Warn("address not known yet", "need", m)
+		}
+	}
+	return out
+}
