@@ -50,6 +50,9 @@ func newAddrSub(cfg *config.Config, log *slog.Logger, read func(string, int) ([]
 
 // Learned returns the addresses learned, by link.
 func (s *addrSub) Learned() map[string]learnedAddr {
+	if s == nil {
+		return nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := make(map[string]learnedAddr, len(s.learned))
