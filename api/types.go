@@ -52,8 +52,8 @@ type Link struct {
 	// Address4 and Address6 are the link's addresses in force, configured
 	// or learned from the interface ("" while unknown); Warnings what
 	// needs an address of the link not known yet.
-	Address4 string   `json:"address4,omitempty"`
-	Address6 string   `json:"address6,omitempty"`
+	Address4 string   `json:"address4"`
+	Address6 string   `json:"address6"`
 	Warnings []string `json:"warnings,omitempty"`
 }
 

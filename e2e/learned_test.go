@@ -12,6 +12,7 @@ import (
 	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/examples"
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 )
 
@@ -34,7 +35,7 @@ func learnedConfig(t *testing.T) []byte {
 func TestLearnedAddressFeedsDNS(t *testing.T) {
 	requireRoot(t)
 	cfg := learnedConfig(t)
-	l := lab.ForTest(t, lab.Spec{ISPs: 2})
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	d, path := startDaemon(t, l, cfg)
 
 	out, err := exec.Command(binary, "check-config", path).CombinedOutput()
