@@ -40,8 +40,16 @@ type Event struct {
 	// Diag is ours on the way down (e.g. detection time expired), or
 	// "neighbor signaled session down".
 	Diag Diag
-	// RemoteDiag is the diagnostic the neighbour last sent.
-	RemoteDiag Diag
+	// RemoteDiag is the diagnostic the neighbour last sent, RemoteState
+	// the state it last reported.
+	RemoteDiag  Diag
+	RemoteState State
+	// UpFor is, on the way out of Up, how long the session had been Up
+	// (set by Manager).
+	UpFor time.Duration
+	// Err is set (by Manager) when the session went down because its
+	// runner failed, not by the protocol.
+	Err error
 }
 
 func control(device string, opts func(fd int) error) func(string, string, syscall.RawConn) error {
@@ -172,7 +180,8 @@ func Run(ctx context.Context, p Peer, notify func(Event), log *slog.Logger) erro
 		}
 	}
 	change := func(from State, now time.Time) {
-		notify(Event{Time: now, Interface: p.Interface, Remote: p.Remote, From: from, To: s.State, Diag: s.Diag, RemoteDiag: remoteDiag})
+		notify(Event{Time: now, Interface: p.Interface, Remote: p.Remote, From: from, To: s.State, Diag: s.Diag, RemoteDiag: remoteDiag,
+			RemoteState: s.RemoteState})
 	}
 	defer func() {
 		s.State, s.Diag = AdminDown, DiagAdminDown

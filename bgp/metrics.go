@@ -26,11 +26,12 @@ var (
 	mSent      = prometheus.NewDesc("multihome_bgp_prefixes_sent", "Prefixes advertised to the neighbour.", labels, nil)
 	mBFD       = prometheus.NewDesc("multihome_bgp_bfd_up", "1 when multihome's BFD session to the neighbour is up (only neighbours with bfd configured).", labels, nil)
 	mReceived  = prometheus.NewDesc("multihome_bgp_prefixes_received", "Prefixes received from the neighbour (before the import policy, which rejects all).", labels, nil)
+	mUnproven  = prometheus.NewDesc("multihome_bgp_bfd_unproven_downs_total", "Downs of the neighbour's BFD session that were not acted on: up for less than its hold-up, or its runner failed (docs/bfd.md, Hold-up).", labels, nil)
 	mImported  = prometheus.NewDesc("multihome_bgp_imported_routes", "Routes from the neighbour installed in its link's routing table (import: default or full).", labels, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mUp, mState, mAnnounced, mPrepend, mSent, mReceived, mBFD, mImported} {
+	for _, d := range []*prometheus.Desc{mUp, mState, mAnnounced, mPrepend, mSent, mReceived, mBFD, mImported, mUnproven} {
 		ch <- d
 	}
 }
@@ -93,6 +94,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				v = 1
 			}
 			gauge(mBFD, v, r)
+			ch <- prometheus.MustNewConstMetric(mUnproven, prometheus.CounterValue, float64(r.p.bfdUnproven), r.addr.String(), r.p.link)
 		}
 	}
 }

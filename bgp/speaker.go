@@ -29,7 +29,8 @@ type Speaker struct {
 	src monitor.Source
 
 	updates chan update
-	bfdEv   chan bfd.Event
+	bfdEv   chan bfdEvent
+	bfdMgr  *bfd.Manager
 	dampC   chan struct{}
 	ifaces  map[string]string // link → interface
 	links   map[string]linkTable
@@ -58,9 +59,11 @@ type peerInfo struct {
 	announced bool // our prefixes are exported to it
 	prepend   int
 	bfd       bfd.State // AdminDown when BFD is not configured
-	quietWarn bool      // "receives nothing" logged for this establishment
-	since     time.Time
-	reason    string // why the session last left established, from GoBGP
+	// bfdUnproven counts BFD downs not acted on (within the hold-up).
+	bfdUnproven uint64
+	quietWarn   bool // "receives nothing" logged for this establishment
+	since       time.Time
+	reason      string // why the session last left established, from GoBGP
 
 	imported      int  // routes from it in its link's table
 	importLimited bool // max_prefixes reached
@@ -83,7 +86,8 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Speaker, er
 	return &Speaker{
 		log: log, src: src, cfg: cfg.BGP,
 		updates: make(chan update),
-		bfdEv:   make(chan bfd.Event, 16),
+		bfdEv:   make(chan bfdEvent, 16),
+		bfdMgr:  bfd.NewManager(log, bfd.ManagerOptions{}),
 		dampC:   make(chan struct{}, 1),
 		peers:   map[netip.Addr]*peerInfo{},
 		ifaces:  ifaces,
@@ -92,6 +96,19 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Speaker, er
 		impDirty: map[netip.Addr]bool{},
 		impKick:  make(chan struct{}, 1),
 	}, nil
+}
+
+// UseBFD makes the speaker ask m for its neighbours' BFD sessions (the
+// daemon's manager, shared with link BFD) instead of its own. Call it
+// before Run.
+func (s *Speaker) UseBFD(m *bfd.Manager) { s.bfdMgr = m }
+
+// bfdEvent is a neighbour session's state change, tagged with the
+// subscription it came from so that late events of a stopped one are
+// ignored.
+type bfdEvent struct {
+	sub *bfd.Sub
+	ev  bfd.Event
 }
 
 // Update applies a reloaded config: neighbours and prefixes are diffed,
@@ -133,8 +150,7 @@ type runState struct {
 	damp    map[netip.Addr]*damping
 	healthy map[netip.Addr]bool // per neighbour: link usable and BFD not down
 	dampT   *time.Timer
-	bfdCtx  context.Context
-	bfdStop map[netip.Addr]context.CancelFunc
+	bfdSubs map[netip.Addr]*bfdClient
 	ann     []announce
 	paths   map[netip.Prefix]uuid.UUID // prefix → GoBGP path UUID
 	imp     *importState
@@ -242,9 +258,12 @@ func (s *Speaker) Run(ctx context.Context) error {
 	// A first sync removes what a previous run may have left behind.
 	s.markAllImports(st)
 	s.publish(st)
-	bctx, bcancel := context.WithCancel(ctx)
-	defer bcancel()
-	st.bfdCtx, st.bfdStop = bctx, map[netip.Addr]context.CancelFunc{}
+	st.bfdSubs = map[netip.Addr]*bfdClient{}
+	defer func() {
+		for a := range st.bfdSubs {
+			s.stopBFD(st, a)
+		}
+	}()
 	for _, n := range cfg.Neighbors {
 		s.startBFD(st, n)
 	}
@@ -433,15 +452,14 @@ func (s *Speaker) reload(ctx context.Context, st *runState, cfg *config.BGP) err
 		if i >= 0 && cfg.Neighbors[i].ASN == o.ASN && cfg.Neighbors[i].LocalAddress == o.LocalAddress &&
 			cfg.Neighbors[i].Port == o.Port && cfg.Neighbors[i].Passive == o.Passive &&
 			cfg.Neighbors[i].HoldTime == o.HoldTime && cfg.Neighbors[i].ConnectRetry == o.ConnectRetry &&
-			cfg.Neighbors[i].Link == o.Link && sameBFD(cfg.Neighbors[i].BFD, o.BFD) &&
+			cfg.Neighbors[i].Link == o.Link && config.SameSession(cfg.Neighbors[i].BFD, o.BFD) &&
 			cfg.Neighbors[i].Password == o.Password && cfg.Neighbors[i].TTLSecurity == o.TTLSecurity {
 			keep[o.Address] = true
 			continue
 		}
-		if stop := st.bfdStop[o.Address]; stop != nil {
-			stop()
-			delete(st.bfdStop, o.Address)
-		}
+		// Waits for the old session's sockets: the new one (below)
+		// must not find port 3784 still held.
+		s.stopBFD(st, o.Address)
 		delete(st.bfd, o.Address)
 		if err := st.srv.DeletePeer(ctx, &api.DeletePeerRequest{Address: o.Address.String()}); err != nil {
 			return fmt.Errorf("remove neighbour %s: %w", o.Address, err)
@@ -562,40 +580,73 @@ func (h levelHandler) WithGroup(name string) slog.Handler {
 	return levelHandler{h.Handler.WithGroup(name), h.min}
 }
 
-// startBFD runs multihome's BFD session to n when configured. Its state
-// changes reach Run through bfdEv.
+// bfdClient is the speaker's hold on one neighbour's BFD session.
+type bfdClient struct {
+	sub  *bfd.Sub
+	stop context.CancelFunc
+}
+
+// startBFD asks the BFD manager for the session to n when configured
+// (retried with back-off by the manager if it fails). Its state changes
+// reach Run through bfdEv.
 func (s *Speaker) startBFD(st *runState, n config.BGPNeighbor) {
 	if n.BFD == nil {
 		return
 	}
-	ctx, cancel := context.WithCancel(st.bfdCtx)
-	st.bfdStop[n.Address] = cancel
+	ctx, cancel := context.WithCancel(context.Background())
 	p := bfd.Peer{Interface: s.ifaces[n.Link], Local: n.LocalAddress, Remote: n.Address, Config: bfd.Config{
 		DesiredMinTx: n.BFD.MinTx.D(), RequiredMinRx: n.BFD.MinRx.D(), DetectMult: uint8(n.BFD.Multiplier),
 	}}
+	c := &bfdClient{stop: cancel}
+	sub, err := s.bfdMgr.Open(p, func(e bfd.Event) {
+		select {
+		case s.bfdEv <- bfdEvent{c.sub, e}:
+		case <-ctx.Done():
+		}
+	})
+	if err != nil {
+		cancel()
+		s.log.Error("bfd session refused", "neighbor", n.Address, "link", n.Link, "err", err)
+		return
+	}
+	c.sub = sub
+	st.bfdSubs[n.Address] = c
 	s.mu.Lock()
 	if info := s.peers[n.Address]; info != nil {
-		info.bfd = bfd.Down
+		info.bfd = sub.State()
 	}
 	s.mu.Unlock()
-	log := s.log.With("neighbor", n.Address, "link", n.Link)
-	go func() {
-		err := bfd.Run(ctx, p, func(e bfd.Event) {
-			select {
-			case s.bfdEv <- e:
-			case <-ctx.Done():
-			}
-		}, log)
-		if err != nil && ctx.Err() == nil {
-			log.Error("bfd session failed", "err", err)
-		}
-	}()
 }
 
-// bfdEvent: a BFD session that goes down takes its neighbour's
-// announcements away and tears the BGP session down at once (the
-// neighbour's own BFD does the same on its side); Up gives them back.
-func (s *Speaker) bfdEvent(ctx context.Context, st *runState, e bfd.Event) {
+// stopBFD ends the speaker's hold on neighbour a's BFD session; it
+// returns once the session has released its sockets (or another client
+// keeps it).
+func (s *Speaker) stopBFD(st *runState, a netip.Addr) {
+	c := st.bfdSubs[a]
+	if c == nil {
+		return
+	}
+	delete(st.bfdSubs, a)
+	c.stop()
+	c.sub.Close()
+}
+
+// bfdEvent applies a neighbour's BFD state change (bfd.Event.Verdict): a
+// session that leaves Up after having been Up for its hold-up takes the
+// neighbour's announcements away, tells the monitor its link is down and
+// tears the BGP session down at once (the neighbour's own BFD does the
+// same on its side); Up gives the announcements back. A peer's AdminDown
+// (RFC 5882 section 3.2) and an unproven down (up for less than the
+// hold-up, as when FRR 8.4's bfdd resets the session right after BGP
+// comes up) change nothing but the counters: the link's probes and the
+// BGP hold timer decide.
+func (s *Speaker) bfdEvent(ctx context.Context, st *runState, be bfdEvent) {
+	e := be.ev
+	i := slices.IndexFunc(st.cfg.Neighbors, func(n config.BGPNeighbor) bool { return n.Address == e.Remote })
+	if c := st.bfdSubs[e.Remote]; c == nil || c.sub != be.sub || i < 0 {
+		return // a stopped session's late event
+	}
+	n := st.cfg.Neighbors[i]
 	s.mu.Lock()
 	var link string
 	if info := s.peers[e.Remote]; info != nil {
@@ -604,22 +655,35 @@ func (s *Speaker) bfdEvent(ctx context.Context, st *runState, e bfd.Event) {
 	}
 	s.mu.Unlock()
 	reason := fmt.Sprintf("BFD %s→%s: %s", e.From, e.To, e.Diag)
+	if e.Err != nil {
+		reason = fmt.Sprintf("BFD %s→%s: session failed: %v", e.From, e.To, e.Err)
+	}
 	if e.To == bfd.Down && e.Diag == bfd.DiagNeighborDown {
 		reason += " (neighbour's diagnostic: " + e.RemoteDiag.String() + ")"
 	}
-	if ev, ok := s.src.(Evidence); ok && link != "" && (e.To == bfd.Up || e.From == bfd.Up) {
-		ev.Evidence(link, e.To == bfd.Up, fmt.Sprintf("%s (neighbor %s)", reason, e.Remote))
-	}
-	switch {
-	case e.From == bfd.Up && e.To != bfd.Up:
-		s.log.Warn("bfd session down", "neighbor", e.Remote, "link", link, "reason", reason)
+	hold := n.BFD.HoldUpD()
+	switch e.Verdict(hold) {
+	case bfd.PeerAdminDown:
+		s.log.Warn("bfd session down: the neighbour is administratively down, BGP and the link stay", "neighbor", e.Remote, "link", link, "reason", reason)
+	case bfd.Unproven:
+		s.mu.Lock()
+		if info := s.peers[e.Remote]; info != nil {
+			info.bfdUnproven++
+		}
+		s.mu.Unlock()
+		s.log.Warn("bfd session down within its hold-up: BGP and the link stay to their own timers and probes", "neighbor", e.Remote, "link", link,
+			"reason", reason, "up_for", e.UpFor.Round(time.Millisecond), "hold_up", hold)
+	case bfd.PathDown:
+		s.log.Warn("bfd session down", "neighbor", e.Remote, "link", link, "reason", reason, "up_for", e.UpFor.Round(time.Millisecond))
+		if ev, ok := s.src.(Evidence); ok && link != "" {
+			ev.Evidence(link, false, fmt.Sprintf("%s (neighbor %s)", reason, e.Remote))
+		}
 		st.bfd[e.Remote] = true
 		s.apply(ctx, st, reason)
 		// Reset only an established session: GoBGP keeps a reset asked
 		// for while it is still connecting and applies it to the next
 		// session that comes up, even after BFD is back up, so one BFD
-		// flap while connecting would kill a healthy session (and with
-		// FRR's bfdd, which restarts BFD when BGP comes up, loop).
+		// flap while connecting would kill a healthy session.
 		s.mu.Lock()
 		established := s.peers[e.Remote] != nil && s.peers[e.Remote].state == bgp.BGP_FSM_ESTABLISHED
 		s.mu.Unlock()
@@ -628,20 +692,13 @@ func (s *Speaker) bfdEvent(ctx context.Context, st *runState, e bfd.Event) {
 				s.log.Error("bgp reset peer", "neighbor", e.Remote, "err", err)
 			}
 		}
-	case e.To == bfd.Up:
+	case bfd.SessionUp:
 		s.log.Info("bfd session up", "neighbor", e.Remote, "link", link)
 		if st.bfd[e.Remote] {
 			delete(st.bfd, e.Remote)
 			s.apply(ctx, st, reason)
 		}
 	}
-}
-
-func sameBFD(a, b *config.BFD) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return *a == *b
 }
 
 // usable is whether a link may carry our announcements: the monitor's

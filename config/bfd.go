@@ -24,6 +24,39 @@ type LinkBFD struct {
 	MinRx Duration `yaml:"min_rx"`
 	// Multiplier is the detection multiplier (default 3).
 	Multiplier int `yaml:"multiplier"`
+	// HoldUp is how long the session must have been up for its going
+	// down to take the link down at once (default 5s, 0 disables): a
+	// shorter-lived session's down is logged and counted, and the link's
+	// probes decide (docs/bfd.md, "Hold-up").
+	HoldUp *Duration `yaml:"hold_up"`
+}
+
+// DefaultBFDHoldUp is the default hold-up of link and neighbour BFD.
+const DefaultBFDHoldUp = 5 * time.Second
+
+// holdUp is the hold-up in force (the default until checked).
+func holdUp(d *Duration) time.Duration {
+	if d == nil {
+		return DefaultBFDHoldUp
+	}
+	return d.D()
+}
+
+// HoldUpD is the link session's hold-up.
+func (f *LinkBFD) HoldUpD() time.Duration { return holdUp(f.HoldUp) }
+
+// HoldUpD is the neighbour session's hold-up.
+func (f *BFD) HoldUpD() time.Duration { return holdUp(f.HoldUp) }
+
+// checkHoldUp fills in and validates a hold_up at path p.
+func checkHoldUp(k *checker, p string, d **Duration) {
+	if *d == nil {
+		v := Duration(DefaultBFDHoldUp)
+		*d = &v
+	}
+	if v := (*d).D(); v < 0 || v > time.Hour {
+		k.errorf(p, "must be 0 (off) to 1h, got %v", v)
+	}
 }
 
 // maxBFDInterval is the largest interval a BFD packet can carry
@@ -80,6 +113,7 @@ func checkLinkBFD(c *Config, k *checker) {
 		if f.Multiplier < 1 || f.Multiplier > 255 {
 			k.errorf(p+".multiplier", "must be 1..255, got %d", f.Multiplier)
 		}
+		checkHoldUp(k, p+".hold_up", &f.HoldUp)
 		for _, d := range []struct {
 			name string
 			v    Duration

@@ -138,6 +138,18 @@ type BFD struct {
 	MinRx Duration `yaml:"min_rx"`
 	// Multiplier is the detection multiplier (default 3).
 	Multiplier int `yaml:"multiplier"`
+	// HoldUp: as links[].bfd.hold_up; a shorter-lived session's down
+	// neither withdraws nor resets BGP (default 5s, 0 disables).
+	HoldUp *Duration `yaml:"hold_up"`
+}
+
+// SameSession reports whether a and b (either may be nil) give the same
+// BFD session: everything but the hold-up, which applies live.
+func SameSession(a, b *BFD) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.MinTx == b.MinTx && a.MinRx == b.MinRx && a.Multiplier == b.Multiplier
 }
 
 // BGP defaults.
@@ -301,6 +313,7 @@ func checkBGP(c *Config, k *checker) {
 			if f.MinTx.D() < time.Millisecond || f.MinRx.D() < time.Millisecond {
 				k.errorf(p+".bfd", "intervals must be at least 1ms")
 			}
+			checkHoldUp(k, p+".bfd.hold_up", &f.HoldUp)
 		}
 	}
 	if !b.RouterID.IsValid() {

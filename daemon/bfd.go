@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,10 +18,11 @@ import (
 
 // Link-level BFD (links[].bfd, docs/bfd.md) always runs: with no link
 // asking for it, it idles, so that a reload that gives a link a bfd block
-// starts its session without a restart.
+// starts its session without a restart. Its sessions come from the
+// daemon's BFD manager, shared with the BGP neighbours' (bfdManager).
 func init() {
 	builders = append(builders, builder{"bfd", func(cfg *config.Config, src monitor.Source, reg prometheus.Registerer, log *slog.Logger) (subsystem, error) {
-		b := newLinkBFD(cfg, src, log.With("subsystem", "bfd"))
+		b := newLinkBFD(cfg, src, bfdManager(src, log), log.With("subsystem", "bfd"))
 		for _, c := range b.collectors() {
 			if err := reg.Register(c); err != nil {
 				return nil, err
@@ -28,6 +30,27 @@ func init() {
 		}
 		return b, nil
 	}})
+}
+
+// bfdManagers holds one BFD manager per daemon, found by the daemon's
+// monitor: the one thing every builder is given. Link BFD and the BGP
+// speaker ask it for their sessions, so that one peer has one session
+// whoever asks.
+var (
+	bfdManagersMu sync.Mutex
+	bfdManagers   = map[monitor.Source]*bfd.Manager{}
+)
+
+// bfdManager returns the BFD manager of the daemon whose monitor is src.
+func bfdManager(src monitor.Source, log *slog.Logger) *bfd.Manager {
+	bfdManagersMu.Lock()
+	defer bfdManagersMu.Unlock()
+	m := bfdManagers[src]
+	if m == nil {
+		m = bfd.NewManager(log.With("subsystem", "bfd"), bfd.ManagerOptions{})
+		bfdManagers[src] = m
+	}
+	return m
 }
 
 // evidence is what the monitor offers other subsystems to take a link
@@ -42,13 +65,14 @@ type bfdSpec struct {
 	iface       string
 	peer, local netip.Addr
 	cfg         bfd.Config
+	holdUp      time.Duration
 }
 
 func specOf(l config.Link) bfdSpec {
 	f := l.BFD
 	return bfdSpec{iface: l.Interface, peer: f.Peer, local: f.Local, cfg: bfd.Config{
 		DesiredMinTx: f.MinTx.D(), RequiredMinRx: f.MinRx.D(), DetectMult: uint8(f.Multiplier),
-	}}
+	}, holdUp: f.HoldUpD()}
 }
 
 // linkSpecs returns the BFD session of every link that has one, by link.
@@ -71,14 +95,11 @@ type linkBFD struct {
 	cfg     *config.Config
 	updates chan bfdUpdate
 	events  chan bfdEvent
-	// run is bfd.Run; tests replace it.
-	run func(ctx context.Context, p bfd.Peer, notify func(bfd.Event), log *slog.Logger) error
-	// retry is the pause before a session whose runner failed (say, its
-	// interface does not exist yet) is started again.
-	retry time.Duration
+	mgr     *bfd.Manager
 
 	state       *prometheus.GaugeVec
 	transitions *prometheus.CounterVec
+	unproven    *prometheus.CounterVec
 }
 
 type bfdUpdate struct {
@@ -99,18 +120,16 @@ type bfdSession struct {
 	spec  bfdSpec
 	state bfd.State
 	stop  context.CancelFunc
-	done  chan struct{}
+	sub   *bfd.Sub // nil while the manager refuses the session
 }
 
 var bfdStates = []bfd.State{bfd.AdminDown, bfd.Down, bfd.Init, bfd.Up}
 
-func newLinkBFD(cfg *config.Config, src monitor.Source, log *slog.Logger) *linkBFD {
+func newLinkBFD(cfg *config.Config, src monitor.Source, mgr *bfd.Manager, log *slog.Logger) *linkBFD {
 	return &linkBFD{
-		log: log, src: src, cfg: cfg,
+		log: log, src: src, cfg: cfg, mgr: mgr,
 		updates: make(chan bfdUpdate),
 		events:  make(chan bfdEvent, 64),
-		run:     bfd.Run,
-		retry:   2 * time.Second,
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "multihome_bfd_session_state",
 			Help: "1 for the state of the link's BFD session (admindown, down, init, up), 0 for the others.",
@@ -119,11 +138,15 @@ func newLinkBFD(cfg *config.Config, src monitor.Source, log *slog.Logger) *linkB
 			Name: "multihome_bfd_session_transitions_total",
 			Help: "State changes of the link's BFD session since the daemon started, by state entered.",
 		}, []string{"link", "peer", "to"}),
+		unproven: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "multihome_bfd_unproven_downs_total",
+			Help: "Downs of the link's BFD session that did not take the link down: the session had been up for less than its hold-up, or its runner failed (the probes decide).",
+		}, []string{"link", "peer"}),
 	}
 }
 
 func (b *linkBFD) collectors() []prometheus.Collector {
-	return []prometheus.Collector{b.state, b.transitions}
+	return []prometheus.Collector{b.state, b.transitions, b.unproven}
 }
 
 // Update applies a reloaded config: sessions whose link, peer, address or
@@ -183,40 +206,35 @@ func (b *linkBFD) apply(ctx context.Context, sessions map[string]*bfdSession, wa
 
 func (b *linkBFD) startSession(ctx context.Context, link string, spec bfdSpec) *bfdSession {
 	ctx, cancel := context.WithCancel(ctx)
-	s := &bfdSession{link: link, spec: spec, state: bfd.Down, stop: cancel, done: make(chan struct{})}
-	b.setState(s)
+	s := &bfdSession{link: link, spec: spec, state: bfd.Down, stop: cancel}
 	log := b.log.With("link", link, "peer", spec.peer)
-	log.Info("bfd session started", "interface", spec.iface, "min_tx", spec.cfg.DesiredMinTx, "min_rx", spec.cfg.RequiredMinRx,
-		"multiplier", spec.cfg.DetectMult)
 	p := bfd.Peer{Interface: spec.iface, Local: spec.local, Remote: spec.peer, Config: spec.cfg}
-	go func() {
-		defer close(s.done)
-		for {
-			err := b.run(ctx, p, func(e bfd.Event) {
-				select {
-				case b.events <- bfdEvent{link, s, e}:
-				case <-ctx.Done():
-				}
-			}, log)
-			if ctx.Err() != nil {
-				return
-			}
-			log.Error("bfd session failed: retrying", "err", err, "after", b.retry)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(b.retry):
-			}
+	sub, err := b.mgr.Open(p, func(e bfd.Event) {
+		select {
+		case b.events <- bfdEvent{link, s, e}:
+		case <-ctx.Done():
 		}
-	}()
+	})
+	if err != nil {
+		log.Error("bfd session refused", "err", err)
+		return s
+	}
+	s.sub = sub
+	s.state = sub.State()
+	b.setState(s)
+	log.Info("bfd session started", "interface", spec.iface, "min_tx", spec.cfg.DesiredMinTx, "min_rx", spec.cfg.RequiredMinRx,
+		"multiplier", spec.cfg.DetectMult, "hold_up", spec.holdUp)
 	return s
 }
 
-// stopSession ends a session and waits for its sockets to close, so that
-// a restarted session never shares port 3784 with its predecessor.
+// stopSession ends a session; the manager stops it (AdminDown to the
+// peer, sockets closed) unless another client still uses it, before a
+// restarted session to the same peer starts.
 func (b *linkBFD) stopSession(s *bfdSession) {
 	s.stop()
-	<-s.done
+	if s.sub != nil {
+		s.sub.Close()
+	}
 	for _, st := range bfdStates {
 		b.state.DeleteLabelValues(s.link, s.spec.peer.String(), st.String())
 	}
@@ -232,24 +250,33 @@ func (b *linkBFD) setState(s *bfdSession) {
 	}
 }
 
-// handle applies one state change: a session that leaves Up takes its
-// link down at once, unless the peer said it was administratively down
-// (RFC 5882 section 3.2: a deliberate shutdown is not a path failure).
-// Up changes nothing: the probes bring the link back.
+// handle applies one state change (bfd.Event.Verdict): a session that
+// leaves Up after having been Up for its hold-up takes its link down at
+// once; a peer's AdminDown (RFC 5882 section 3.2: a deliberate shutdown
+// is not a path failure) and an unproven down (up for less than the
+// hold-up, or a failed runner) leave the link to its probes. Up changes
+// nothing: the probes bring the link back.
 func (b *linkBFD) handle(s *bfdSession, e bfd.Event) {
 	s.state = e.To
 	b.setState(s)
 	b.transitions.WithLabelValues(s.link, s.spec.peer.String(), e.To.String()).Inc()
 	reason := fmt.Sprintf("BFD %s→%s: %s (peer %s)", e.From, e.To, e.Diag, e.Remote)
-	switch {
-	case e.From == bfd.Up && e.Diag == bfd.DiagNeighborDown && e.RemoteDiag == bfd.DiagAdminDown:
+	if e.Err != nil {
+		reason = fmt.Sprintf("BFD %s→%s: session failed: %v (peer %s)", e.From, e.To, e.Err, e.Remote)
+	}
+	switch e.Verdict(s.spec.holdUp) {
+	case bfd.PeerAdminDown:
 		b.log.Warn("bfd session down: the peer is administratively down, the link stays to its probes", "link", s.link, "peer", e.Remote, "reason", reason)
-	case e.From == bfd.Up:
-		b.log.Warn("bfd session down", "link", s.link, "peer", e.Remote, "reason", reason)
+	case bfd.Unproven:
+		b.unproven.WithLabelValues(s.link, s.spec.peer.String()).Inc()
+		b.log.Warn("bfd session down within its hold-up: the link stays to its probes", "link", s.link, "peer", e.Remote,
+			"reason", reason, "up_for", e.UpFor.Round(time.Millisecond), "hold_up", s.spec.holdUp)
+	case bfd.PathDown:
+		b.log.Warn("bfd session down", "link", s.link, "peer", e.Remote, "reason", reason, "up_for", e.UpFor.Round(time.Millisecond))
 		if ev, ok := b.src.(evidence); ok {
 			ev.Evidence(s.link, false, reason)
 		}
-	case e.To == bfd.Up:
+	case bfd.SessionUp:
 		b.log.Info("bfd session up", "link", s.link, "peer", e.Remote)
 	default:
 		b.log.Debug("bfd session state", "link", s.link, "peer", e.Remote, "from", e.From, "to", e.To, "diag", e.Diag)

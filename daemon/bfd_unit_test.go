@@ -71,7 +71,12 @@ func (r *fakeRuns) send(iface string, from, to bfd.State, diag, remoteDiag bfd.D
 	r.mu.Lock()
 	n := r.notify[iface]
 	r.mu.Unlock()
-	n(bfd.Event{Time: time.Now(), Interface: iface, From: from, To: to, Diag: diag, RemoteDiag: remoteDiag})
+	// What the peer last said, as bfd.Run reports it.
+	rs := to
+	if remoteDiag == bfd.DiagAdminDown {
+		rs = bfd.AdminDown
+	}
+	n(bfd.Event{Time: time.Now(), Interface: iface, From: from, To: to, Diag: diag, RemoteDiag: remoteDiag, RemoteState: rs})
 }
 
 func parseConfig(t *testing.T, y string) *config.Config {
@@ -85,7 +90,7 @@ func parseConfig(t *testing.T, y string) *config.Config {
 
 const bfdLinks = `
 links:
-  - {name: isp1, interface: wan1, gateway4: 198.51.100.1, bfd: {min_tx: 100ms, min_rx: 100ms}}
+  - {name: isp1, interface: wan1, gateway4: 198.51.100.1, bfd: {min_tx: 100ms, min_rx: 100ms, hold_up: 0s}}
   - {name: isp2, interface: wan2, gateway4: 198.51.100.17, gateway6: "2001:db8:2::1"%s}
   - {name: isp3, interface: wan3, gateway6: "2001:db8:3::1", bfd: {}}
 `
@@ -110,8 +115,8 @@ func TestLinkBFD(t *testing.T) {
 	}
 	src := &fakeSource{}
 	runs := &fakeRuns{notify: map[string]func(bfd.Event){}, started: make(chan string, 16)}
-	b := newLinkBFD(cfg, src, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	b.run = runs.run
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := newLinkBFD(cfg, src, bfd.NewManager(log, bfd.ManagerOptions{Run: runs.run}), log)
 	reg := prometheus.NewPedanticRegistry()
 	for _, c := range b.collectors() {
 		reg.MustRegister(c)
@@ -194,7 +199,7 @@ multihome_bfd_session_state{link="isp3",peer="2001:db8:3::1",state="up"} 0
 	}
 	// Reload removing every bfd block stops everything and drops the
 	// series.
-	cfg3 := parseConfig(t, strings.ReplaceAll(strings.ReplaceAll(strings.Replace(bfdLinks, "%s", "", 1), ", bfd: {min_tx: 100ms, min_rx: 100ms}", ""), ", bfd: {}", ""))
+	cfg3 := parseConfig(t, strings.ReplaceAll(strings.ReplaceAll(strings.Replace(bfdLinks, "%s", "", 1), ", bfd: {min_tx: 100ms, min_rx: 100ms, hold_up: 0s}", ""), ", bfd: {}", ""))
 	if err := b.Update(cfg3); err != nil {
 		t.Fatal(err)
 	}

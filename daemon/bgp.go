@@ -10,7 +10,8 @@ import (
 	"github.com/multihome/multihome/monitor"
 )
 
-// The BGP speaker runs when the config has a bgp section.
+// The BGP speaker runs when the config has a bgp section; its
+// neighbours' BFD sessions come from the daemon's BFD manager.
 func init() {
 	builders = append(builders, builder{"bgp", func(cfg *config.Config, src monitor.Source, reg prometheus.Registerer, log *slog.Logger) (subsystem, error) {
 		if cfg.BGP == nil {
@@ -20,6 +21,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
+		s.UseBFD(bfdManager(src, log))
 		return s, reg.Register(s.Collector())
 	}})
 }
