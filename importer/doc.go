@@ -91,6 +91,7 @@ type rule struct {
 	sport    string
 	iif      string
 	policy   string
+	migrate  bool // migrate_on_recovery
 	// commentOut writes the rule as a comment; dropped writes only its
 	// source and notes (it has no policy to write).
 	commentOut, dropped bool
@@ -280,6 +281,9 @@ func (r *rule) write(b *strings.Builder) {
 		add("iif: %s", str(r.iif))
 	}
 	add("policy: %s", str(r.policy))
+	if r.migrate {
+		add("migrate_on_recovery: true")
+	}
 	for i, l := range lines {
 		lead := "      "
 		if i == 0 {

@@ -49,12 +49,6 @@ type mwan3 struct {
 	sticky  map[string]*policy // "policy/timeout" → sticky variant
 }
 
-type member struct {
-	link           *link
-	metric, weight int
-	pos            string
-}
-
 // MWAN3 converts mwan3's config (/etc/config/mwan3). network is OpenWrt's
 // /etc/config/network, for kernel device names and static gateways and
 // addresses; without it the mwan3 interface names are used as device
@@ -402,9 +396,9 @@ func (m *mwan3) memberships() {
 			}
 			dup := slices.IndexFunc(ms, func(o member) bool { return o.link == x.link })
 			if dup >= 0 {
-				if ms[dup].metric != x.metric || ms[dup].weight != x.weight {
+				if ms[dup].tier != x.metric || ms[dup].weight != x.weight {
 					m.note(&p.notes, line(s, "use_member"), "policy %s: member %s (metric %d, weight %d) and %s (metric %d, weight %d) are one link %s: using the first",
-						s.Name, name, x.metric, x.weight, ms[dup].pos, ms[dup].metric, ms[dup].weight, x.link.name)
+						s.Name, name, x.metric, x.weight, ms[dup].name, ms[dup].tier, ms[dup].weight, x.link.name)
 				}
 				continue
 			}

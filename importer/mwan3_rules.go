@@ -214,12 +214,8 @@ func (m *mwan3) stickyVariant(pol string, t time.Duration) *policy {
 	return p
 }
 
-// assignTiers gives every link one priority and weight and sets each
-// policy's type. mwan3 gives metric and weight per member of each policy;
-// multihome has one priority (failover tier) and weight per link. They
-// come from the most important policy a link is in: the default policy,
-// then the rules' policies in order, then the rest. Policies that order
-// or weigh their members differently are noted.
+// assignTiers orders mwan3's policies by importance (the default policy,
+// then the rules' policies in order, then the rest) for assignTiers.
 func (m *mwan3) assignTiers() {
 	var order []string // mwan3 policy names by importance
 	add := func(name string) {
@@ -233,80 +229,25 @@ func (m *mwan3) assignTiers() {
 		}
 	}
 	for _, r := range m.d.rules {
-		for name, p := range m.policies {
-			if p != nil && (p.name == r.policy || m.isVariantOf(r.policy, name)) {
-				add(name)
+		for _, s := range m.f.Of("policy") {
+			if p := m.policies[s.Name]; p != nil && (p.name == r.policy || m.isVariantOf(r.policy, s.Name)) {
+				add(s.Name)
 			}
 		}
 	}
 	for _, s := range m.f.Of("policy") {
 		add(s.Name)
 	}
-	from := map[*link]string{}
+	var ts []tiered
 	for _, name := range order {
-		for _, x := range m.members[name] {
-			if _, done := from[x.link]; !done {
-				x.link.prio, x.link.weight, from[x.link] = x.metric, x.weight, name
-			}
-		}
+		ts = append(ts, tiered{p: m.policies[name], members: m.members[name], src: "policy " + name, unit: "metric", pos: m.pos(m.f.Section(name).Line)})
 	}
-	for _, name := range order {
-		p, ms := m.policies[name], m.members[name]
-		p.typ = "weighted"
-		for _, x := range ms {
-			if x.metric != ms[0].metric {
-				p.typ = "failover"
-			}
-		}
-		for i, a := range ms {
-			for _, b := range ms[i+1:] {
-				cmpM, cmpP := sign(a.metric-b.metric), sign(a.link.prio-b.link.prio)
-				if p.typ == "weighted" {
-					cmpP = 0 // weighted ignores priorities
-				}
-				if cmpM != cmpP {
-					m.note(&p.notes, 0, "policy %s: members %s (metric %d) and %s (metric %d) are in another order or tier than the links' priorities\n"+
-						"(%s %d from policy %s, %s %d from policy %s): multihome has one priority per link, so this policy uses the links' order",
-						name, a.link.name, a.metric, b.link.name, b.metric, a.link.name, a.link.prio, from[a.link], b.link.name, b.link.prio, from[b.link])
-				} else if cmpM == 0 && a.weight*b.link.weight != b.weight*a.link.weight {
-					m.note(&p.notes, 0, "policy %s: weights %s %d : %s %d differ from the links' weights %d : %d (from policies %s, %s): multihome has one weight per link",
-						name, a.link.name, a.weight, b.link.name, b.weight, a.link.weight, b.link.weight, from[a.link], from[b.link])
-				}
-			}
-		}
-	}
-	for _, p := range m.sticky {
-		for name, base := range m.policies {
-			if base != nil && m.isVariantOf(p.name, name) && base.typ == "failover" {
-				m.note(&p.notes, 0, "sticky rules of policy %s: multihome's sticky policies spread by weight over all members; mwan3 kept the metric tiers", name)
-			}
-		}
-	}
-	for _, l := range m.d.links {
-		if l.weight == 1 {
-			l.weight = 0 // the default
-		}
-	}
-	if !slices.ContainsFunc(m.d.links, func(l *link) bool { return l.prio > 1 }) {
-		for _, l := range m.d.links {
-			l.prio = 0
-		}
-	}
-	// Notes made with line 0 name the policy section.
-	for name, p := range m.policies {
-		if p == nil {
-			continue
-		}
-		for i := range p.notes {
-			if strings.HasSuffix(p.notes[i].Pos, ":0") {
-				p.notes[i].Pos = m.pos(m.f.Section(name).Line)
-			}
-		}
-	}
-	for _, p := range m.sticky {
-		for i := range p.notes {
-			if strings.HasSuffix(p.notes[i].Pos, ":0") {
-				p.notes[i].Pos = strings.Fields(p.source)[0]
+	assignTiers(m.d, ts)
+	for _, s := range m.f.Of("policy") {
+		base := m.policies[s.Name]
+		for key, p := range m.sticky {
+			if base != nil && strings.HasPrefix(key, s.Name+"/") && base.typ == "failover" {
+				m.note(&p.notes, s.Line, "sticky rules of policy %s: multihome's sticky policies spread by weight over all members; mwan3 kept the metric tiers", s.Name)
 			}
 		}
 	}
@@ -319,14 +260,4 @@ func (m *mwan3) isVariantOf(variant, mwanPolicy string) bool {
 		}
 	}
 	return false
-}
-
-func sign(x int) int {
-	switch {
-	case x < 0:
-		return -1
-	case x > 0:
-		return 1
-	}
-	return 0
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/uci"
+	"go.yaml.in/yaml/v3"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -156,7 +157,7 @@ func TestMWAN3Twowan(t *testing.T) {
 	if o.Rules[0].DPort.String() != "{ 5060, 10000-20000 }" {
 		t.Errorf("voip ports %s", o.Rules[0].DPort)
 	}
-	for _, want := range []string{"ipset streaming", "use_policy default", "wanb_wan: members wan (metric 2) and wanb (metric 1)", "size \"84\"", "last_resort blackhole"} {
+	for _, want := range []string{"ipset streaming", "use_policy default", "wanb_wan: wan (metric 2) and wanb (metric 1)", "size \"84\"", "last_resort blackhole"} {
 		if !slices.ContainsFunc(r.Notes, func(n Note) bool { return strings.Contains(n.Msg, want) }) {
 			t.Errorf("no note says %q", want)
 		}
@@ -171,4 +172,45 @@ func TestMWAN3Errors(t *testing.T) {
 	if _, err := MWAN3(f, nil); err == nil || !strings.Contains(err.Error(), "no enabled interface") {
 		t.Errorf("got %v", err)
 	}
+}
+
+// FuzzMWAN3 checks that no mwan3 and network config makes the importer
+// panic, and that what it imports is YAML the config loader reads back.
+func FuzzMWAN3(f *testing.F) {
+	for _, n := range []string{"default.uci", "twowan.uci"} {
+		b, err := os.ReadFile("testdata/mwan3/" + n)
+		if err != nil {
+			f.Fatal(err)
+		}
+		nb, _ := os.ReadFile("testdata/mwan3/network.uci")
+		f.Add(b, nb)
+	}
+	f.Fuzz(func(t *testing.T, m, n []byte) {
+		mf, err := uci.Parse("mwan3", m)
+		if err != nil {
+			return
+		}
+		nf, err := uci.Parse("network", n)
+		if err != nil {
+			nf = nil
+		}
+		r, err := MWAN3(mf, nf)
+		if err != nil {
+			return
+		}
+		if _, err := parseYAMLOnly(r.YAML); err != nil {
+			t.Fatalf("output is not YAML: %v\n%s", err, r.YAML)
+		}
+	})
+}
+
+// parseYAMLOnly reads the YAML without validating it: fuzzed inputs may
+// give configs that fail checks (a bad gateway), never broken YAML.
+func parseYAMLOnly(b []byte) (any, error) {
+	var v any
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	_, _ = config.Parse("fuzz.yaml", b) // must not panic
+	return v, nil
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	commands["import"] = command{"convert another tool's config: multihome import mwan3 [flags] FILE", cmdImport}
+	commands["import"] = command{"convert another tool's config: multihome import mwan3|pfsense [flags] FILE", cmdImport}
 }
 
 func cmdImport(args []string) error {
@@ -23,8 +23,8 @@ func cmdImport(args []string) error {
 // runImport converts, writes the YAML to stdout or -o, every note to
 // stderr, and checks the result as check-config would.
 func runImport(args []string, stdout, stderr io.Writer) error {
-	const use = "usage: multihome import mwan3 [--network FILE] [-o FILE] FILE"
-	if len(args) == 0 || args[0] != "mwan3" {
+	const use = "usage: multihome import mwan3 [--network FILE] [-o FILE] FILE\n       multihome import pfsense [-o FILE] config.xml"
+	if len(args) == 0 || (args[0] != "mwan3" && args[0] != "pfsense") {
 		return errors.New(use)
 	}
 	kind := args[0]
@@ -69,6 +69,9 @@ func convert(kind, path string, network *string) (*importer.Result, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	if kind == "pfsense" {
+		return importer.PfSense(path, data)
 	}
 	f, err := uci.Parse(path, data)
 	if err != nil {
