@@ -416,10 +416,16 @@ func TestDaemonSteersLANTraffic(t *testing.T) {
 		t.Errorf("isp1 share %.3f of %v, want ~0.667", share, seen)
 	}
 
-	// The metrics count the connections pinned to each link.
-	metrics := d.scrape()
+	// The metrics count the connections pinned to each link (a
+	// background count, every second or so on a small table).
 	for _, link := range []string{"isp1", "isp2"} {
-		if v := metricValue(metrics, `multihome_outbound_flows{link="`+link+`"}`); v < 1 {
+		var v float64
+		for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(200 * time.Millisecond) {
+			if v = metricValue(d.scrape(), `multihome_outbound_flows{link="`+link+`"}`); v >= 1 {
+				break
+			}
+		}
+		if v < 1 {
 			t.Errorf("multihome_outbound_flows for %s = %v after %d connections", link, v, n)
 		}
 	}

@@ -55,6 +55,15 @@ type Controller struct {
 	// view is the config's mark scheme and link names, for counting flows
 	// from other goroutines (FlowCounts).
 	view atomic.Pointer[flowView]
+	// flows is the last background count of flows per link (countFlows);
+	// kickCount asks for a new one soon.
+	flows     atomic.Pointer[flowCount]
+	kickCount chan struct{}
+	// ctJobs feeds conntrack flushes and migrations to the goroutine that
+	// runs them (ctWorker), off the event path; ctDone brings back the
+	// flushes that failed.
+	ctJobs chan ctJob
+	ctDone chan ctResult
 
 	mu      sync.Mutex // guards running, ran and, while not running, cfg
 	running bool
@@ -63,14 +72,15 @@ type Controller struct {
 	done    chan struct{} // closed when Run returns
 
 	// Owned by Run.
-	cfg     *config.Config
-	o       config.Outbound
-	status  map[string]monitor.Status
-	learned map[string]learnedAddrs
-	pending map[string]bool // down links whose flows wait for a flush
-	last    *plan
-	inSync  bool
-	lastErr string
+	cfg      *config.Config
+	o        config.Outbound
+	status   map[string]monitor.Status
+	learned  map[string]learnedAddrs
+	pending  map[string]bool         // down links whose flows wait for a flush
+	flushing map[string]*atomic.Bool // flushes queued or running; set: cancelled
+	last     *plan
+	inSync   bool
+	lastErr  string
 }
 
 type updateReq struct {
@@ -120,16 +130,21 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger, opts ...Optio
 		return nil, fmt.Errorf("outbound: %w", err)
 	}
 	c := &Controller{
-		log:     log.With("subsystem", "outbound"),
-		src:     src,
-		cfg:     cfg,
-		o:       o,
-		updates: make(chan updateReq),
-		done:    make(chan struct{}),
-		status:  map[string]monitor.Status{},
-		learned: map[string]learnedAddrs{},
-		pending: map[string]bool{},
-		metrics: newMetrics(),
+		log:      log.With("subsystem", "outbound"),
+		src:      src,
+		cfg:      cfg,
+		o:        o,
+		updates:  make(chan updateReq),
+		done:     make(chan struct{}),
+		status:   map[string]monitor.Status{},
+		learned:  map[string]learnedAddrs{},
+		pending:  map[string]bool{},
+		flushing: map[string]*atomic.Bool{},
+		metrics:  newMetrics(),
+
+		kickCount: make(chan struct{}, 1),
+		ctJobs:    make(chan ctJob, ctQueue),
+		ctDone:    make(chan ctResult, ctQueue),
 	}
 	for _, opt := range opts {
 		if err := opt(c); err != nil {
@@ -205,6 +220,17 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.close()
 	}()
 
+	// Conntrack work runs beside the event loop; it stops (and is waited
+	// for) before the namespace file is closed.
+	wctx, wcancel := context.WithCancel(ctx)
+	var workers sync.WaitGroup
+	workers.Go(func() { c.ctWorker(wctx) })
+	workers.Go(func() { c.countFlows(wctx, c.kickCount) })
+	defer func() {
+		wcancel()
+		workers.Wait()
+	}()
+
 	events, cancel := c.src.Subscribe()
 	defer cancel()
 	for _, s := range c.src.Snapshot() {
@@ -243,6 +269,8 @@ func (c *Controller) Run(ctx context.Context) error {
 		case req := <-c.updates:
 			req.err <- c.onUpdate(ctx, req.cfg)
 			verify.Reset(c.o.Reconcile.D())
+		case r := <-c.ctDone:
+			c.onFlushed(r)
 		case <-verify.C:
 			c.verify(ctx)
 		case <-load.C:
@@ -341,6 +369,9 @@ func (c *Controller) onEvent(ctx context.Context, ev monitor.Event) {
 	defer c.record(ctx)
 	if now.Usable() {
 		delete(c.pending, ev.Link)
+		if f := c.flushing[ev.Link]; f != nil {
+			f.Store(true) // back before its flush ran: keep its flows
+		}
 	} else if now.State == monitor.Down && prev.State != monitor.Down && *c.o.FlushOnFailure {
 		c.pending[ev.Link] = true
 	}
@@ -372,16 +403,7 @@ func (c *Controller) flushPending(reason string) {
 			c.metrics.flushSkipped.WithLabelValues(name).Inc()
 			continue
 		}
-		i := c.linkIndex(name)
-		start := time.Now()
-		n, err := c.ct.flush(schemeOf(c.o).Mark(i), c.o.MarkMask)
-		if err != nil {
-			c.log.Error("conntrack flush failed", "link", name, "err", err)
-			continue
-		}
-		delete(c.pending, name)
-		c.metrics.flushed.WithLabelValues(name).Add(float64(n))
-		c.log.Info("flushed flows of down link", "link", name, "flows", n, "took", time.Since(start), "healthy", others, "reason", reason)
+		c.queueFlush(name, others, reason)
 	}
 }
 
@@ -414,14 +436,7 @@ func (c *Controller) migrate(recovered string) {
 			if active[i] {
 				continue
 			}
-			n, err := c.ct.deleteMatching(s.Mark(i), c.o.MarkMask, r)
-			if err != nil {
-				c.log.Error("migrate flows failed", "rule", r.Name, "from", name, "err", err)
-			}
-			c.metrics.migrated.WithLabelValues(r.Name, name).Add(float64(n))
-			if n > 0 || err == nil {
-				c.log.Info("migrated flows back", "rule", r.Name, "policy", r.Policy, "from", name, "to", recovered, "flows", n)
-			}
+			c.queueMigrate(r, ch.policy.Name, name, recovered, s.Mark(i), c.o.MarkMask)
 		}
 	}
 }
@@ -453,6 +468,7 @@ func (c *Controller) onUpdate(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("outbound: new config not applied, keeping the old one: %w", err)
 	}
 	c.view.Store(newFlowView(cfg, o))
+	c.recount()
 	return nil
 }
 
