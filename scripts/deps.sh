@@ -19,6 +19,7 @@ need=(
   kea-dhcp6-server:kea-dhcp6
   keepalived:keepalived
   conntrackd:conntrackd
+  zsh:zsh
 )
 missing=()
 for pc in "${need[@]}"; do
