@@ -69,7 +69,7 @@ dns:
       names:
         - {name: www, ttl: 30s, records: [{link: isp1, a: $A1}, {link: isp2, a: $A2}]}
 EOF
-GOMAXPROCS=1 start multihome "$work/dnsserve" -config "$work/multihome.yaml"
+GOMAXPROCS=1 start multihome "$work/dnsserve" -config "$work/multihome.yaml" ${PROFILE:+-cpuprofile "$PROFILE"}
 servers=("multihome 5301")
 
 # Knot: the same name as static records.
@@ -154,8 +154,17 @@ for s in "${servers[@]}"; do
 	set -- $s
 	pid=${pid_of[$1]}
 	t0=$(cpu_ticks "$pid")
+	if [ -n "${PERFDIR:-}" ]; then
+		# PERFDIR=dir: a perf profile of each server (NAME.data) and its
+		# syscall and context-switch counts (NAME.stat).
+		perf record -F 2000 -g -p "$pid" -o "$PERFDIR/$1.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+		perfpid=$!
+		perf stat -e syscalls:sys_enter_recvmmsg,syscalls:sys_enter_sendmmsg,syscalls:sys_enter_recvmsg,syscalls:sys_enter_sendmsg,context-switches \
+			-p "$pid" -o "$PERFDIR/$1.stat" -- sleep "$DURATION" >/dev/null 2>&1 &
+	fi
 	out=$(run taskset -c "$CPU_CLIENT" dnsperf -s 127.0.0.1 -p "$2" -d "$work/queries" -l "$DURATION" -c "$CLIENTS" -T 1 2>&1)
 	t1=$(cpu_ticks "$pid")
+	[ -z "${PERFDIR:-}" ] || wait "$perfpid" || true
 	qps=$(awk '/Queries per second:/ {print $4}' <<<"$out")
 	done_q=$(awk '/Queries completed:/ {print $3}' <<<"$out")
 	lost=$(awk '/Queries lost:/ {print $3}' <<<"$out")

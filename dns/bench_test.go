@@ -33,11 +33,12 @@ func BenchmarkHandleUDP(b *testing.B) {
 		}
 		q, _ := m.Pack()
 		out := make([]byte, 0, 65536)
+		cache := newAnswerCache()
 		src := netip.MustParseAddr("192.0.2.10")
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if r := s.handleUDP(v, q, src, out[:0]); len(r) == 0 {
+				if r := s.handleUDP(v, q, src, out[:0], cache); len(r) == 0 {
 					b.Fatal("no answer")
 				}
 			}

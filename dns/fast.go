@@ -6,26 +6,32 @@ import (
 	mdns "github.com/miekg/dns"
 )
 
-// fastAnswer answers the query that dominates the traffic of a steered
-// site, straight from the wire into out, without unpacking or allocating:
-// one question, class IN, type A or AAAA, for a health-steered name that
-// has addresses to give, with at most an OPT record that carries no
-// option. Anything else (and anything odd) returns ok false and takes the
-// general path, which gives the same answer for these queries.
-func (s *Server) fastAnswer(v *view, in, out []byte) (resp []byte, ok bool) {
+// wireQuery is a plain query parsed straight from the wire: one
+// question of class IN, opcode QUERY, no answer or authority records, at
+// most one OPT record (version 0, no options). Anything else is not one.
+type wireQuery struct {
+	name  [256]byte // lower-cased, presentation form
+	n     int       // length of name
+	qtype uint16
+	qend  int // end of the question
+	edns  bool
+	do    bool
+	size  int // the answer's size limit
+}
+
+// parseWire parses in into q; false means in is not a plain query (or
+// has a name that needs escapes) and takes the general path.
+func parseWire(v *view, in []byte, q *wireQuery) bool {
 	// Header: a query (QR 0, opcode QUERY), one question, nothing else but
 	// maybe one additional record.
 	if len(in) < 17 || in[2]&0xf8 != 0 || in[4] != 0 || in[5] != 1 ||
 		in[6]|in[7]|in[8]|in[9]|in[10] != 0 || in[11] > 1 {
-		return nil, false
+		return false
 	}
-	// The question name, lower-cased into presentation form. Names that
-	// would need escapes go the general way.
-	var nb [256]byte
 	n, off := 0, 12
 	for {
 		if off >= len(in) {
-			return nil, false
+			return false
 		}
 		l := int(in[off])
 		off++
@@ -33,7 +39,7 @@ func (s *Server) fastAnswer(v *view, in, out []byte) (resp []byte, ok bool) {
 			break
 		}
 		if l > 63 || off+l > len(in) || n+l+1 > 254 {
-			return nil, false
+			return false
 		}
 		for _, c := range in[off : off+l] {
 			switch {
@@ -41,38 +47,52 @@ func (s *Server) fastAnswer(v *view, in, out []byte) (resp []byte, ok bool) {
 				c += 'a' - 'A'
 			case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
 			default:
-				return nil, false
+				return false
 			}
-			nb[n] = c
+			q.name[n] = c
 			n++
 		}
-		nb[n] = '.'
+		q.name[n] = '.'
 		n++
 		off += l
 	}
-	if n == 0 || off+4 > len(in) {
+	if n == 0 || off+4 > len(in) || binary.BigEndian.Uint16(in[off+2:]) != mdns.ClassINET {
+		return false
+	}
+	q.n, q.qtype, q.qend = n, binary.BigEndian.Uint16(in[off:]), off+4
+	q.size, q.edns, q.do = mdns.MinMsgSize, false, false
+	switch q.qtype {
+	case mdns.TypeOPT, mdns.TypeTSIG, mdns.TypeTKEY, mdns.TypeAXFR, mdns.TypeIXFR:
+		return false
+	}
+	p := q.qend
+	if in[11] == 0 {
+		return len(in) == p
+	}
+	// Exactly an empty OPT: root owner, type OPT, version 0, no rdata.
+	if len(in) != p+11 || in[p] != 0 || binary.BigEndian.Uint16(in[p+1:]) != mdns.TypeOPT ||
+		in[p+6] != 0 || binary.BigEndian.Uint16(in[p+9:]) != 0 {
+		return false
+	}
+	q.edns = true
+	q.do = in[p+7]&0x80 != 0
+	q.size = min(max(int(binary.BigEndian.Uint16(in[p+3:])), mdns.MinMsgSize), v.udpSize)
+	return true
+}
+
+// fastAnswer answers the query that dominates the traffic of a steered
+// site, straight from the wire into out, without unpacking or allocating:
+// a plain query (parseWire) of type A or AAAA for a health-steered name
+// that has addresses to give. Anything else (and anything odd) returns ok
+// false and takes the general path, which gives the same answer for
+// these queries.
+func (s *Server) fastAnswer(v *view, in []byte, q *wireQuery, out []byte) (resp []byte, ok bool) {
+	qtype, qend, edns, do, size := q.qtype, q.qend, q.edns, q.do, q.size
+	if qtype != mdns.TypeA && qtype != mdns.TypeAAAA {
 		return nil, false
 	}
-	qtype := binary.BigEndian.Uint16(in[off:])
-	if binary.BigEndian.Uint16(in[off+2:]) != mdns.ClassINET || (qtype != mdns.TypeA && qtype != mdns.TypeAAAA) {
-		return nil, false
-	}
-	qend := off + 4
-	size, edns, do := mdns.MinMsgSize, false, false
-	if in[11] == 1 {
-		// Exactly an empty OPT: root owner, type OPT, version 0, no rdata.
-		p := qend
-		if len(in) != p+11 || in[p] != 0 || binary.BigEndian.Uint16(in[p+1:]) != mdns.TypeOPT ||
-			in[p+6] != 0 || binary.BigEndian.Uint16(in[p+9:]) != 0 {
-			return nil, false
-		}
-		edns = true
-		do = in[p+7]&0x80 != 0
-		size = min(max(int(binary.BigEndian.Uint16(in[p+3:])), mdns.MinMsgSize), v.udpSize)
-	} else if len(in) != qend {
-		return nil, false
-	}
-	name := nb[:n]
+	n := q.n
+	name := q.name[:n]
 
 	var zv *zoneView
 	for i := 0; i < n; {

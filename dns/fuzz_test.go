@@ -91,9 +91,10 @@ func FuzzQuery(f *testing.F) {
 	s.mu.Unlock()
 	v := s.view.Load()
 	out := make([]byte, 0, 65536)
+	cache := newAnswerCache()
 	client := netip.MustParseAddr("127.0.0.2")
 	f.Fuzz(func(t *testing.T, b []byte) {
-		resp := s.handleUDP(v, b, client, out[:0])
+		resp := s.handleUDP(v, b, client, out[:0], cache)
 		if resp != nil {
 			if len(resp) > 65535 {
 				t.Fatalf("UDP answer of %d bytes", len(resp))

@@ -33,8 +33,27 @@ func lower(s string) string {
 // should be sent. tcp says which transport it came over; it decides the
 // RFC 8482 ANY behaviour. It does not size the answer: callers truncate.
 func (s *Server) respond(v *view, req *mdns.Msg, tcp bool, src netip.Addr) *mdns.Msg {
+	resp, _ := s.respondDyn(v, req, tcp, src)
+	return resp
+}
+
+// answer is what one lookup works on: the zone, the response being
+// built, the transport, and whether a health-steered name went into it
+// (such answers change with time: TTL ramp, rotation, so they are not
+// cached).
+type answer struct {
+	zv   *zoneView
+	resp *mdns.Msg
+	tcp  bool
+	dyn  bool
+}
+
+// respondDyn is respond; dyn reports whether the answer depends on a
+// health-steered name (or on the client's address: IXFR) and may not be
+// reused for another query.
+func (s *Server) respondDyn(v *view, req *mdns.Msg, tcp bool, src netip.Addr) (_ *mdns.Msg, dyn bool) {
 	if req.Response {
-		return nil
+		return nil, false
 	}
 	resp := new(mdns.Msg)
 	resp.SetReply(req)
@@ -42,7 +61,7 @@ func (s *Server) respond(v *view, req *mdns.Msg, tcp bool, src netip.Addr) *mdns
 	if countOPT(req.Extra) > 1 {
 		// RFC 6891 section 6.1.1: more than one OPT is a format error.
 		resp.Rcode = mdns.RcodeFormatError
-		return resp
+		return resp, false
 	}
 	var ropt *mdns.OPT
 	if opt := req.IsEdns0(); opt != nil {
@@ -55,14 +74,14 @@ func (s *Server) respond(v *view, req *mdns.Msg, tcp bool, src netip.Addr) *mdns
 			// The question stays: the client matches the answer to it.
 			resp.Rcode = mdns.RcodeBadVers
 			resp.Extra = append(resp.Extra, ropt)
-			return resp
+			return resp, false
 		}
 		for _, o := range opt.Option {
 			if e, ok := o.(*mdns.EDNS0_SUBNET); ok {
 				if !validECS(e) {
 					resp.Rcode = mdns.RcodeFormatError
 					resp.Extra = append(resp.Extra, ropt)
-					return resp
+					return resp, false
 				}
 				// Our answers do not depend on the client's network:
 				// scope /0 lets resolvers cache them for everyone.
@@ -80,43 +99,44 @@ func (s *Server) respond(v *view, req *mdns.Msg, tcp bool, src netip.Addr) *mdns
 	}()
 	if req.Opcode != mdns.OpcodeQuery {
 		resp.Rcode = mdns.RcodeNotImplemented
-		return resp
+		return resp, false
 	}
 	if len(req.Question) != 1 || len(req.Answer) > 0 {
 		resp.Rcode = mdns.RcodeFormatError
-		return resp
+		return resp, false
 	}
 	q := req.Question[0]
 	switch q.Qtype {
 	case mdns.TypeOPT, mdns.TypeTSIG, mdns.TypeTKEY, mdns.TypeMAILA, mdns.TypeMAILB, mdns.TypeAXFR:
 		// AXFR comes here only over UDP; transfers are TCP.
 		resp.Rcode = mdns.RcodeNotImplemented
-		return resp
+		return resp, false
 	}
 	if q.Qclass != mdns.ClassINET {
 		resp.Rcode = mdns.RcodeRefused
-		return resp
+		return resp, false
 	}
 	name := lower(q.Name)
 	zv := v.find(name)
 	if zv == nil {
 		resp.Rcode = mdns.RcodeRefused
-		return resp
+		return resp, false
 	}
 	if q.Qtype == mdns.TypeIXFR {
 		// Over UDP, answer IXFR with the SOA alone (RFC 1995 section 2):
 		// the client then asks over TCP if it is behind.
 		if name != zv.z.origin || !s.xfrAllowed(zv, src, req, nil) {
 			resp.Rcode = mdns.RcodeRefused
-			return resp
+			return resp, true
 		}
 		resp.Authoritative = true
 		resp.Answer = append(resp.Answer, zv.soa)
-		return resp
+		return resp, true
 	}
 	resp.Authoritative = true
-	s.lookup(zv, resp, q.Name, name, q.Qtype, tcp, 0)
-	return resp
+	a := &answer{zv: zv, resp: resp, tcp: tcp}
+	s.lookup(a, q.Name, name, q.Qtype, 0)
+	return resp, a.dyn
 }
 
 // validECS checks an ECS option as RFC 7871 section 7.1.1 asks.
@@ -168,7 +188,8 @@ func withOwner(rr mdns.RR, owner string) mdns.RR {
 
 // lookup answers qtype for the name (owner as the client spelled it,
 // name canonical) in zone zv.
-func (s *Server) lookup(zv *zoneView, resp *mdns.Msg, owner, name string, qtype uint16, tcp bool, depth int) {
+func (s *Server) lookup(a *answer, owner, name string, qtype uint16, depth int) {
+	zv, resp, tcp := a.zv, a.resp, a.tcp
 	z := zv.z
 	// A delegation between the apex and the name: refer.
 	cut := ""
@@ -184,7 +205,7 @@ func (s *Server) lookup(zv *zoneView, resp *mdns.Msg, owner, name string, qtype 
 		ns := z.nodes[cut].rrs[mdns.TypeNS]
 		resp.Ns = append(resp.Ns, ns...)
 		for _, rr := range ns {
-			s.glue(zv, resp, rr.(*mdns.NS).Ns, true)
+			s.glue(a, rr.(*mdns.NS).Ns, true)
 		}
 		return
 	}
@@ -208,7 +229,7 @@ func (s *Server) lookup(zv *zoneView, resp *mdns.Msg, owner, name string, qtype 
 		target := cn[0].(*mdns.CNAME).Target
 		t := lower(target)
 		if depth < maxChase && mdns.IsSubDomain(z.origin, t) {
-			s.lookup(zv, resp, target, t, qtype, tcp, depth+1)
+			s.lookup(a, target, t, qtype, depth+1)
 		}
 		return
 	}
@@ -235,7 +256,7 @@ func (s *Server) lookup(zv *zoneView, resp *mdns.Msg, owner, name string, qtype 
 		}
 		if n.dyn != nil {
 			for f := range 2 {
-				s.dynAnswer(zv, resp, n.dyn, f, owner)
+				s.dynAnswer(a, n.dyn, f, owner)
 			}
 		}
 	case (qtype == mdns.TypeA || qtype == mdns.TypeAAAA) && n.dyn != nil:
@@ -243,7 +264,7 @@ func (s *Server) lookup(zv *zoneView, resp *mdns.Msg, owner, name string, qtype 
 		if qtype == mdns.TypeAAAA {
 			f = famAAAA
 		}
-		if !s.dynAnswer(zv, resp, n.dyn, f, owner) {
+		if !s.dynAnswer(a, n.dyn, f, owner) {
 			return // SERVFAIL
 		}
 	default:
@@ -254,11 +275,11 @@ func (s *Server) lookup(zv *zoneView, resp *mdns.Msg, owner, name string, qtype 
 		for _, rr := range resp.Answer[start:] {
 			switch r := rr.(type) {
 			case *mdns.NS:
-				s.glue(zv, resp, r.Ns, false)
+				s.glue(a, r.Ns, false)
 			case *mdns.MX:
-				s.glue(zv, resp, r.Mx, false)
+				s.glue(a, r.Mx, false)
 			case *mdns.SRV:
-				s.glue(zv, resp, r.Target, false)
+				s.glue(a, r.Target, false)
 			}
 		}
 	}
@@ -269,7 +290,9 @@ func (s *Server) lookup(zv *zoneView, resp *mdns.Msg, owner, name string, qtype 
 
 // dynAnswer appends a health-steered name's addresses of family f. It
 // returns false when the answer is SERVFAIL.
-func (s *Server) dynAnswer(zv *zoneView, resp *mdns.Msg, n *dynName, f int, owner string) bool {
+func (s *Server) dynAnswer(a *answer, n *dynName, f int, owner string) bool {
+	zv, resp := a.zv, a.resp
+	a.dyn = true
 	d := zv.dyn[n]
 	if d == nil {
 		return true
@@ -295,7 +318,8 @@ func (s *Server) dynAnswer(zv *zoneView, resp *mdns.Msg, n *dynName, f int, owne
 
 // glue adds the in-zone addresses of target to the additional section.
 // Under a delegation (referral) the static glue is all there is.
-func (s *Server) glue(zv *zoneView, resp *mdns.Msg, target string, referral bool) {
+func (s *Server) glue(a *answer, target string, referral bool) {
+	zv, resp := a.zv, a.resp
 	t := lower(target)
 	if !mdns.IsSubDomain(zv.z.origin, t) {
 		return
@@ -310,6 +334,7 @@ func (s *Server) glue(zv *zoneView, resp *mdns.Msg, target string, referral bool
 		}
 	}
 	if n.dyn != nil && !referral {
+		a.dyn = true
 		if d := zv.dyn[n.dyn]; d != nil && !d.servfail {
 			ttl := d.ttlAt(s.now())
 			for f := range 2 {

@@ -12,8 +12,6 @@ import (
 	"unsafe"
 
 	mdns "github.com/miekg/dns"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,7 +28,7 @@ type listener struct {
 	bound   netip.AddrPort
 	sockets int
 	lim     tcpLimits
-	udp     []*net.UDPConn
+	udp     []*udpSock
 	tcp     *tcpServer
 }
 
@@ -93,8 +91,8 @@ func (ls *listeners) bound() []netip.AddrPort {
 }
 
 func (l *listener) close() {
-	for _, c := range l.udp {
-		c.Close()
+	for _, u := range l.udp {
+		u.close()
 	}
 	if l.tcp != nil {
 		l.tcp.close()
@@ -140,19 +138,16 @@ func (s *Server) open(ap netip.AddrPort, lc listenConf) (*listener, error) {
 	}
 	for attempt := 0; ; attempt++ {
 		err := s.inNS(func() error {
-			ulc := net.ListenConfig{Control: reusePort(wildcard)}
 			tlc := net.ListenConfig{Control: reusePort(false)}
 			addr := ap
 			for i := range lc.sockets {
-				pc, err := ulc.ListenPacket(context.Background(), network, addr.String())
+				u, err := openUDP(addr, wildcard)
 				if err != nil {
 					return err
 				}
-				c := pc.(*net.UDPConn)
-				l.udp = append(l.udp, c)
+				l.udp = append(l.udp, u)
 				if i == 0 {
-					addr = c.LocalAddr().(*net.UDPAddr).AddrPort()
-					addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+					addr = u.bound
 					l.bound = addr
 				}
 			}
@@ -177,12 +172,14 @@ func (s *Server) open(ap netip.AddrPort, lc listenConf) (*listener, error) {
 }
 
 func (s *Server) serve(l *listener) {
-	wildcard := l.conf.Addr().IsUnspecified()
-	for _, c := range l.udp {
+	for _, u := range l.udp {
+		if !u.start() {
+			continue
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			s.serveUDP(c, wildcard, l.bound.Addr().Is4())
+			s.serveUDP(u)
 		}()
 	}
 	s.wg.Add(1)
@@ -190,94 +187,6 @@ func (s *Server) serve(l *listener) {
 		defer s.wg.Done()
 		l.tcp.serve()
 	}()
-}
-
-// udpBatch is how many datagrams one recvmmsg/sendmmsg call moves.
-const udpBatch = 32
-
-// batchConn is what ipv4.PacketConn and ipv6.PacketConn have in common:
-// recvmmsg and sendmmsg on Linux.
-type batchConn interface {
-	ReadBatch([]ipv4.Message, int) (int, error)
-	WriteBatch([]ipv4.Message, int) (int, error)
-}
-
-// serveUDP reads queries from c until it is closed, a batch at a time,
-// and sends the answers of a batch together.
-func (s *Server) serveUDP(c *net.UDPConn, pktinfo, v4 bool) {
-	var bc batchConn
-	if v4 {
-		bc = ipv4.NewPacketConn(c)
-	} else {
-		bc = ipv6.NewPacketConn(c)
-	}
-	in := make([]ipv4.Message, udpBatch)
-	out := make([]ipv4.Message, udpBatch)
-	outBufs := make([][]byte, udpBatch)
-	for i := range in {
-		in[i].Buffers = [][]byte{make([]byte, 4096)}
-		out[i].Buffers = [][]byte{nil}
-		outBufs[i] = make([]byte, 0, 2048)
-		if pktinfo {
-			in[i].OOB = make([]byte, 128)
-			out[i].OOB = make([]byte, 0, 128)
-		}
-	}
-	for {
-		n, err := bc.ReadBatch(in, 0)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			s.log.Warn("dns udp read", "err", err)
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		v := s.view.Load()
-		k := 0
-		for i := range n {
-			m := &in[i]
-			ua, ok := m.Addr.(*net.UDPAddr)
-			if !ok {
-				continue
-			}
-			from := ua.AddrPort()
-			q := m.Buffers[0][:m.N]
-			var resp []byte
-			if m.Flags&unix.MSG_TRUNC != 0 {
-				// Bigger than any query we answer: FORMERR, header only.
-				if len(q) >= 12 && q[2]&0x80 == 0 {
-					resp = s.formErr(v, q, outBufs[k][:0])
-				}
-			} else {
-				resp = s.handleUDP(v, q, from.Addr().Unmap(), outBufs[k][:0])
-			}
-			if resp == nil {
-				continue
-			}
-			if cap(resp) > cap(outBufs[k]) && cap(resp) <= 65536 {
-				outBufs[k] = resp[:0] // keep the bigger buffer for next time
-			}
-			o := &out[k]
-			o.Buffers[0] = resp
-			o.Addr = ua
-			if pktinfo {
-				o.OOB = replyPktinfo(m.OOB[:m.NN], o.OOB[:0], v4)
-			}
-			k++
-		}
-		for sent := 0; sent < k; {
-			w, err := bc.WriteBatch(out[sent:k], 0)
-			if err != nil {
-				if !errors.Is(err, net.ErrClosed) {
-					s.log.Debug("dns udp write", "err", err)
-				}
-				// Skip the datagram that failed and go on with the rest.
-				w = max(w, 1)
-			}
-			sent += w
-		}
-	}
 }
 
 // replyPktinfo turns the control message of a received packet into the
@@ -306,18 +215,23 @@ func replyPktinfo(in, out []byte, v4 bool) []byte {
 	return nil
 }
 
+// appendCmsg appends one control message to out, which has room for it
+// (its capacity is 64 bytes, more than a pktinfo message).
 func appendCmsg(out []byte, level, typ int32, data []byte) []byte {
-	b := make([]byte, unix.CmsgSpace(len(data)))
+	n := len(out)
+	out = append(out, make([]byte, unix.CmsgSpace(len(data)))...)
+	b := out[n:]
+	clear(b)
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
 	h.Level, h.Type = level, typ
 	h.SetLen(unix.CmsgLen(len(data)))
 	copy(b[unix.CmsgLen(0):], data)
-	return append(out, b...)
+	return out
 }
 
 // handleUDP answers one UDP query, returning the packed answer in out, or
-// nil to send nothing.
-func (s *Server) handleUDP(v *view, in []byte, src netip.Addr, out []byte) []byte {
+// nil to send nothing. c (may be nil) is the reader's answer cache.
+func (s *Server) handleUDP(v *view, in []byte, src netip.Addr, out []byte, c *answerCache) []byte {
 	s.ctr.queries.Add(1)
 	s.ctr.udp.Add(1)
 	if len(in) < 12 || in[2]&0x80 != 0 {
@@ -331,14 +245,30 @@ func (s *Server) handleUDP(v *view, in []byte, src netip.Addr, out []byte) []byt
 			return nil
 		}
 	}
-	if verdict == rrlPass {
-		if b, ok := s.fastAnswer(v, in, out); ok {
+	var q wireQuery
+	plain := verdict == rrlPass && parseWire(v, in, &q)
+	if plain {
+		if b, ok := s.fastAnswer(v, in, &q, out); ok {
+			return b
+		}
+		if b, ok := c.answer(s, v, in, &q, out); ok {
 			return b
 		}
 	}
+	b, rcode, tc, dyn := s.slowUDP(v, in, src, out, verdict)
+	if plain && !dyn && len(b) > 0 {
+		c.store(v, in, &q, b, rcode, tc)
+	}
+	return b
+}
+
+// slowUDP answers a UDP query through miekg/dns: unpacked, answered,
+// truncated to the client's size and packed. dyn reports an answer that
+// may not be reused for another query.
+func (s *Server) slowUDP(v *view, in []byte, src netip.Addr, out []byte, verdict rrlVerdict) (b []byte, rcode int, tc, dyn bool) {
 	req := new(mdns.Msg)
 	if err := req.Unpack(in); err != nil {
-		return s.formErr(v, in, out)
+		return s.formErr(v, in, out), mdns.RcodeFormatError, false, true
 	}
 	var resp *mdns.Msg
 	tsig := req.IsTsig()
@@ -358,16 +288,15 @@ func (s *Server) handleUDP(v *view, in []byte, src netip.Addr, out []byte) []byt
 			resp.SetEdns0(uint16(v.udpSize), false)
 		}
 	default:
-		resp = s.respond(v, req, false, src)
+		resp, dyn = s.respondDyn(v, req, false, src)
 	}
 	if resp == nil {
-		return nil
+		return nil, 0, false, true
 	}
 	size := mdns.MinMsgSize
 	if opt := req.IsEdns0(); opt != nil {
 		size = min(max(int(opt.UDPSize()), mdns.MinMsgSize), v.udpSize)
 	}
-	var b []byte
 	var err error
 	if tsig != nil {
 		resp.SetTsig(tsig.Hdr.Name, tsig.Algorithm, tsig.Fudge, time.Now().Unix())
@@ -386,14 +315,15 @@ func (s *Server) handleUDP(v *view, in []byte, src netip.Addr, out []byte) []byt
 		s.log.Debug("dns pack", "err", err)
 		resp = new(mdns.Msg).SetRcode(req, mdns.RcodeServerFailure)
 		if b, err = resp.PackBuffer(out); err != nil {
-			return nil
+			return nil, 0, false, true
 		}
+		dyn = true
 	}
 	if resp.Truncated {
 		s.ctr.truncated.Add(1)
 	}
 	s.ctr.rcode(resp.Rcode)
-	return b
+	return b, resp.Rcode, resp.Truncated, dyn || tsig != nil || verdict != rrlPass
 }
 
 // formErr answers a message that does not parse: FORMERR with the
