@@ -75,6 +75,11 @@ const (
 	// PolicyLeastLoaded spreads by weight × spare capacity, and gives no
 	// new flows to a saturated link while another has room.
 	PolicyLeastLoaded PolicyType = "least-loaded"
+	// PolicyBond carries TCP over every link at once through the bond
+	// proxy and aggregator (config/bond.go, docs/mptcp.md); other
+	// protocols, and TCP while the aggregator is unreachable, use
+	// Fallback.
+	PolicyBond PolicyType = "bond"
 )
 
 // LastResort says where new flows go when no link of a policy is healthy.
@@ -107,6 +112,9 @@ type OutboundPolicy struct {
 	// Degraded says what new flows do with degraded members: avoid them
 	// while a member is fully up (default), or use them like the others.
 	Degraded string `yaml:"degraded"`
+	// Fallback is the policy a bond policy's flows use when they cannot
+	// be bonded (bond only; default: the default policy).
+	Fallback string `yaml:"fallback"`
 }
 
 // OutboundRule matches new flows and names their policy. Every condition
@@ -293,9 +301,9 @@ func checkOutbound(c *Config, k *checker) {
 			names[p.Name] = i
 		}
 		switch p.Type {
-		case PolicyFailover, PolicyWeighted, PolicySticky, PolicyLeastLoaded:
+		case PolicyFailover, PolicyWeighted, PolicySticky, PolicyLeastLoaded, PolicyBond:
 		default:
-			k.errorf(path+".type", "unknown policy type %q: want failover, weighted, sticky or least-loaded", p.Type)
+			k.errorf(path+".type", "unknown policy type %q: want failover, weighted, sticky, least-loaded or bond", p.Type)
 		}
 		seen := map[string]bool{}
 		for j, l := range p.Links {

@@ -25,6 +25,7 @@ type Config struct {
 	BGP      *BGP      `yaml:"bgp"`
 	HA       *HA       `yaml:"ha"`
 	MPTCP    *MPTCP    `yaml:"mptcp"`
+	Bond     *Bond     `yaml:"bond"`
 
 	// File is the path the config was read from ("" for in-memory input).
 	File string `yaml:"-"`

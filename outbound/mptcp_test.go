@@ -39,3 +39,43 @@ links:
 		}
 	}
 }
+
+// TestRenderBond: a bond policy marks its TCP flows for the proxy and
+// sends the rest to its fallback; the NAT chain redirects the marked
+// ones to the proxy's port.
+func TestRenderBond(t *testing.T) {
+	cfg, err := config.Parse("test.yaml", []byte(`
+links:
+  - {name: isp1, interface: wan1, gateway4: 198.51.100.1}
+  - {name: isp2, interface: wan2, gateway4: 198.51.100.17}
+mptcp: {}
+bond: {aggregator: 203.0.113.80:7400, key: 0123456789abcdef, port: 7555}
+outbound:
+  policies:
+    - {name: default, type: weighted}
+    - {name: bonded, type: bond}
+  rules:
+    - {name: bulk, dst: [203.0.113.0/24], policy: bonded}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := Render(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`ip daddr 203.0.113.0/24 goto pol1 comment "rule bulk"`,
+		`meta l4proto tcp ct mark set ct mark & 0xff00ffff | 0x00fe0000 accept comment "bonded: to the proxy"`,
+		`goto pol0 comment "not TCP: fallback policy default"`,
+		"type nat hook prerouting priority dstnat; policy accept;",
+		`ct mark & 0x00ff0000 == 0x00fe0000 meta l4proto tcp redirect to :7555`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("ruleset lacks %q:\n%s", want, text)
+		}
+	}
+	if BondMark(0x00ff0000) != 0x00fe0000 || BondMark(0xf0) != 0xe0 {
+		t.Errorf("BondMark: %#x %#x", BondMark(0x00ff0000), BondMark(0xf0))
+	}
+}

@@ -399,6 +399,7 @@ func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 			}
 			rules = append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", n, strings.Join(ranges, ", ")))
 		}
+		rules = bondPolicyRules(o, pol, polIndex, rules)
 		rs.Chains = append(rs.Chains, nft.Chain{Name: policyChain(j), Comment: fmt.Sprintf("policy %s (%s)", pol.Name, pol.Type), Rules: rules})
 	}
 
@@ -424,6 +425,9 @@ func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 		}
 	}
 	rs.Chains = append(rs.Chains, nft.Chain{Name: "nat_out", Type: "nat", Hook: "postrouting", Priority: "srcnat", Policy: "accept", Rules: nat})
+	if r := bondRedirect(cfg, o); r != nil {
+		rs.Chains = append(rs.Chains, nft.Chain{Name: "bond_redirect", Type: "nat", Hook: "prerouting", Priority: "dstnat", Policy: "accept", Rules: r})
+	}
 
 	p.ruleset = rs
 	p.text = rs.String() + "\n# ip rules and routes\n" + p.routes.String()

@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
+	"github.com/multihome/multihome/monitor"
+	"github.com/multihome/multihome/netns"
+)
+
+const bondKey = "e2e-bond-key-0123456789abcdef"
+
+// bondConfig: flows to the download server go through the bond policy
+// (bonded=true) or through a failover policy that prefers isp1.
+func bondConfig(bonded bool) string {
+	policy := "default"
+	if bonded {
+		policy = "bonded"
+	}
+	return fmt.Sprintf(`
+defaults:
+  health: {interval: 100ms, down_after: 3, up_after: 3, hold_down: 1s}
+links:
+  - name: isp1
+    interface: wan1
+    gateway4: 198.51.100.1
+    probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
+  - name: isp2
+    interface: wan2
+    gateway4: 198.51.100.17
+    priority: 2
+    probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
+mptcp: {}
+bond:
+  aggregator: 203.0.113.80:7400
+  key: %s
+  check_interval: 200ms
+outbound:
+  policies:
+    - {name: default, type: failover}
+    - {name: bonded, type: bond, fallback: default}
+  rules:
+    - {name: downloads, dst: [203.0.113.7/32], policy: %s}
+`, bondKey, policy)
+}
+
+// startAggregator runs `multihome aggregate` in the core namespace.
+func startAggregator(t *testing.T, l *lab.Lab) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "aggregate.yaml")
+	cfg := fmt.Sprintf("aggregate: {listen: \"203.0.113.80:7400\", key: %s, header_timeout: 1s}\n", bondKey)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := l.Run(context.Background(), lab.RoleCore, binary, "aggregate", "--config", path)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+}
+
+// serveDownload serves an endless stream, as fast as the client takes it,
+// on addr in the core.
+func serveDownload(t *testing.T, l *lab.Lab, addr string) {
+	t.Helper()
+	ln, err := netns.Listen(context.Background(), l.NS(lab.RoleCore), &net.ListenConfig{}, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		buf := make([]byte, 128<<10)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for {
+					c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+}
+
+// download opens a connection from the LAN host to the download server.
+func download(t *testing.T, l *lab.Lab) *stream {
+	t.Helper()
+	c, err := netns.DialContext(context.Background(), l.NS("lan1"), &net.Dialer{Timeout: 5 * time.Second}, "tcp", "203.0.113.7:5601")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	s := &stream{conn: c.(*net.TCPConn), last: time.Now()}
+	go s.read()
+	return s
+}
+
+func mbit(n int64, d time.Duration) float64 { return float64(n) * 8 / d.Seconds() / 1e6 }
+
+// bondLab starts a lab with both ISPs shaped to 20 Mbit/s, the download
+// server and the aggregator in the core, and the daemon with cfg.
+func bondLab(t *testing.T, cfg string) (*lab.Lab, *daemon) {
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
+	for _, isp := range []string{"isp1", "isp2"} {
+		if _, err := l.Fault(isp, lab.Fault{Kind: lab.RateLimit, Rate: "20mbit"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	serveDownload(t, l, "203.0.113.7:5601")
+	startAggregator(t, l)
+	d, _ := startDaemon(t, l, []byte(cfg))
+	d.waitState(15*time.Second, "isp1", monitor.Up)
+	d.waitState(15*time.Second, "isp2", monitor.Up)
+	time.Sleep(500 * time.Millisecond) // endpoints and the aggregator check
+	return l, d
+}
+
+// TestBondDownload: one TCP download from a LAN host through the bond
+// runs faster than one 20 Mbit/s link can carry, and survives a blackhole
+// of isp1 (the link of the first subflow) without a reset.
+func TestBondDownload(t *testing.T) {
+	requireRoot(t)
+	l, d := bondLab(t, bondConfig(true))
+	s := download(t, l)
+	s.phase(2 * time.Second) // slow start, second subflow
+	n, gap, err := s.phase(4 * time.Second)
+	rate := mbit(n, 4*time.Second)
+	t.Logf("bonded: %.1f Mbit/s over two 20 Mbit/s links, longest stall %v", rate, gap.Round(time.Millisecond))
+	if err != nil || rate < 30 {
+		t.Fatalf("bonded download %.1f Mbit/s (err %v): want ≥ 30 (1.5 × one link)", rate, err)
+	}
+	if _, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole}); err != nil {
+		t.Fatal(err)
+	}
+	n, gap, err = s.phase(5 * time.Second)
+	t.Logf("isp1 blackholed: %.1f Mbit/s, longest stall %v, err %v", mbit(n, 5*time.Second), gap.Round(time.Millisecond), err)
+	if err != nil || gap > 2500*time.Millisecond || mbit(n, 5*time.Second) < 8 {
+		t.Errorf("bonded download after isp1's blackhole: err %v, stall %v, %.1f Mbit/s: want no error, stall ≤ 2.5 s, ≥ 8 Mbit/s", err, gap, mbit(n, 5*time.Second))
+	}
+	page := d.scrape()
+	if v := metricValue(page, `multihome_bond_connections_total{result="bonded"}`); v < 1 {
+		t.Errorf("multihome_bond_connections_total{bonded} = %v", v)
+	}
+	for _, link := range []string{"isp1", "isp2"} {
+		if v := metricValue(page, fmt.Sprintf(`multihome_bond_link_bytes_total{direction="down",link=%q}`, link)); v < 1e6 {
+			t.Errorf("bytes down through %s: %v, want > 1 MB", link, v)
+		}
+	}
+}
+
+// TestBondControl: the same download steered to isp1 without the bond is
+// limited to one link, and dies when isp1 is blackholed.
+func TestBondControl(t *testing.T) {
+	requireRoot(t)
+	l, _ := bondLab(t, bondConfig(false))
+	s := download(t, l)
+	s.phase(2 * time.Second)
+	n, _, err := s.phase(4 * time.Second)
+	rate := mbit(n, 4*time.Second)
+	t.Logf("plain: %.1f Mbit/s", rate)
+	if err != nil || rate > 22 || rate < 10 {
+		t.Fatalf("plain download %.1f Mbit/s (err %v): want one link's 20", rate, err)
+	}
+	if _, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole}); err != nil {
+		t.Fatal(err)
+	}
+	n, gap, err := s.phase(6 * time.Second)
+	t.Logf("isp1 blackholed: %d bytes in 6 s, longest stall %v, err %v", n, gap.Round(time.Millisecond), err)
+	if err == nil && gap < 4*time.Second {
+		t.Errorf("the plain download went on (%d bytes, stall %v): the control should die", n, gap)
+	}
+}
