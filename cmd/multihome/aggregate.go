@@ -20,6 +20,7 @@ import (
 
 func init() {
 	commands["aggregate"] = command{"run the bonding aggregator: multihome aggregate --config FILE", cmdAggregate}
+	completionSpec["aggregate"] = compSpec{flags: []flagSpec{{"config", "aggregator config file", "file"}}}
 }
 
 // cmdAggregate runs the server end of bonding (docs/mptcp.md).
