@@ -140,43 +140,36 @@ func parseTuple(raw []byte) (tuple, bool) {
 	if len(raw) < 4 {
 		return tu, false
 	}
-	attrs(raw[4:], func(typ uint16, d []byte) bool {
-		switch typ {
+	for it := (attrIter{b: raw[4:]}); it.next(); {
+		switch it.typ {
 		case ctaTupleIP:
-			attrs(d, func(typ uint16, d []byte) bool {
+			for ip := (attrIter{b: it.data}); ip.next(); {
+				d := ip.data
 				switch {
-				case (typ == ctaIPv4Src || typ == ctaIPv4Dst) && len(d) == 4:
-					a := netip.AddrFrom4([4]byte(d))
-					if typ == ctaIPv4Src {
-						tu.src = a
-					} else {
-						tu.dst = a
-					}
-				case (typ == ctaIPv6Src || typ == ctaIPv6Dst) && len(d) == 16:
-					a := netip.AddrFrom16([16]byte(d))
-					if typ == ctaIPv6Src {
-						tu.src = a
-					} else {
-						tu.dst = a
-					}
+				case ip.typ == ctaIPv4Src && len(d) == 4:
+					tu.src = netip.AddrFrom4([4]byte(d))
+				case ip.typ == ctaIPv4Dst && len(d) == 4:
+					tu.dst = netip.AddrFrom4([4]byte(d))
+				case ip.typ == ctaIPv6Src && len(d) == 16:
+					tu.src = netip.AddrFrom16([16]byte(d))
+				case ip.typ == ctaIPv6Dst && len(d) == 16:
+					tu.dst = netip.AddrFrom16([16]byte(d))
 				}
-				return true
-			})
+			}
 		case ctaTupleProto:
-			attrs(d, func(typ uint16, d []byte) bool {
+			for p := (attrIter{b: it.data}); p.next(); {
+				d := p.data
 				switch {
-				case typ == ctaProtoNum && len(d) >= 1:
+				case p.typ == ctaProtoNum && len(d) >= 1:
 					tu.proto = d[0]
-				case typ == ctaProtoSport && len(d) >= 2:
+				case p.typ == ctaProtoSport && len(d) >= 2:
 					tu.sport = binary.BigEndian.Uint16(d)
-				case typ == ctaProtoDport && len(d) >= 2:
+				case p.typ == ctaProtoDport && len(d) >= 2:
 					tu.dport = binary.BigEndian.Uint16(d)
 				}
-				return true
-			})
+			}
 		}
-		return true
-	})
+	}
 	return tu, tu.src.IsValid() && tu.dst.IsValid()
 }
 

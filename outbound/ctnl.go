@@ -158,23 +158,28 @@ func appendU32BE(b []byte, typ uint16, v uint32) []byte {
 	return appendAttr(b, typ, d[:])
 }
 
-// attrs walks the netlink attributes in b, calling fn with each one's
-// type (flags cleared) and payload; fn returns false to stop.
-func attrs(b []byte, fn func(typ uint16, data []byte) bool) {
-	for len(b) >= 4 {
-		l := int(binary.NativeEndian.Uint16(b))
-		if l < 4 || l > len(b) {
-			return
-		}
-		if !fn(binary.NativeEndian.Uint16(b[2:])&nlaTypeMask, b[4:l]) {
-			return
-		}
-		l = (l + 3) &^ 3
-		if l > len(b) {
-			return
-		}
-		b = b[l:]
+// attrIter walks netlink attributes in place, without allocating:
+//
+//	for it := (attrIter{b: msg}); it.next(); { it.typ, it.data }
+type attrIter struct {
+	b    []byte
+	typ  uint16 // flags cleared
+	data []byte // payload
+	raw  []byte // header and payload
+}
+
+func (it *attrIter) next() bool {
+	if len(it.b) < 4 {
+		return false
 	}
+	l := int(binary.NativeEndian.Uint16(it.b))
+	if l < 4 || l > len(it.b) {
+		return false
+	}
+	it.typ = binary.NativeEndian.Uint16(it.b[2:]) & nlaTypeMask
+	it.data, it.raw = it.b[4:l], it.b[:l]
+	it.b = it.b[min(len(it.b), (l+3)&^3):]
+	return true
 }
 
 // ctEntry is one conntrack entry of a dump, valid only during the
@@ -186,33 +191,20 @@ type ctEntry struct {
 
 // mark returns the entry's conntrack mark (0 when it has none).
 func (e ctEntry) mark() uint32 {
-	var m uint32
-	attrs(e.msg, func(typ uint16, d []byte) bool {
-		if typ == ctaMark && len(d) >= 4 {
-			m = binary.BigEndian.Uint32(d)
-			return false
+	for it := (attrIter{b: e.msg}); it.next(); {
+		if it.typ == ctaMark && len(it.data) >= 4 {
+			return binary.BigEndian.Uint32(it.data)
 		}
-		return true
-	})
-	return m
+	}
+	return 0
 }
 
 // attr returns the raw attribute typ (its header included), or nil.
 func (e ctEntry) attr(typ uint16) []byte {
-	b := e.msg
-	for len(b) >= 4 {
-		l := int(binary.NativeEndian.Uint16(b))
-		if l < 4 || l > len(b) {
-			return nil
+	for it := (attrIter{b: e.msg}); it.next(); {
+		if it.typ == typ {
+			return it.raw
 		}
-		if binary.NativeEndian.Uint16(b[2:])&nlaTypeMask == typ {
-			return b[:l]
-		}
-		l = (l + 3) &^ 3
-		if l > len(b) {
-			return nil
-		}
-		b = b[l:]
 	}
 	return nil
 }
@@ -275,7 +267,9 @@ func (c *ctnl) walk(b []byte, seq uint32, fn func(ctEntry)) (done bool, err erro
 
 func (c *ctnl) send(b []byte) error {
 	for {
-		err := unix.Sendto(c.fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		// write(2), not sendto: the socket's default peer is the kernel,
+		// and no address is allocated per call.
+		_, err := unix.Write(c.fd, b)
 		if err == unix.EINTR {
 			continue
 		}
@@ -288,7 +282,7 @@ func (c *ctnl) send(b []byte) error {
 
 func (c *ctnl) recv() (int, error) {
 	for {
-		n, _, err := unix.Recvfrom(c.fd, c.buf, 0)
+		n, err := unix.Read(c.fd, c.buf) // not recvfrom: no address allocated per datagram
 		if err == unix.EINTR {
 			continue
 		}
@@ -326,18 +320,12 @@ func (c *ctnl) entries() (int, error) {
 					}
 					return 0, errors.New("conntrack stats: no answer")
 				case typ>>8 == nfnlSubsysCT && l >= nlmsgHdrLen+nfgenHdrLen:
-					n := -1
-					attrs(b[nlmsgHdrLen+nfgenHdrLen:l], func(typ uint16, d []byte) bool {
-						if typ == ctaStatsGlobalEntries && len(d) >= 4 {
-							n = int(binary.BigEndian.Uint32(d))
-							return false
+					for it := (attrIter{b: b[nlmsgHdrLen+nfgenHdrLen : l]}); it.next(); {
+						if it.typ == ctaStatsGlobalEntries && len(it.data) >= 4 {
+							return int(binary.BigEndian.Uint32(it.data)), nil
 						}
-						return true
-					})
-					if n < 0 {
-						return 0, errors.New("conntrack stats: no entry count")
 					}
-					return n, nil
+					return 0, errors.New("conntrack stats: no entry count")
 				}
 			}
 			b = b[min(len(b), (l+3)&^3):]
@@ -397,12 +385,17 @@ func newBatch(c *ctnl) *batch {
 	return &batch{c: c, b: make([]byte, 0, ctnlBatchLimit+1024), failed: map[syscall.Errno]int{}}
 }
 
-// add appends one request built by build (given the buffer with its
-// header in place) and sends the batch when it is full.
-func (t *batch) add(msg uint16, flags uint16, family uint8, build func([]byte) []byte) error {
+// begin starts a request in the batch; end finishes it (and sends the
+// batch when it is full). Between them the caller appends the request's
+// attributes to t.b.
+func (t *batch) begin(msg uint16, flags uint16, family uint8) int {
 	start := len(t.b)
 	t.b = t.c.header(t.b, msg, unix.NLM_F_REQUEST|unix.NLM_F_ACK|flags, family)
-	t.b = finish(build(t.b), start)
+	return start
+}
+
+func (t *batch) end(start int) error {
+	t.b = finish(t.b, start)
 	t.n++
 	if len(t.b) >= ctnlBatchLimit {
 		return t.send()
@@ -429,24 +422,21 @@ func (t *batch) send() error {
 // deleteEntry queues the deletion of e (by its original tuple, zone and
 // id, copied from the dump).
 func (t *batch) deleteEntry(e ctEntry) error {
-	tuple := e.attr(ctaTupleOrig)
-	if tuple == nil {
+	start := -1
+	for it := (attrIter{b: e.msg}); it.next(); {
+		if it.typ != ctaTupleOrig && it.typ != ctaZone && it.typ != ctaID {
+			continue
+		}
+		if start < 0 {
+			start = t.begin(ctMsgDelete, 0, e.family)
+		}
+		t.b = append(t.b, it.raw...)
+		for len(t.b)%4 != 0 {
+			t.b = append(t.b, 0)
+		}
+	}
+	if start < 0 {
 		return nil
 	}
-	id, zone := e.attr(ctaID), e.attr(ctaZone)
-	return t.add(ctMsgDelete, 0, e.family, func(b []byte) []byte {
-		b = append(b, tuple...)
-		for len(b)%4 != 0 {
-			b = append(b, 0)
-		}
-		for _, a := range [][]byte{zone, id} {
-			if a != nil {
-				b = append(b, a...)
-				for len(b)%4 != 0 {
-					b = append(b, 0)
-				}
-			}
-		}
-		return b
-	})
+	return t.end(start)
 }

@@ -1,0 +1,419 @@
+package outbound
+
+// Scale benchmarks (bench/scale.sh): how the cost of counting, flushing
+// and migrating flows, of failing over and of applying the ruleset grows
+// with the size of the work. Gated behind MULTIHOME_BENCH=1; each runs
+// only inside throwaway namespaces and stops by itself. Every table is
+// written as markdown rows to MULTIHOME_BENCH_OUT.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/monitor"
+	mhnetns "github.com/multihome/multihome/netns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/ti-mo/conntrack"
+	vnetlink "github.com/vishvananda/netlink"
+)
+
+// benchOut writes lines to MULTIHOME_BENCH_OUT (and the test log).
+func benchOut(t *testing.T, lines ...string) {
+	for _, l := range lines {
+		t.Log(l)
+	}
+	if f := os.Getenv("MULTIHOME_BENCH_OUT"); f != "" {
+		fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err == nil {
+			fmt.Fprintln(fh, strings.Join(lines, "\n"))
+			fh.Close()
+		}
+	}
+}
+
+// sizes returns the sizes to measure: MULTIHOME_BENCH_SIZES (comma
+// separated) or def.
+func sizes(def ...int) []int {
+	s := os.Getenv("MULTIHOME_BENCH_SIZES")
+	if s == "" {
+		return def
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		var n int
+		if _, err := fmt.Sscan(f, &n); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// cost runs fn and returns its duration and the bytes and objects it
+// allocated (the whole process: run nothing else meanwhile).
+func cost(fn func()) (time.Duration, uint64, uint64) {
+	var a, b runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&a)
+	start := time.Now()
+	fn()
+	took := time.Since(start)
+	runtime.ReadMemStats(&b)
+	return took, b.TotalAlloc - a.TotalAlloc, b.Mallocs - a.Mallocs
+}
+
+func mib(b uint64) string {
+	switch {
+	case b >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+	default:
+		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+// TestBenchScaleConntrack: N synthetic entries, half on link a and half
+// on link b, in a throwaway namespace's conntrack table: the cost of a
+// scrape, of the background count, of the old scrape (a full dump, for
+// comparison), of flushing a's half and of migrating b's half (batched,
+// then the old way, one round trip per entry).
+func TestBenchScaleConntrack(t *testing.T) {
+	benchGate(t)
+	benchOut(t, "",
+		"| entries | create | scrape (median of 20) | scrape alloc | background count | count alloc | old scrape: full dump | old alloc | flush N/2 (one mark) | flush alloc | migrate N/2, batched | migrate alloc | old migrate (dump + delete each) | old alloc |",
+		"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, n := range sizes(10000, 100000, 250000) {
+		ns, fd := ctNamespace(t)
+		c := ctController(t, ns)
+		s := c.view.Load().scheme
+		mask := c.o.MarkMask
+		created, _, _ := cost(func() {
+			synthFlows(t, fd, n/2, s.Mark(0), 1, 17, 53)
+			synthFlows(t, fd, n-n/2, s.Mark(1), 2, 17, 53)
+		})
+		// The old scrape: one full dump into []Flow.
+		oldDump, oldDumpB, _ := cost(func() {
+			ct, err := conntrack.Dial(&netlink.Config{NetNS: fd})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ct.Close()
+			fl, err := ct.Dump(nil)
+			if err != nil || len(fl) != n {
+				t.Fatalf("dump: %d entries, %v", len(fl), err)
+			}
+		})
+		var err error
+		count, countB, _ := cost(func() { _, err = c.countNow() })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.flows.Load().counts; got[0] != n/2 || got[1] != n-n/2 {
+			t.Fatalf("count %v, want %d and %d", got, n/2, n-n/2)
+		}
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(flowCollector{c})
+		var scrapes []time.Duration
+		var scrapeB uint64
+		for range 20 {
+			d, b, _ := cost(func() {
+				if _, err := reg.Gather(); err != nil {
+					t.Fatal(err)
+				}
+			})
+			scrapes = append(scrapes, d)
+			scrapeB = max(scrapeB, b)
+		}
+		var flushed int
+		flush, flushB, _ := cost(func() { flushed, err = c.ct.flush(s.Mark(0), mask) })
+		if err != nil || flushed != n/2 {
+			t.Fatalf("flush: %d, %v", flushed, err)
+		}
+		r := c.o.Rules[0]
+		var moved int
+		mig, migB, _ := cost(func() { moved, err = c.ct.deleteMatching(s.Mark(1), mask, r) })
+		if err != nil || moved != n-n/2 {
+			t.Fatalf("migrate: %d, %v", moved, err)
+		}
+		synthFlows(t, fd, n-n/2, s.Mark(1), 2, 17, 53)
+		oldMig, oldMigB, _ := cost(func() {
+			ct, err := conntrack.Dial(&netlink.Config{NetNS: fd})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ct.Close()
+			fl, err := ct.DumpFilter(conntrack.NewFilter().Mark(s.Mark(1)).MarkMask(mask), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range fl {
+				ct.Delete(f)
+			}
+		})
+		benchOut(t, fmt.Sprintf("| %dK | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |",
+			n/1000, ms(created), ms(pct(scrapes, 0.5)), mib(scrapeB), ms(count), mib(countB), ms(oldDump), mib(oldDumpB),
+			ms(flush), mib(flushB), ms(mig), mib(migB), ms(oldMig), mib(oldMigB)))
+	}
+}
+
+// TestBenchScaleFailover: lab with 2 ISPs (failover policy), N synthetic
+// entries marked for isp1 in the gateway's table; isp1 blackholed and
+// reported down (fake monitor, detection excluded): time to the first new
+// LAN connection via isp2, against N. Each trial recreates the entries
+// (the flush removed them).
+func TestBenchScaleFailover(t *testing.T) {
+	benchGate(t)
+	e := newEnv(t, lab.Spec{ISPs: 2}, "outbound:\n  policies:\n    - {name: main, type: failover}\n")
+	f, err := os.Open(mhnetns.Path(e.l.NS(lab.RoleGW)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	mark := e.c.view.Load().scheme.Mark(0)
+	trials := benchTrials()
+	benchOut(t, "",
+		fmt.Sprintf("| flows on the failed link | first new connection via the other link, median (%d trials) | p95 | longest gap in the stream, median | flush took (log) |", trials),
+		"|---|---|---|---|---|")
+	for _, n := range sizes(0, 10000, 100000, 125000, 250000) {
+		var firsts, gaps []time.Duration
+		for i := range trials {
+			if n > 0 {
+				synthFlows(t, fd, n, mark, 9, 17, 53)
+			}
+			stop := make(chan struct{})
+			res := make(chan []sample, 1)
+			go func() { res <- stream(e, stop) }()
+			time.Sleep(300 * time.Millisecond)
+			if _, err := e.l.Fault("isp1", lab.Fault{Kind: lab.Blackhole}); err != nil {
+				t.Fatal(err)
+			}
+			t0 := time.Now()
+			e.src.down("isp1")
+			time.Sleep(1500 * time.Millisecond)
+			close(stop)
+			first, gap := failoverFigures(<-res, t0, e.addr("isp2"))
+			t.Logf("%d flows, trial %d: first new connection %s, gap %s", n, i, first.Round(time.Millisecond), gap.Round(time.Millisecond))
+			firsts, gaps = append(firsts, first), append(gaps, gap)
+			e.l.Restore("isp1")
+			e.src.up("isp1")
+			// The flush must be done before the next trial recreates them.
+			e.waitFor("isp1's flows flushed", 20*time.Second, func() bool {
+				left, err := (tracker{nsFD: fd}).entries()
+				return err == nil && left < 20000
+			})
+			time.Sleep(200 * time.Millisecond)
+		}
+		benchOut(t, fmt.Sprintf("| %d | %s | %s | %s | |", n, ms(pct(firsts, 0.5)), ms(pct(firsts, 0.95)), ms(pct(gaps, 0.5))))
+	}
+}
+
+// applyBench builds a controller over nLinks veth uplinks in a throwaway
+// namespace with nRules rules and returns the initial apply, the median
+// apply of one link going down, and the median read-back (tamper check).
+func applyBench(t *testing.T, nLinks, nRules int) (initial, update, readback time.Duration, size int) {
+	ns := mhnetns.Unique("mhbench", "")
+	if err := mhnetns.Add(ns); err != nil {
+		t.Fatal(err)
+	}
+	defer mhnetns.Delete(ns)
+	h, err := mhnetns.Handle(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var b strings.Builder
+	b.WriteString("links:\n")
+	for i := range nLinks {
+		name := fmt.Sprintf("wan%d", i+1)
+		if err := h.LinkAdd(&vnetlink.Veth{LinkAttrs: vnetlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("p%d", i+1)}); err != nil {
+			t.Fatal(err)
+		}
+		lk, _ := h.LinkByName(name)
+		a := netip.AddrFrom4([4]byte{198, 51, 100, byte(i * 2)})
+		addr, _ := vnetlink.ParseAddr(netip.PrefixFrom(a.Next(), 31).String())
+		h.AddrAdd(lk, addr)
+		h.LinkSetUp(lk)
+		if p, err := h.LinkByName(fmt.Sprintf("p%d", i+1)); err == nil {
+			h.LinkSetUp(p)
+		}
+		fmt.Fprintf(&b, "  - {name: l%d, interface: %s, gateway4: %s, weight: %d, priority: %d}\n", i+1, name, a, 1+i%4, 1+i/16)
+	}
+	b.WriteString("outbound:\n  policies:\n    - {name: default, type: weighted}\n    - {name: fo, type: failover}\n    - {name: st, type: sticky}\n    - {name: ll, type: least-loaded, spillover: 80%}\n  rules:\n")
+	for i := range nRules {
+		fmt.Fprintf(&b, "    - {src: [192.0.2.%d/32], dst: [203.0.113.%d/32], proto: tcp, dport: %d, policy: %s}\n", i%128, i%256, 1000+i%60000, []string{"fo", "st", "ll", "default"}[i%4])
+	}
+	cfg, err := config.Parse("bench.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newFakeSource(cfg, monitor.Up)
+	c, err := New(cfg, src, slog.New(slog.DiscardHandler), WithNetns(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	ctx := context.Background()
+	for _, s := range src.Snapshot() {
+		c.status[s.Link] = s
+	}
+	start := time.Now()
+	if err := c.apply(ctx, "bench"); err != nil {
+		t.Fatal(err)
+	}
+	initial = time.Since(start)
+	var updates, readbacks []time.Duration
+	for i := range 6 {
+		link := fmt.Sprintf("l%d", 1+i%nLinks)
+		st := c.status[link]
+		st.State = monitor.Down
+		c.status[link] = st
+		start := time.Now()
+		if err := c.apply(ctx, "bench", true); err != nil {
+			t.Fatal(err)
+		}
+		updates = append(updates, time.Since(start))
+		start = time.Now()
+		c.record(ctx)
+		readbacks = append(readbacks, time.Since(start))
+		st.State = monitor.Up
+		c.status[link] = st
+		c.apply(ctx, "bench")
+	}
+	size = len(c.last.text)
+	c.cleanup()
+	return initial, pct(updates, 0.5), pct(readbacks, 0.5), size
+}
+
+// TestBenchScaleApply: ruleset apply time against links 2/16/64 and
+// rules 10/1K/10K.
+func TestBenchScaleApply(t *testing.T) {
+	benchGate(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	benchOut(t, "",
+		"| links | rules | ruleset + routes | initial apply | one link down: apply (median of 6) | read-back for tamper checks (median) |",
+		"|---|---|---|---|---|---|")
+	for _, nl := range []int{2, 16, 64} {
+		for _, nr := range sizes(10, 1000, 10000) {
+			initial, update, readback, size := applyBench(t, nl, nr)
+			benchOut(t, fmt.Sprintf("| %d | %d | %d KiB | %s | %s | %s |", nl, nr, size/1024, ms(initial), ms(update), ms(readback)))
+		}
+	}
+}
+
+// TestBenchScaleSticky: a sticky policy over 2 links with N sources in
+// the set of the link that stays up: apply of a link-down change (sets
+// are kept), the periodic tamper check, and a config reload (full
+// replacement keeping the sets).
+func TestBenchScaleSticky(t *testing.T) {
+	benchGate(t)
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	benchOut(t, "",
+		"| sticky sources | load them | link down: apply | tamper check (verify) | reload: full apply keeping sets |",
+		"|---|---|---|---|---|")
+	for _, n := range sizes(1000, 10000, 100000) {
+		ns := mhnetns.Unique("mhbench", "")
+		if err := mhnetns.Add(ns); err != nil {
+			t.Fatal(err)
+		}
+		h, err := mhnetns.Handle(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		b.WriteString("links:\n")
+		for i := range 2 {
+			name := fmt.Sprintf("wan%d", i+1)
+			h.LinkAdd(&vnetlink.Veth{LinkAttrs: vnetlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("p%d", i+1)})
+			lk, _ := h.LinkByName(name)
+			a := netip.AddrFrom4([4]byte{198, 51, 100, byte(i * 2)})
+			addr, _ := vnetlink.ParseAddr(netip.PrefixFrom(a.Next(), 31).String())
+			h.AddrAdd(lk, addr)
+			h.LinkSetUp(lk)
+			fmt.Fprintf(&b, "  - {name: l%d, interface: %s, gateway4: %s}\n", i+1, name, a)
+		}
+		h.Close()
+		b.WriteString("outbound:\n  policies:\n    - {name: st, type: sticky, sticky_timeout: 1h}\n  default_policy: st\n")
+		cfg, err := config.Parse("bench.yaml", []byte(b.String()))
+		if err != nil {
+			mhnetns.Delete(ns)
+			t.Fatal(err)
+		}
+		src := newFakeSource(cfg, monitor.Up)
+		c, err := New(cfg, src, slog.New(slog.DiscardHandler), WithNetns(ns))
+		if err != nil {
+			mhnetns.Delete(ns)
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		for _, s := range src.Snapshot() {
+			c.status[s.Link] = s
+		}
+		if err := c.apply(ctx, "bench"); err != nil {
+			t.Fatal(err)
+		}
+		// N IPv6 sources (2001:db8::/32) in l2's set.
+		load := func() time.Duration {
+			var el strings.Builder
+			fmt.Fprintf(&el, "add element %s %s %s { ", TableFamily, TableName, stickySet(0, 1, 6))
+			for k := range n {
+				if k > 0 {
+					el.WriteString(", ")
+				}
+				fmt.Fprintf(&el, "2001:db8::%x:%x timeout 1h", k>>16, k&0xffff)
+			}
+			el.WriteString(" }\n")
+			cmd := mhnetns.Command(ctx, ns, "nft", "-f", "-")
+			cmd.Stdin = strings.NewReader(el.String())
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			return time.Since(start)
+		}
+		loaded := load()
+		st := c.status["l1"]
+		st.State = monitor.Down
+		c.status["l1"] = st
+		start := time.Now()
+		if err := c.apply(ctx, "bench"); err != nil {
+			t.Fatal(err)
+		}
+		down := time.Since(start)
+		start = time.Now()
+		if ok, err := c.table.Verify(ctx); err != nil || !ok {
+			t.Fatalf("verify: %v %v", ok, err)
+		}
+		verify := time.Since(start)
+		c.inSync = false // as a reload does
+		start = time.Now()
+		if err := c.apply(ctx, "bench reload"); err != nil {
+			t.Fatal(err)
+		}
+		reload := time.Since(start)
+		out, _ := mhnetns.Command(ctx, ns, "nft", "list", "set", TableFamily, TableName, stickySet(0, 1, 6)).Output()
+		if kept := strings.Count(string(out), "2001:db8::"); kept < n {
+			t.Errorf("%d of %d sticky sources kept after the reload", kept, n)
+		}
+		c.cleanup()
+		c.close()
+		mhnetns.Delete(ns)
+		benchOut(t, fmt.Sprintf("| %d | %s | %s | %s | %s |", n, ms(loaded), ms(down), ms(verify), ms(reload)))
+	}
+	_ = slices.Sort[[]int]
+}
