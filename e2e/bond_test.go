@@ -114,6 +114,10 @@ func mbit(n int64, d time.Duration) float64 { return float64(n) * 8 / d.Seconds(
 // bondLab starts a lab with both ISPs shaped to 20 Mbit/s, the download
 // server and the aggregator in the core, and the daemon with cfg.
 func bondLab(t *testing.T, cfg string) (*lab.Lab, *daemon) {
+	return bondLabWith(t, cfg, true)
+}
+
+func bondLabWith(t *testing.T, cfg string, aggregator bool) (*lab.Lab, *daemon) {
 	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	for _, isp := range []string{"isp1", "isp2"} {
 		if _, err := l.Fault(isp, lab.Fault{Kind: lab.RateLimit, Rate: "20mbit"}); err != nil {
@@ -121,7 +125,9 @@ func bondLab(t *testing.T, cfg string) (*lab.Lab, *daemon) {
 		}
 	}
 	serveDownload(t, l, "203.0.113.7:5601")
-	startAggregator(t, l)
+	if aggregator {
+		startAggregator(t, l)
+	}
 	d, _ := startDaemon(t, l, []byte(cfg))
 	d.waitState(15*time.Second, "isp1", monitor.Up)
 	d.waitState(15*time.Second, "isp2", monitor.Up)
@@ -182,5 +188,46 @@ func TestBondControl(t *testing.T) {
 	t.Logf("isp1 blackholed: %d bytes in 6 s, longest stall %v, err %v", n, gap.Round(time.Millisecond), err)
 	if err == nil && gap < 4*time.Second {
 		t.Errorf("the plain download went on (%d bytes, stall %v): the control should die", n, gap)
+	}
+}
+
+// TestBondFallback: with the aggregator unreachable, the bonded rule's
+// downloads still work through its fallback policy (one link's rate);
+// once the aggregator is up, new downloads are bonded again.
+func TestBondFallback(t *testing.T) {
+	requireRoot(t)
+	l, d := bondLabWith(t, bondConfig(true), false)
+	s := download(t, l)
+	s.phase(time.Second)
+	n, _, err := s.phase(3 * time.Second)
+	t.Logf("aggregator down: %.1f Mbit/s", mbit(n, 3*time.Second))
+	if err != nil || mbit(n, 3*time.Second) < 10 {
+		t.Fatalf("download with the aggregator down: %.1f Mbit/s, err %v: want the fallback's link", mbit(n, 3*time.Second), err)
+	}
+	page := d.scrape()
+	if v := metricValue(page, "multihome_bond_aggregator_up"); v != 0 {
+		t.Errorf("multihome_bond_aggregator_up = %v with no aggregator", v)
+	}
+	if v := metricValue(page, `multihome_bond_connections_total{result="fallback"}`); v != 1 {
+		t.Errorf("fallback connections = %v, want 1", v)
+	}
+	startAggregator(t, l)
+	deadline := time.Now().Add(10 * time.Second)
+	for metricValue(d.scrape(), "multihome_bond_aggregator_up") != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("aggregator not seen up within 10 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s2 := download(t, l)
+	s2.phase(time.Second)
+	if n, _, err := s2.phase(2 * time.Second); err != nil || n == 0 {
+		t.Fatalf("bonded download after the aggregator came back: %d bytes, %v", n, err)
+	}
+	if v := metricValue(d.scrape(), `multihome_bond_connections_total{result="bonded"}`); v != 1 {
+		t.Errorf("bonded connections = %v, want 1", v)
+	}
+	if _, _, err := s.phase(time.Second); err != nil {
+		t.Errorf("the fallback download broke when the aggregator came back: %v", err)
 	}
 }
