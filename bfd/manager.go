@@ -256,6 +256,12 @@ const (
 	// bfdd does after BGP is established), or its runner failed: logged
 	// and counted, the link's probes decide.
 	Unproven
+	// PeerReset: the peer signalled Down without saying it lost us: its
+	// diagnostic is none or "neighbor signaled session down", which is
+	// what a restarted BFD daemon (FRR's bfdd after a restart) or a
+	// control-plane reset sends. The path carried that packet, so it is
+	// not proven down: logged and counted, the link's probes decide.
+	PeerReset
 )
 
 func (v Verdict) String() string {
@@ -268,6 +274,8 @@ func (v Verdict) String() string {
 		return "peer admin down"
 	case Unproven:
 		return "unproven"
+	case PeerReset:
+		return "peer reset"
 	}
 	return "ignore"
 }
@@ -285,6 +293,8 @@ func (e Event) Verdict(holdUp time.Duration) Verdict {
 		return PeerAdminDown
 	case e.UpFor < holdUp:
 		return Unproven
+	case e.Diag == DiagNeighborDown && (e.RemoteDiag == DiagNone || e.RemoteDiag == DiagNeighborDown):
+		return PeerReset
 	}
 	return PathDown
 }

@@ -372,8 +372,8 @@ func (s *Speaker) addPeer(ctx context.Context, srv *server.BgpServer, cfg *confi
 		}},
 		Transport: &api.Transport{PassiveMode: n.Passive, RemotePort: uint32(n.Port)},
 	}
-	if n.Password != "" {
-		p.Conf.AuthPassword = n.Password
+	if pw := n.MD5Password(); pw != "" {
+		p.Conf.AuthPassword = pw
 	}
 	if n.TTLSecurity {
 		p.TtlSecurity = &api.TtlSecurity{Enabled: true, TtlMin: 255}
@@ -453,7 +453,7 @@ func (s *Speaker) reload(ctx context.Context, st *runState, cfg *config.BGP) err
 			cfg.Neighbors[i].Port == o.Port && cfg.Neighbors[i].Passive == o.Passive &&
 			cfg.Neighbors[i].HoldTime == o.HoldTime && cfg.Neighbors[i].ConnectRetry == o.ConnectRetry &&
 			cfg.Neighbors[i].Link == o.Link && config.SameSession(cfg.Neighbors[i].BFD, o.BFD) &&
-			cfg.Neighbors[i].Password == o.Password && cfg.Neighbors[i].TTLSecurity == o.TTLSecurity {
+			cfg.Neighbors[i].MD5Password() == o.MD5Password() && cfg.Neighbors[i].TTLSecurity == o.TTLSecurity {
 			keep[o.Address] = true
 			continue
 		}
@@ -636,9 +636,10 @@ func (s *Speaker) stopBFD(st *runState, a netip.Addr) {
 // neighbour's announcements away, tells the monitor its link is down and
 // tears the BGP session down at once (the neighbour's own BFD does the
 // same on its side); Up gives the announcements back. A peer's AdminDown
-// (RFC 5882 section 3.2) and an unproven down (up for less than the
-// hold-up, as when FRR 8.4's bfdd resets the session right after BGP
-// comes up) change nothing but the counters: the link's probes and the
+// (RFC 5882 section 3.2), a neighbour's reset (it signals Down without
+// saying it lost us, as a restarted bfdd does) and an unproven down (up
+// for less than the hold-up, as when FRR 8.4's bfdd resets the session
+// right after BGP comes up) change nothing but the counters: the link's probes and the
 // BGP hold timer decide.
 func (s *Speaker) bfdEvent(ctx context.Context, st *runState, be bfdEvent) {
 	e := be.ev
@@ -662,17 +663,20 @@ func (s *Speaker) bfdEvent(ctx context.Context, st *runState, be bfdEvent) {
 		reason += " (neighbour's diagnostic: " + e.RemoteDiag.String() + ")"
 	}
 	hold := n.BFD.HoldUpD()
-	switch e.Verdict(hold) {
+	switch v := e.Verdict(hold); v {
 	case bfd.PeerAdminDown:
 		s.log.Warn("bfd session down: the neighbour is administratively down, BGP and the link stay", "neighbor", e.Remote, "link", link, "reason", reason)
-	case bfd.Unproven:
+	case bfd.Unproven, bfd.PeerReset:
 		s.mu.Lock()
 		if info := s.peers[e.Remote]; info != nil {
 			info.bfdUnproven++
 		}
 		s.mu.Unlock()
-		s.log.Warn("bfd session down within its hold-up: BGP and the link stay to their own timers and probes", "neighbor", e.Remote, "link", link,
-			"reason", reason, "up_for", e.UpFor.Round(time.Millisecond), "hold_up", hold)
+		msg := "bfd session down within its hold-up: BGP and the link stay to their own timers and probes"
+		if v == bfd.PeerReset {
+			msg = "bfd session reset by the neighbour (it did not say it lost us): BGP and the link stay to their own timers and probes"
+		}
+		s.log.Warn(msg, "neighbor", e.Remote, "link", link, "reason", reason, "up_for", e.UpFor.Round(time.Millisecond), "hold_up", hold)
 	case bfd.PathDown:
 		s.log.Warn("bfd session down", "neighbor", e.Remote, "link", link, "reason", reason, "up_for", e.UpFor.Round(time.Millisecond))
 		if ev, ok := s.src.(Evidence); ok && link != "" {

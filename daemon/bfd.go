@@ -253,8 +253,9 @@ func (b *linkBFD) setState(s *bfdSession) {
 // handle applies one state change (bfd.Event.Verdict): a session that
 // leaves Up after having been Up for its hold-up takes its link down at
 // once; a peer's AdminDown (RFC 5882 section 3.2: a deliberate shutdown
-// is not a path failure) and an unproven down (up for less than the
-// hold-up, or a failed runner) leave the link to its probes. Up changes
+// is not a path failure), a peer's reset (it signals Down without saying
+// it lost us) and an unproven down (up for less than the hold-up, or a
+// failed runner) leave the link to its probes. Up changes
 // nothing: the probes bring the link back.
 func (b *linkBFD) handle(s *bfdSession, e bfd.Event) {
 	s.state = e.To
@@ -267,6 +268,10 @@ func (b *linkBFD) handle(s *bfdSession, e bfd.Event) {
 	switch e.Verdict(s.spec.holdUp) {
 	case bfd.PeerAdminDown:
 		b.log.Warn("bfd session down: the peer is administratively down, the link stays to its probes", "link", s.link, "peer", e.Remote, "reason", reason)
+	case bfd.PeerReset:
+		b.unproven.WithLabelValues(s.link, s.spec.peer.String()).Inc()
+		b.log.Warn("bfd session reset by the peer (it did not say it lost us): the link stays to its probes", "link", s.link, "peer", e.Remote,
+			"reason", reason, "peer_diag", e.RemoteDiag)
 	case bfd.Unproven:
 		b.unproven.WithLabelValues(s.link, s.spec.peer.String()).Inc()
 		b.log.Warn("bfd session down within its hold-up: the link stays to its probes", "link", s.link, "peer", e.Remote,

@@ -72,11 +72,19 @@ func (f *bfdFRR) peer(addr string) frrPeer {
 	return frrPeer{}
 }
 
+// builtBinary is the last binary multihomeBinary built (it lives as long
+// as the test that built it).
+var builtBinary string
+
 // multihomeBinary builds cmd/multihome into the test's temporary
-// directory.
+// directory, or returns the one built earlier in this test.
 func multihomeBinary(t *testing.T) string {
 	t.Helper()
+	if _, err := os.Stat(builtBinary); builtBinary != "" && err == nil {
+		return builtBinary
+	}
 	bin := filepath.Join(t.TempDir(), "multihome")
+	builtBinary = bin
 	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/multihome").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v: %s", err, out)
 	}
