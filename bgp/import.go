@@ -306,8 +306,9 @@ func nextHop(p *apiutil.Path) netip.Addr {
 
 // filterImport keeps the routes n's import settings take: only the
 // default route with import: default; with import: full every route, or
-// those equal to or more specific than one of import_prefixes. Routes to
-// our own prefixes (own, or more specific ones) are never taken.
+// those an entry of the import_prefixes prefix list matches (exact
+// unless the entry says le/ge/orlonger). Routes to our own prefixes (own,
+// or more specific ones) are never taken.
 func filterImport(n config.BGPNeighbor, own []netip.Prefix, recv []imported) []imported {
 	var out []imported
 	for _, r := range recv {
@@ -315,7 +316,7 @@ func filterImport(n config.BGPNeighbor, own []netip.Prefix, recv []imported) []i
 		case slices.ContainsFunc(own, func(o netip.Prefix) bool { return within(r.dst, o) }):
 		case n.Import == config.BGPImportDefault && r.dst.Bits() != 0:
 		case n.Import == config.BGPImportFull && len(n.ImportPrefixes) > 0 &&
-			!slices.ContainsFunc(n.ImportPrefixes, func(p netip.Prefix) bool { return within(r.dst, p) }):
+			!slices.ContainsFunc(n.ImportPrefixes, func(f config.PrefixFilter) bool { return f.Matches(r.dst) }):
 		case !n.Imports():
 		default:
 			out = append(out, r)

@@ -38,10 +38,24 @@ func dsts(r []imported) string {
 	return strings.Join(s, " ")
 }
 
+// TestFilterImport is the table of import filters: import_prefixes is a
+// prefix list, exact unless an entry says le/ge/orlonger.
 func TestFilterImport(t *testing.T) {
 	recv := imps("0.0.0.0/0 via 198.51.100.1", "192.0.2.128/25 via 198.51.100.1", "192.0.2.192/26 via 198.51.100.1",
-		"203.0.113.0/24 via 198.51.100.1", "203.0.113.0/25 via 198.51.100.1", "203.0.112.0/23 via 198.51.100.1")
+		"203.0.113.0/24 via 198.51.100.1", "203.0.113.0/25 via 198.51.100.1", "203.0.113.64/26 via 198.51.100.1",
+		"203.0.113.128/28 via 198.51.100.1", "203.0.112.0/23 via 198.51.100.1", "198.51.100.0/24 via 198.51.100.1")
 	own := []netip.Prefix{netip.MustParsePrefix("192.0.2.128/25")}
+	full := func(entries ...string) config.BGPNeighbor {
+		n := config.BGPNeighbor{Import: config.BGPImportFull}
+		for _, e := range entries {
+			var f config.PrefixFilter
+			if err := f.UnmarshalText([]byte(e)); err != nil {
+				t.Fatal(err)
+			}
+			n.ImportPrefixes = append(n.ImportPrefixes, f)
+		}
+		return n
+	}
 	for _, tc := range []struct {
 		n    config.BGPNeighbor
 		want string
@@ -49,12 +63,22 @@ func TestFilterImport(t *testing.T) {
 		{config.BGPNeighbor{Import: config.BGPImportNone}, ""},
 		{config.BGPNeighbor{Import: config.BGPImportDefault}, "0.0.0.0/0"},
 		// Our own prefix and anything inside it are never taken.
-		{config.BGPNeighbor{Import: config.BGPImportFull}, "0.0.0.0/0 203.0.113.0/24 203.0.113.0/25 203.0.112.0/23"},
-		// import_prefixes: equal or more specific only (not the /23).
-		{config.BGPNeighbor{Import: config.BGPImportFull, ImportPrefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}},
-			"203.0.113.0/24 203.0.113.0/25"},
-		{config.BGPNeighbor{Import: config.BGPImportFull, ImportPrefixes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}},
-			"0.0.0.0/0 203.0.113.0/24 203.0.113.0/25 203.0.112.0/23"},
+		{full(), "0.0.0.0/0 203.0.113.0/24 203.0.113.0/25 203.0.113.64/26 203.0.113.128/28 203.0.112.0/23 198.51.100.0/24"},
+		// The example: exactly the default and the /24.
+		{full("0.0.0.0/0", "203.0.113.0/24"), "0.0.0.0/0 203.0.113.0/24"},
+		{full("0.0.0.0/0"), "0.0.0.0/0"},
+		{full("203.0.113.0/24 le 26"), "203.0.113.0/24 203.0.113.0/25 203.0.113.64/26"},
+		{full("203.0.113.0/24 ge 25"), "203.0.113.0/25 203.0.113.64/26 203.0.113.128/28"},
+		{full("203.0.113.0/24 ge 26 le 28"), "203.0.113.64/26 203.0.113.128/28"},
+		{full("203.0.113.0/24 orlonger"), "203.0.113.0/24 203.0.113.0/25 203.0.113.64/26 203.0.113.128/28"},
+		// orlonger of the default: everything, as no filter.
+		{full("0.0.0.0/0 orlonger"), "0.0.0.0/0 203.0.113.0/24 203.0.113.0/25 203.0.113.64/26 203.0.113.128/28 203.0.112.0/23 198.51.100.0/24"},
+		// A /22 entry does not take the /23 inside it unless it says so.
+		{full("203.0.112.0/22"), ""},
+		{full("203.0.112.0/22 le 23"), "203.0.112.0/23"},
+		// Our own prefix stays out even when an entry matches it.
+		{full("192.0.2.0/24 orlonger"), ""},
+		{full("2001:db8::/32 orlonger"), ""},
 	} {
 		if got := dsts(filterImport(tc.n, own, recv)); got != tc.want {
 			t.Errorf("%s %v: got %q, want %q", tc.n.Import, tc.n.ImportPrefixes, got, tc.want)

@@ -1,8 +1,12 @@
 package config
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -87,8 +91,13 @@ type BGPNeighbor struct {
 	Communities []string `yaml:"communities"`
 	// Passive waits for the neighbour to connect instead of dialling.
 	Passive bool `yaml:"passive"`
-	// Password enables TCP MD5 signatures (RFC 2385) on the session.
-	Password string `yaml:"password"`
+	// Password enables TCP MD5 signatures (RFC 2385) on the session;
+	// or PasswordFile names a file holding it (relative to the config
+	// file's directory; one line). Neither is ever logged.
+	Password     string `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	// passwordFromFile is PasswordFile's content, read by the check.
+	passwordFromFile string
 	// TTLSecurity is GTSM (RFC 5082): send with TTL 255 and accept only
 	// packets that arrive with TTL 255 (the neighbour is one hop away).
 	TTLSecurity bool `yaml:"ttl_security"`
@@ -105,9 +114,11 @@ type BGPNeighbor struct {
 	// route of the neighbour's family). Imported routes are never
 	// exported to any neighbour.
 	Import string `yaml:"import"`
-	// ImportPrefixes, with import: full, keeps only the routes equal to or
-	// more specific than one of these prefixes.
-	ImportPrefixes []netip.Prefix `yaml:"import_prefixes"`
+	// ImportPrefixes, with import: full, is a prefix list: only the routes
+	// one of its entries matches are imported. An entry is exact by
+	// default ("203.0.113.0/24" takes that route only); "le N", "ge N" or
+	// "orlonger" take more specifics (PrefixFilter).
+	ImportPrefixes []PrefixFilter `yaml:"import_prefixes"`
 	// MaxPrefixes caps the routes imported from the neighbour (0: no
 	// limit). Over it an error is logged and no further route is
 	// installed; the session stays up.
@@ -189,6 +200,9 @@ func (n *BGPNeighbor) EffectivePrepend() int {
 	return 0
 }
 
+// checkBGP fills in the bgp section's defaults and validates it, one
+// sub-section at a time; a field that could not be decoded is reported
+// once, by the decoder, and checks that depend on it stay quiet.
 func checkBGP(c *Config, k *checker) {
 	b := c.BGP
 	if b == nil {
@@ -197,11 +211,38 @@ func checkBGP(c *Config, k *checker) {
 	if b.ASN == 0 || b.ASN == 23456 {
 		k.errorf("bgp.asn", "missing or reserved AS number %d", b.ASN)
 	}
-	if len(b.Prefixes) == 0 {
+	checkBGPPrefixes(k, b)
+	checkBGPActions(k, b)
+	if len(b.Neighbors) == 0 {
+		k.errorf("bgp.neighbors", "missing: give at least one upstream")
+	}
+	for i := range b.Neighbors {
+		checkBGPNeighbor(c, k, i)
+	}
+	checkBGPRouterID(c, k)
+}
+
+// undecodedUnder reports whether a field at or under path could not be
+// decoded.
+func (k *checker) undecodedUnder(path string) bool {
+	for _, u := range k.undecoded {
+		if related(u, path) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkBGPPrefixes validates the site's prefixes.
+func checkBGPPrefixes(k *checker, b *BGP) {
+	if len(b.Prefixes) == 0 && !k.undecodedUnder("bgp.prefixes") {
 		k.errorf("bgp.prefixes", "missing: give the site's prefixes to announce")
 	}
 	for i, p := range b.Prefixes {
 		path := fmt.Sprintf("bgp.prefixes[%d]", i)
+		if !p.IsValid() {
+			continue // not decoded: reported already
+		}
 		if p != p.Masked() {
 			k.errorf(path, "%s has host bits set: did you mean %s?", p, p.Masked())
 		}
@@ -211,6 +252,11 @@ func checkBGP(c *Config, k *checker) {
 			}
 		}
 	}
+}
+
+// checkBGPActions validates what a down link does to its announcements
+// (on_down, down_prepend, damping) and the session timers.
+func checkBGPActions(k *checker, b *BGP) {
 	oneOf(k, "bgp.on_down", &b.OnDown, BGPWithdraw, BGPWithdraw, BGPPrepend)
 	if b.DownPrepend == 0 {
 		b.DownPrepend = DefaultBGPDownPrepend
@@ -229,93 +275,176 @@ func checkBGP(c *Config, k *checker) {
 		k.errorf("bgp.damping.reuse", "must be 1..suppress-1 (%d), got %d", b.Damping.Suppress, b.Damping.Reuse)
 	}
 	defDur(&b.HoldTime, DefaultBGPHoldTime)
-	if h := b.HoldTime.D(); h < 3*time.Second || h > 65535*time.Second || h%time.Second != 0 {
-		k.errorf("bgp.hold_time", "must be whole seconds, 3s..65535s, got %v", h)
-	}
+	checkHoldTime(k, "bgp.hold_time", b.HoldTime)
 	defDur(&b.ConnectRetry, DefaultBGPConnectRetry)
-	if r := b.ConnectRetry.D(); r < time.Second || r%time.Second != 0 {
-		k.errorf("bgp.connect_retry", "must be whole seconds, at least 1s, got %v", r)
+	checkConnectRetry(k, "bgp.connect_retry", b.ConnectRetry)
+}
+
+func checkHoldTime(k *checker, path string, d Duration) {
+	if h := d.D(); h < 3*time.Second || h > 65535*time.Second || h%time.Second != 0 {
+		k.errorf(path, "must be whole seconds, 3s..65535s, got %v", h)
 	}
-	if len(b.Neighbors) == 0 {
-		k.errorf("bgp.neighbors", "missing: give at least one upstream")
+}
+
+func checkConnectRetry(k *checker, path string, d Duration) {
+	if r := d.D(); r < time.Second || r%time.Second != 0 {
+		k.errorf(path, "must be whole seconds, at least 1s, got %v", r)
 	}
-	for i := range b.Neighbors {
-		n := &b.Neighbors[i]
-		p := fmt.Sprintf("bgp.neighbors[%d]", i)
-		l := c.LinkByName(n.Link)
-		if l == nil {
-			k.errorf(p+".link", "unknown link %q", n.Link)
+}
+
+// checkBGPNeighbor validates neighbour i: its session, what it is sent,
+// its password, its BFD and its import settings.
+func checkBGPNeighbor(c *Config, k *checker, i int) {
+	b := c.BGP
+	n := &b.Neighbors[i]
+	p := fmt.Sprintf("bgp.neighbors[%d]", i)
+	checkBGPSession(c, k, p, i, n)
+	checkBGPExport(k, p, b, n)
+	checkBGPPassword(c, k, p, n)
+	if f := n.BFD; f != nil {
+		defDur(&f.MinTx, DefaultBFDInterval)
+		defDur(&f.MinRx, DefaultBFDInterval)
+		if f.Multiplier == 0 {
+			f.Multiplier = DefaultBFDMultiplier
 		}
-		if !n.Address.IsValid() {
-			k.errorf(p+".address", "missing neighbour address")
+		if f.Multiplier < 1 || f.Multiplier > 255 {
+			k.errorf(p+".bfd.multiplier", "must be 1..255, got %d", f.Multiplier)
 		}
-		for j := range i {
-			if b.Neighbors[j].Address == n.Address && n.Address.IsValid() {
-				k.errorf(p+".address", "duplicate neighbour %s", n.Address)
-			}
+		if f.MinTx.D() < time.Millisecond || f.MinRx.D() < time.Millisecond {
+			k.errorf(p+".bfd", "intervals must be at least 1ms")
 		}
-		if n.ASN == 0 || n.ASN == 23456 {
-			k.errorf(p+".asn", "missing or reserved AS number %d", n.ASN)
-		}
-		if n.ASN == b.ASN && n.ASN != 0 {
-			k.errorf(p+".asn", "iBGP is not supported: the neighbour's AS must differ from bgp.asn")
-		}
-		if n.Port == 0 {
-			n.Port = 179
-		}
-		defDur(&n.HoldTime, b.HoldTime.D())
-		if h := n.HoldTime.D(); h < 3*time.Second || h > 65535*time.Second || h%time.Second != 0 {
-			k.errorf(p+".hold_time", "must be whole seconds, 3s..65535s, got %v", h)
-		}
-		defDur(&n.ConnectRetry, b.ConnectRetry.D())
-		if r := n.ConnectRetry.D(); r < time.Second || r%time.Second != 0 {
-			k.errorf(p+".connect_retry", "must be whole seconds, at least 1s, got %v", r)
-		}
-		if n.Port < 1 || n.Port > 65535 {
-			k.errorf(p+".port", "must be 1..65535, got %d", n.Port)
-		}
-		if !n.LocalAddress.IsValid() && l != nil && n.Address.IsValid() {
-			if n.Address.Is4() {
-				n.LocalAddress = l.Address4
-			} else {
-				n.LocalAddress = l.Address6
-			}
-		}
-		if n.LocalAddress.IsValid() && n.Address.IsValid() && n.LocalAddress.Is4() != n.Address.Is4() {
-			k.errorf(p+".local_address", "%s is not of the neighbour's family", n.LocalAddress)
-		}
-		oneOf(k, p+".role", &n.Role, BGPPrimary, BGPPrimary, BGPBackup)
-		if n.Prepend != nil && (*n.Prepend < 0 || *n.Prepend > 20) {
-			k.errorf(p+".prepend", "must be 0..20, got %d", *n.Prepend)
-		}
-		for j, s := range n.Communities {
-			if _, err := ParseCommunity(s); err != nil {
-				k.errorf(fmt.Sprintf("%s.communities[%d]", p, j), "%v", err)
-			}
-		}
-		checkBGPImport(k, p, n)
-		fam := false
-		for _, pr := range b.Prefixes {
-			fam = fam || pr.Addr().Is4() == n.Address.Is4()
-		}
-		if !fam && n.Address.IsValid() && len(b.Prefixes) > 0 {
-			k.errorf(p+".address", "no prefix of the neighbour's family to announce")
-		}
-		if f := n.BFD; f != nil {
-			defDur(&f.MinTx, DefaultBFDInterval)
-			defDur(&f.MinRx, DefaultBFDInterval)
-			if f.Multiplier == 0 {
-				f.Multiplier = DefaultBFDMultiplier
-			}
-			if f.Multiplier < 1 || f.Multiplier > 255 {
-				k.errorf(p+".bfd.multiplier", "must be 1..255, got %d", f.Multiplier)
-			}
-			if f.MinTx.D() < time.Millisecond || f.MinRx.D() < time.Millisecond {
-				k.errorf(p+".bfd", "intervals must be at least 1ms")
-			}
-			checkHoldUp(k, p+".bfd.hold_up", &f.HoldUp)
+		checkHoldUp(k, p+".bfd.hold_up", &f.HoldUp)
+	}
+	checkBGPImport(k, p, n)
+}
+
+// checkBGPSession validates how neighbour n (index i, at path p) is
+// reached: link, address, AS, port, timers and local address.
+func checkBGPSession(c *Config, k *checker, p string, i int, n *BGPNeighbor) {
+	b := c.BGP
+	l := c.LinkByName(n.Link)
+	if l == nil && !k.undecodedUnder(p+".link") {
+		k.errorf(p+".link", "unknown link %q", n.Link)
+	}
+	if !n.Address.IsValid() {
+		k.errorf(p+".address", "missing neighbour address")
+	}
+	for j := range i {
+		if b.Neighbors[j].Address == n.Address && n.Address.IsValid() {
+			k.errorf(p+".address", "duplicate neighbour %s", n.Address)
 		}
 	}
+	if n.ASN == 0 || n.ASN == 23456 {
+		k.errorf(p+".asn", "missing or reserved AS number %d", n.ASN)
+	}
+	if n.ASN == b.ASN && n.ASN != 0 {
+		k.errorf(p+".asn", "iBGP is not supported: the neighbour's AS must differ from bgp.asn")
+	}
+	if n.Port == 0 {
+		n.Port = 179
+	}
+	if n.Port < 1 || n.Port > 65535 {
+		k.errorf(p+".port", "must be 1..65535, got %d", n.Port)
+	}
+	defDur(&n.HoldTime, b.HoldTime.D())
+	checkHoldTime(k, p+".hold_time", n.HoldTime)
+	defDur(&n.ConnectRetry, b.ConnectRetry.D())
+	checkConnectRetry(k, p+".connect_retry", n.ConnectRetry)
+	if !n.LocalAddress.IsValid() && l != nil && n.Address.IsValid() {
+		if n.Address.Is4() {
+			n.LocalAddress = l.Address4
+		} else {
+			n.LocalAddress = l.Address6
+		}
+	}
+	if n.LocalAddress.IsValid() && n.Address.IsValid() && n.LocalAddress.Is4() != n.Address.Is4() {
+		k.errorf(p+".local_address", "%s is not of the neighbour's family", n.LocalAddress)
+	}
+}
+
+// checkBGPExport validates what neighbour n (at path p) is sent: role,
+// prepends, communities, and that some prefix is of its family.
+func checkBGPExport(k *checker, p string, b *BGP, n *BGPNeighbor) {
+	oneOf(k, p+".role", &n.Role, BGPPrimary, BGPPrimary, BGPBackup)
+	if n.Prepend != nil && (*n.Prepend < 0 || *n.Prepend > 20) {
+		k.errorf(p+".prepend", "must be 0..20, got %d", *n.Prepend)
+	}
+	for j, s := range n.Communities {
+		if _, err := ParseCommunity(s); err != nil {
+			k.errorf(fmt.Sprintf("%s.communities[%d]", p, j), "%v", err)
+		}
+	}
+	fam := false
+	for _, pr := range b.Prefixes {
+		fam = fam || pr.IsValid() && pr.Addr().Is4() == n.Address.Is4()
+	}
+	// With a prefix that could not be decoded, the family may be the
+	// one it was meant to have: the decoder's error is the one to fix.
+	if !fam && n.Address.IsValid() && len(b.Prefixes) > 0 && !k.undecodedUnder("bgp.prefixes") {
+		k.errorf(p+".address", "no prefix of the neighbour's family to announce")
+	}
+}
+
+// maxMD5Key is the longest TCP MD5 key Linux accepts
+// (TCP_MD5SIG_MAXKEYLEN).
+const maxMD5Key = 80
+
+// checkBGPPassword validates neighbour n's TCP MD5 password: inline or
+// in password_file (relative to the config file's directory), whose
+// content is read now so that a missing or empty file is refused before
+// anything runs. The password itself is never in a message.
+func checkBGPPassword(c *Config, k *checker, p string, n *BGPNeighbor) {
+	n.passwordFromFile = ""
+	if n.PasswordFile == "" {
+		if len(n.Password) > maxMD5Key {
+			k.errorf(p+".password", "is %d bytes long: TCP MD5 keys are at most %d", len(n.Password), maxMD5Key)
+		}
+		return
+	}
+	if n.Password != "" {
+		k.errorf(p+".password_file", "give password or password_file, not both")
+		return
+	}
+	if !filepath.IsAbs(n.PasswordFile) && c.File != "" {
+		n.PasswordFile = filepath.Join(filepath.Dir(c.File), n.PasswordFile)
+	}
+	b, err := os.ReadFile(n.PasswordFile)
+	if err != nil {
+		msg := err.Error()
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			msg = pe.Err.Error()
+		}
+		k.errorf(p+".password_file", "cannot read %s: %s", n.PasswordFile, msg)
+		return
+	}
+	pw := strings.TrimRight(string(b), "\r\n")
+	switch {
+	case pw == "":
+		k.errorf(p+".password_file", "%s is empty", n.PasswordFile)
+	case strings.ContainsAny(pw, "\r\n"):
+		k.errorf(p+".password_file", "%s holds more than one line: write the password alone on one line", n.PasswordFile)
+	case len(pw) > maxMD5Key:
+		k.errorf(p+".password_file", "the password in %s is %d bytes long: TCP MD5 keys are at most %d", n.PasswordFile, len(pw), maxMD5Key)
+	default:
+		n.passwordFromFile = pw
+	}
+}
+
+// MD5Password is the neighbour's TCP MD5 password (RFC 2385): password,
+// or the content of password_file as read when the config was checked;
+// empty for none.
+func (n *BGPNeighbor) MD5Password() string {
+	if n.PasswordFile != "" {
+		return n.passwordFromFile
+	}
+	return n.Password
+}
+
+// checkBGPRouterID fills in bgp.router_id (the first IPv4 local address
+// of a neighbour, else the first link's address4) and validates it.
+func checkBGPRouterID(c *Config, k *checker) {
+	b := c.BGP
 	if !b.RouterID.IsValid() {
 		for _, n := range b.Neighbors {
 			if n.LocalAddress.Is4() {
@@ -332,9 +461,11 @@ func checkBGP(c *Config, k *checker) {
 			}
 		}
 	}
-	if !b.RouterID.IsValid() {
+	switch {
+	case k.undecodedUnder("bgp.router_id"):
+	case !b.RouterID.IsValid():
 		k.errorf("bgp.router_id", "missing: no IPv4 address to take it from, give one")
-	} else if !b.RouterID.Is4() {
+	case !b.RouterID.Is4():
 		k.errorf("bgp.router_id", "must be an IPv4 address, got %s", b.RouterID)
 	}
 }
@@ -345,17 +476,17 @@ func checkBGPImport(k *checker, p string, n *BGPNeighbor) {
 	if len(n.ImportPrefixes) > 0 && n.Import != BGPImportFull {
 		k.errorf(p+".import_prefixes", "filters a full import: needs import: full (import is %s)", n.Import)
 	}
-	for j, pr := range n.ImportPrefixes {
+	for j, f := range n.ImportPrefixes {
 		path := fmt.Sprintf("%s.import_prefixes[%d]", p, j)
-		if pr != pr.Masked() {
-			k.errorf(path, "%s has host bits set: did you mean %s?", pr, pr.Masked())
+		if !f.Prefix.IsValid() {
+			continue // not decoded: reported already
 		}
-		if n.Address.IsValid() && pr.Addr().Is4() != n.Address.Is4() {
-			k.errorf(path, "%s is not of the neighbour's family: it would match nothing", pr)
+		if n.Address.IsValid() && f.Prefix.Addr().Is4() != n.Address.Is4() {
+			k.errorf(path, "%s is not of the neighbour's family: it would match nothing", f.Prefix)
 		}
 		for i := range j {
-			if n.ImportPrefixes[i] == pr {
-				k.errorf(path, "duplicate prefix %s", pr)
+			if n.ImportPrefixes[i] == f {
+				k.errorf(path, "duplicate entry %s", f)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"fmt"
 	"math"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strconv"
@@ -45,6 +46,24 @@ func kindName(n *yaml.Node) string {
 	return fmt.Sprintf("%q", n.Value)
 }
 
+// textError words a parse error of the net/netip types without their Go
+// function names (`netip.ParsePrefix("..."): ...`); other types' errors
+// are already written for users.
+func textError(t reflect.Type, s string, err error) string {
+	switch t {
+	case reflect.TypeFor[netip.Prefix]():
+		_, err := ParsePrefix(s)
+		if err != nil {
+			return err.Error()
+		}
+	case reflect.TypeFor[netip.Addr]():
+		return fmt.Sprintf("bad address %q: %s; want an IPv4 or IPv6 address, like 192.0.2.1 or 2001:db8::1", s, netipCause(err))
+	case reflect.TypeFor[netip.AddrPort]():
+		return fmt.Sprintf("bad address and port %q: %s; want ADDRESS:PORT, like 192.0.2.1:53 or [2001:db8::1]:53", s, netipCause(err))
+	}
+	return err.Error()
+}
+
 func isNull(n *yaml.Node) bool { return n.Kind == yaml.ScalarNode && n.Tag == "!!null" }
 
 func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
@@ -70,7 +89,7 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 			return
 		}
 		if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
-			d.fail(n, path, "%v", err)
+			d.fail(n, path, "%s", textError(v.Type(), n.Value, err))
 		}
 		return
 	}

@@ -108,7 +108,7 @@ links:
   - name: a
     interface: wan1
     gateway4: 198.51.100.300
-`, `bad.yaml:5:15: links[0].gateway4: ParseAddr("198.51.100.300"): IPv4 field has value >255`},
+`, `bad.yaml:5:15: links[0].gateway4: bad address "198.51.100.300": IPv4 field has value >255; want an IPv4 or IPv6 address, like 192.0.2.1 or 2001:db8::1`},
 		{"wrong family", `
 links:
   - name: a
