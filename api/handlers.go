@@ -81,18 +81,20 @@ func method(m string, h http.HandlerFunc) http.Handler {
 	})
 }
 
-// authenticate enforces the bearer token, when there is one.
+// authenticate enforces the bearer token, when there is one. The token
+// is read per request: Reconfigure changes it at once.
 func (s *Server) authenticate(next http.Handler) http.Handler {
-	if s.opts.Token == "" {
-		return next
-	}
-	want := sha256.Sum256([]byte(s.opts.Token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := s.auth.Load()
+		if a.token == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		// Hashing first makes the comparison constant-time in the length
 		// of the token, too.
 		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
-		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+		if !ok || subtle.ConstantTimeCompare(sum[:], a.sum[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="multihome"`)
 			msg := "a bearer token is required"
 			if ok {
@@ -109,10 +111,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 // rebinding: a web page whose name resolves to 127.0.0.1 must not reach
 // the API, so the Host header must name a loopback host.
 func (s *Server) checkHost(next http.Handler) http.Handler {
-	if !s.loopbackNoToken {
-		return next
-	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.auth.Load().loopbackNoToken {
+			next.ServeHTTP(w, r)
+			return
+		}
 		host := r.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -78,12 +80,47 @@ type Server struct {
 	handler http.Handler
 	started time.Time
 
-	// loopbackNoToken: a TCP loopback listener without a token; requests
-	// must then name a loopback host (DNS rebinding).
-	loopbackNoToken bool
+	// auth is the token in force and whether the listener is TCP
+	// loopback without a token (requests must then name a loopback host:
+	// DNS rebinding). Reconfigure replaces it.
+	auth atomic.Pointer[authConf]
 
 	mu   sync.Mutex
 	addr net.Addr
+	// While Serve runs: its HTTP server, the listener in use, the ones
+	// Reconfigure retired (their Serve errors are expected) and where
+	// the other Serve errors go.
+	srv     *http.Server
+	ln      net.Listener
+	retired map[net.Listener]bool
+	errc    chan error
+}
+
+type authConf struct {
+	token           string
+	sum             [32]byte
+	loopbackNoToken bool
+}
+
+// authFor checks that a listen address and token go together and returns
+// the authentication they make.
+func authFor(listen, token string) (*authConf, error) {
+	network, address, err := splitListen(listen)
+	if err != nil {
+		return nil, err
+	}
+	a := &authConf{token: token, sum: sha256.Sum256([]byte(token))}
+	if network == "tcp" {
+		loop, err := isLoopback(address)
+		if err != nil {
+			return nil, err
+		}
+		if !loop && token == "" {
+			return nil, fmt.Errorf("api: refusing to listen on %s without a token: anyone who can reach it could take links down; set a token, or listen on a unix socket or a loopback address", address)
+		}
+		a.loopbackNoToken = loop && token == ""
+	}
+	return a, nil
 }
 
 // New checks opts and builds a server. It does not listen yet.
@@ -106,7 +143,7 @@ func New(b Backend, opts Options, log *slog.Logger) (*Server, error) {
 	if opts.HistorySamples <= 0 {
 		opts.HistorySamples = 180
 	}
-	network, address, err := splitListen(opts.Listen)
+	auth, err := authFor(opts.Listen, opts.Token)
 	if err != nil {
 		return nil, err
 	}
@@ -116,16 +153,7 @@ func New(b Backend, opts Options, log *slog.Logger) (*Server, error) {
 		events:  newEventLog(opts.History, uint64(now.UnixMicro())),
 		history: newHistory(opts.HistorySamples),
 	}
-	if network == "tcp" {
-		loop, err := isLoopback(address)
-		if err != nil {
-			return nil, err
-		}
-		if !loop && opts.Token == "" {
-			return nil, fmt.Errorf("api: refusing to listen on %s without a token: anyone who can reach it could take links down; set a token, or listen on a unix socket or a loopback address", address)
-		}
-		s.loopbackNoToken = loop && opts.Token == ""
-	}
+	s.auth.Store(auth)
 	reg := opts.Registry
 	if reg == nil {
 		reg = metrics.NewRegistry()
@@ -168,7 +196,14 @@ func (s *Server) Run(ctx context.Context) error {
 // created if missing, a stale socket file (no one listening) is replaced,
 // and the socket is made accessible to its owner and group only.
 func (s *Server) Listen() (net.Listener, error) {
-	network, address, err := splitListen(s.opts.Listen)
+	s.mu.Lock()
+	listen := s.opts.Listen
+	s.mu.Unlock()
+	return listenOn(listen)
+}
+
+func listenOn(listen string) (net.Listener, error) {
+	network, address, err := splitListen(listen)
 	if err != nil {
 		return nil, err
 	}
@@ -242,8 +277,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:    slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("api listening", "addr", ln.Addr().Network()+":"+ln.Addr().String(), "token", s.opts.Token != "")
+	s.mu.Lock()
+	s.srv, s.errc, s.retired = srv, errc, map[net.Listener]bool{}
+	s.serveLocked(ln)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.srv, s.ln = nil, nil
+		s.mu.Unlock()
+	}()
+	s.log.Info("api listening", "addr", ln.Addr().Network()+":"+ln.Addr().String(), "token", s.auth.Load().token != "")
 	select {
 	case err := <-errc:
 		return fmt.Errorf("api: %w", err)
@@ -255,9 +298,61 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("api: %w", err)
+	return nil
+}
+
+// serveLocked serves on ln (the listener in use from now on) in a new
+// goroutine; its error goes to errc unless ln was retired.
+func (s *Server) serveLocked(ln net.Listener) {
+	s.ln = ln
+	s.addr = ln.Addr()
+	srv, errc := s.srv, s.errc
+	go func() {
+		err := srv.Serve(ln)
+		s.mu.Lock()
+		expected := s.retired[ln] || errors.Is(err, http.ErrServerClosed)
+		delete(s.retired, ln)
+		s.mu.Unlock()
+		if !expected {
+			select {
+			case errc <- err:
+			default:
+			}
+		}
+	}()
+}
+
+// Reconfigure applies a reload's api section: a new token is required
+// from the next request on; a new listen address is bound first, then
+// served, and only then is the old listener closed (requests in flight
+// on it finish), so the API is never unreachable. On error nothing
+// changed. History is fixed at start.
+func (s *Server) Reconfigure(listen, token string) error {
+	if listen == "" {
+		listen = DefaultListen
 	}
+	auth, err := authFor(listen, token)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if listen != s.opts.Listen && s.srv != nil {
+		ln, err := listenOn(listen)
+		if err != nil {
+			return err
+		}
+		old := s.ln
+		s.retired[old] = true
+		s.serveLocked(ln)
+		old.Close()
+		s.log.Info("api listening", "addr", ln.Addr().Network()+":"+ln.Addr().String(), "was", old.Addr().Network()+":"+old.Addr().String())
+	}
+	if token != s.auth.Load().token {
+		s.log.Info("api token changed: the old one is refused from now on")
+	}
+	s.opts.Listen, s.opts.Token = listen, token
+	s.auth.Store(auth)
 	return nil
 }
 

@@ -30,6 +30,16 @@ type Options struct {
 	// Events, if set, receives every monitor event as one JSON object per
 	// line (for scripts and tests; the API serves the same stream).
 	Events io.Writer
+	// LogLevel, if set, is the level of the daemon's logger: a reload
+	// sets it from log.level.
+	LogLevel *slog.LevelVar
+}
+
+// logLevel parses log.level (debug, info, warn, error; default info).
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(strings.ToUpper(s)))
+	return l
 }
 
 // subsystem is what the daemon needs from each part it runs.
@@ -43,7 +53,7 @@ type Daemon struct {
 	log  *slog.Logger
 	opts Options
 	mon  *monitor.Monitor
-	subs []named
+	subs []*named
 	reg  *prometheus.Registry
 	api  *api.Server
 
@@ -59,11 +69,15 @@ type Daemon struct {
 	missing []string
 
 	reloadMu sync.Mutex
-}
 
-type named struct {
-	name string
-	sub  subsystem
+	// Set by Run (guarded by mu): the context subsystems run under, the
+	// cancel that stops them all, and the errors they failed with.
+	runCtx  context.Context
+	stopAll context.CancelFunc
+	runErrs []error
+	wg      sync.WaitGroup
+	// apiToken is the token in force (token_file is re-read on reload).
+	apiToken string
 }
 
 // New builds every subsystem the config asks for. Nothing touches the
@@ -80,18 +94,17 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
 	d.mon = mon
-	d.subs = append(d.subs, named{"monitor", mon}, named{"addrs", d.addrs})
+	d.subs = append(d.subs, &named{name: "monitor", sub: mon}, &named{name: "addrs", sub: d.addrs})
 	for _, b := range builders {
-		s, err := b.build(cfg, mon, d.reg, log)
+		n, err := d.build(b, cfg)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", b.name, err)
+			return nil, err
 		}
-		if s != nil {
-			d.subs = append(d.subs, named{b.name, s})
+		if n != nil {
+			d.subs = append(d.subs, n)
 		}
-		if p, ok := s.(*pdSub); ok {
+		if p, ok := n.subsystem().(*pdSub); ok {
 			d.pd = p
-			p.apply = d.relearn
 		}
 	}
 	if d.pd != nil {
@@ -108,6 +121,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 		if err != nil {
 			return nil, err
 		}
+		d.apiToken = token
 	}
 	return d, nil
 }
@@ -185,11 +199,14 @@ type builder struct {
 var builders []builder
 
 // optional lists the subsystems that run only when their config section is
-// present. Adding or removing such a section takes a restart.
+// present: a reload that removes the section stops them (one that adds it
+// builds and starts them, for any builder).
 var optional = map[string]func(*config.Config) bool{
-	"bgp":  func(c *config.Config) bool { return c.BGP != nil },
-	"dns":  func(c *config.Config) bool { return c.DNS != nil },
-	"ipv6": func(c *config.Config) bool { return c.IPv6 != nil },
+	"bgp":   func(c *config.Config) bool { return c.BGP != nil },
+	"dns":   func(c *config.Config) bool { return c.DNS != nil },
+	"ipv6":  func(c *config.Config) bool { return c.IPv6 != nil },
+	"pd":    func(c *config.Config) bool { return c.IPv6 != nil },
+	"mptcp": func(c *config.Config) bool { return c.MPTCP != nil },
 }
 
 // Monitor returns the link monitor, the source of every link event.
@@ -204,6 +221,8 @@ func (d *Daemon) Config() *config.Config {
 
 // Run starts every subsystem and blocks until ctx is cancelled or one of
 // them fails; then it stops them all and returns the first error.
+// Subsystems a reload adds or removes meanwhile are started and stopped
+// by the reload (lifecycle.go).
 func (d *Daemon) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -212,36 +231,30 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer stop()
 		go writeEvents(d.opts.Events, events)
 	}
-	subs := d.subs
+	d.reloadMu.Lock()
+	d.mu.Lock()
+	d.runCtx, d.stopAll = ctx, cancel
+	subs := slices.Clone(d.subs)
+	d.mu.Unlock()
 	if d.api != nil {
-		subs = append(subs[:len(subs):len(subs)], named{"api", apiRunner{d.api}})
+		subs = append(subs, &named{name: "api", sub: apiRunner{d.api}})
 	}
-	errc := make(chan error, len(subs))
-	var wg sync.WaitGroup
 	for _, s := range subs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := s.sub.Run(ctx)
-			if err != nil && !errors.Is(err, context.Canceled) {
-				err = fmt.Errorf("%s: %w", s.name, err)
-				d.log.Error("subsystem failed", "subsystem", s.name, "err", err)
-			} else {
-				err = nil
-			}
-			errc <- err
-			cancel()
-		}()
+		d.start(s)
 	}
-	d.log.Info("multihome running", "links", len(d.Config().Links), "subsystems", len(d.subs))
-	wg.Wait()
-	close(errc)
-	var errs []error
-	for err := range errc {
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
+	d.reloadMu.Unlock()
+	d.log.Info("multihome running", "links", len(d.Config().Links), "subsystems", len(subs))
+	<-ctx.Done()
+	// No reload starts a subsystem from now on.
+	d.reloadMu.Lock()
+	d.mu.Lock()
+	d.runCtx = nil
+	d.mu.Unlock()
+	d.reloadMu.Unlock()
+	d.wg.Wait()
+	d.mu.Lock()
+	errs := d.runErrs
+	d.mu.Unlock()
 	d.log.Info("multihome stopped")
 	return errors.Join(errs...)
 }
@@ -260,9 +273,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 // relearn re-applies the file's config in force after a change of the
 // learned prefixes or addresses.
 func (d *Daemon) relearn() {
-	if err := d.reload(nil, "learned prefixes and addresses applied"); err != nil {
-		d.log.Error("applying learned prefixes and addresses", "err", err)
-	}
+	_ = d.reload(nil, "learned prefixes and addresses applied") // it logs what failed
 }
 
 // withLearned returns the file's config with what the daemon learned
@@ -293,38 +304,17 @@ func (d *Daemon) reload(file *config.Config, what string) error {
 	}
 	cfg := d.withLearned(file)
 	prev := d.Config()
-	for name, has := range optional {
-		if has(prev) != has(cfg) {
-			err := fmt.Errorf("the %s section was added or removed: restart multihome to apply that", name)
+	if err := d.apply(prev, cfg, relearn); err != nil {
+		if !relearn {
 			d.log.Error("reload rejected: keeping the running config", "err", err)
 			return err
 		}
-	}
-	// Apply to each subsystem in turn; if one refuses, give the ones
-	// already updated the previous config back, so the daemon never runs
-	// half on the old config and half on the new one. What was learned
-	// (an address gone from an interface, a delegation) is a fact, not a
-	// choice: the old config does not hold any better, so a subsystem that
-	// cannot apply it yet (outbound: no route via a gateway the interface
-	// has no address for) is reported and the others still follow.
-	var failed []error
-	for i, s := range d.subs {
-		err := s.sub.Update(cfg)
-		if err == nil {
-			continue
-		}
-		err = fmt.Errorf("%s: %w", s.name, err)
-		if relearn {
-			failed = append(failed, err)
-			continue
-		}
-		for j := i - 1; j >= 0; j-- {
-			if rerr := d.subs[j].sub.Update(prev); rerr != nil {
-				d.log.Error("rolling back a refused reload failed", "subsystem", d.subs[j].name, "err", rerr)
-			}
-		}
-		d.log.Error("reload rejected: keeping the running config", "err", err)
-		return err
+		// What was learned (an address gone from an interface, a
+		// delegation) is a fact, not a choice: the old config does not
+		// hold any better, so a subsystem that cannot apply it yet
+		// (outbound: no route via a gateway the interface has no address
+		// for) is reported and the others still follow.
+		d.log.Error("learned addresses or prefixes not applied everywhere", "err", err)
 	}
 	d.mu.Lock()
 	d.cfg, d.file = cfg, file
@@ -332,7 +322,7 @@ func (d *Daemon) reload(file *config.Config, what string) error {
 	applied = true
 	d.reportMissing(cfg)
 	d.log.Info(what, "file", cfg.File, "links", len(cfg.Links))
-	return errors.Join(failed...)
+	return nil
 }
 
 // apiRunner adapts the API server to the subsystem interface: the API

@@ -24,7 +24,7 @@ var (
 // BGPStatus returns the BGP speaker's neighbours, and false when the
 // config has no bgp section.
 func (d *Daemon) BGPStatus() ([]bgp.NeighborStatus, bool) {
-	for _, s := range d.subs {
+	for _, s := range d.running() {
 		if sp, ok := s.sub.(*bgp.Speaker); ok {
 			return sp.Status(), true
 		}
@@ -41,11 +41,14 @@ func (d *Daemon) Audit() *audit.Report {
 // they come from, and the firewall sets; false when the config has no
 // ipv6 section.
 func (d *Daemon) IPv6Status() (api.IPv6Status, bool) {
-	for _, s := range d.subs {
+	for _, s := range d.running() {
 		if a, ok := s.sub.(*ra.Advertiser); ok {
 			var cs []*pd.Client
-			if d.pd != nil {
-				cs = d.pd.list()
+			d.mu.Lock()
+			p := d.pd
+			d.mu.Unlock()
+			if p != nil {
+				cs = p.list()
 			}
 			return ipv6Status(time.Now(), a.Status(), d.mon.Snapshot(), cs), true
 		}

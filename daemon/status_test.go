@@ -114,7 +114,7 @@ bgp:
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{subs: []named{{"bgp", sp}}}
+	d := &Daemon{subs: []*named{{name: "bgp", sub: sp}}}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- sp.Run(rctx) }()

@@ -115,8 +115,18 @@ func cmdCheckConfig(args []string) error {
 }
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(strings.ToUpper(c.Level)))
+	return newLeveledLogger(w, c, nil)
+}
+
+// newLeveledLogger is newLogger with its level in lvl (set from c), so
+// that a reload can change it.
+func newLeveledLogger(w io.Writer, c config.Log, lvl *slog.LevelVar) *slog.Logger {
+	if lvl == nil {
+		lvl = new(slog.LevelVar)
+	}
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(strings.ToUpper(c.Level)))
+	lvl.Set(l)
 	o := &slog.HandlerOptions{Level: lvl}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, o))
@@ -139,11 +149,12 @@ func cmdRun(args []string) error {
 	if *dryRun {
 		return dryRunOutput(os.Stdout, cfg)
 	}
-	log := newLogger(os.Stderr, cfg.Log)
+	lvl := new(slog.LevelVar)
+	log := newLeveledLogger(os.Stderr, cfg.Log, lvl)
 	for _, w := range cfg.Warnings() {
 		log.Warn("config: " + w.Error())
 	}
-	var opts daemon.Options
+	opts := daemon.Options{LogLevel: lvl}
 	if *events != "" {
 		w := os.Stdout
 		if *events != "-" {
