@@ -38,14 +38,14 @@ const startGrace = 500 * time.Millisecond
 // stopWait bounds how long a reload waits for a removed subsystem to stop.
 const stopWait = 15 * time.Second
 
-// recorder registers collectors and remembers them, so that a subsystem's
+// collectorRecorder registers collectors and remembers them, so that a subsystem's
 // metrics leave with it.
-type recorder struct {
+type collectorRecorder struct {
 	prometheus.Registerer
 	cols []prometheus.Collector
 }
 
-func (r *recorder) Register(c prometheus.Collector) error {
+func (r *collectorRecorder) Register(c prometheus.Collector) error {
 	if err := r.Registerer.Register(c); err != nil {
 		return err
 	}
@@ -53,7 +53,7 @@ func (r *recorder) Register(c prometheus.Collector) error {
 	return nil
 }
 
-func (r *recorder) MustRegister(cs ...prometheus.Collector) {
+func (r *collectorRecorder) MustRegister(cs ...prometheus.Collector) {
 	for _, c := range cs {
 		if err := r.Register(c); err != nil {
 			panic(err)
@@ -63,7 +63,7 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 
 // build runs one builder; nil when the config does not ask for it.
 func (d *Daemon) build(b builder, cfg *config.Config) (*named, error) {
-	rec := &recorder{Registerer: d.reg}
+	rec := &collectorRecorder{Registerer: d.reg}
 	s, err := b.build(cfg, d.mon, rec, d.log)
 	if err != nil || s == nil {
 		d.unregister(rec.cols)
