@@ -65,17 +65,10 @@ func (c *answerCache) answer(s *Server, v *view, in []byte, q *wireQuery, out []
 	return out, true
 }
 
-// store keeps b, the answer to q in view v. Only answers to a question
-// spelled in lower case are kept: their names are compressed against the
-// question as far as they can be, for every later spelling.
-func (c *answerCache) store(v *view, in []byte, q *wireQuery, b []byte, rcode int, tc bool) {
+// store keeps b, the answer to q (spelled in lower case) in view v.
+func (c *answerCache) store(v *view, q *wireQuery, b []byte, rcode int, tc bool) {
 	if c == nil || len(b) < q.qend {
 		return
-	}
-	for _, ch := range in[12 : q.qend-4] {
-		if ch >= 'A' && ch <= 'Z' {
-			return
-		}
 	}
 	if c.v != v || len(c.m) >= answerCacheMax {
 		c.v = v

@@ -255,10 +255,28 @@ func (s *Server) handleUDP(v *view, in []byte, src netip.Addr, out []byte, c *an
 			return b
 		}
 	}
-	b, rcode, tc, dyn := s.slowUDP(v, in, src, out, verdict)
-	if plain && !dyn && len(b) > 0 {
-		c.store(v, in, &q, b, rcode, tc)
+	if !plain {
+		b, _, _, _ := s.slowUDP(v, in, src, out, verdict)
+		return b
 	}
+	// Answer the question spelled in lower case, and give the answer the
+	// client's spelling: the same answer for every spelling (0x20), which
+	// the cache can keep.
+	var lb [320]byte
+	lq := append(lb[:0], in...)
+	for i := 12; i < q.qend-4; i++ {
+		if ch := lq[i]; ch >= 'A' && ch <= 'Z' {
+			lq[i] = ch + 'a' - 'A'
+		}
+	}
+	b, rcode, tc, dyn := s.slowUDP(v, lq, src, out, verdict)
+	if len(b) < q.qend {
+		return b
+	}
+	if !dyn {
+		c.store(v, &q, b, rcode, tc)
+	}
+	copy(b[12:q.qend], in[12:q.qend])
 	return b
 }
 

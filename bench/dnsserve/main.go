@@ -2,6 +2,7 @@
 // loads a config and serves it with every link up, until interrupted.
 //
 //	dnsserve -config bench.yaml
+//	dnsserve -mixed-queries FILE   # writes bench/dns.sh's mixed workload
 //
 // bench/dns.sh runs it against dnsperf, next to Knot and gdnsd.
 package main
@@ -33,7 +34,15 @@ func (a *allUp) Snapshot() []monitor.Status { return a.st }
 func main() {
 	path := flag.String("config", "", "config file")
 	prof := flag.String("cpuprofile", "", "write a CPU profile to this file")
+	mixed := flag.String("mixed-queries", "", "write bench/dns.sh's mixed workload (dnsperf -B format) to this file and exit")
 	flag.Parse()
+	if *mixed != "" {
+		if err := mixedQueries(*mixed, 2000); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		return
+	}
 	if *prof != "" {
 		f, err := os.Create(*prof)
 		if err != nil {
