@@ -25,7 +25,8 @@ type udpSock struct {
 
 	mu      sync.Mutex
 	closed  atomic.Bool
-	serving bool // the reader owns fd and closes it
+	serving bool          // the reader owns fd and closes it
+	done    chan struct{} // closed by the reader when it has closed fd
 	fdOpen  bool
 }
 
@@ -35,7 +36,7 @@ const udpReadTimeout = 500 * time.Millisecond
 
 // openUDP binds a UDP socket with SO_REUSEPORT to ap.
 func openUDP(ap netip.AddrPort, pktinfo bool) (*udpSock, error) {
-	u := &udpSock{pktinfo: pktinfo, v4: ap.Addr().Is4()}
+	u := &udpSock{pktinfo: pktinfo, v4: ap.Addr().Is4(), done: make(chan struct{})}
 	fam := unix.AF_INET6
 	if u.v4 {
 		fam = unix.AF_INET
@@ -91,18 +92,28 @@ func openUDP(ap netip.AddrPort, pktinfo bool) (*udpSock, error) {
 	return u, nil
 }
 
-// close stops the reader; the reader closes the descriptor when it
-// leaves, so it is never reused under a blocked recvmmsg.
+// close stops the reader and waits until it has closed the descriptor
+// (the reader closes it, so it is never reused under a blocked
+// recvmmsg): once close returns, the socket has left its SO_REUSEPORT
+// group and no query goes to it any more.
 func (u *udpSock) close() {
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	if u.closed.Swap(true) {
+		u.mu.Unlock()
 		return
 	}
 	unix.Shutdown(u.fd, unix.SHUT_RDWR)
-	if !u.serving && u.fdOpen {
+	serving := u.serving
+	if !serving && u.fdOpen {
 		unix.Close(u.fd)
 		u.fdOpen = false
+	}
+	u.mu.Unlock()
+	if serving {
+		select {
+		case <-u.done:
+		case <-time.After(2 * udpReadTimeout):
+		}
 	}
 }
 
@@ -181,6 +192,7 @@ func srcAddr(name []byte, v4 bool) netip.Addr {
 // serveUDP reads queries from u until it is closed, a batch at a time,
 // and sends the answers of a batch together.
 func (s *Server) serveUDP(u *udpSock) {
+	defer close(u.done)
 	defer unix.Close(u.fd)
 	b := newUDPBufs(u.pktinfo)
 	yielded := time.Now()
