@@ -19,6 +19,7 @@ var (
 	_ api.BGPReporter  = (*Daemon)(nil)
 	_ api.Auditor      = (*Daemon)(nil)
 	_ api.IPv6Reporter = (*Daemon)(nil)
+	_ api.HAReporter   = (*Daemon)(nil)
 )
 
 // BGPStatus returns the BGP speaker's neighbours, and false when the

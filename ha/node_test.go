@@ -1,0 +1,75 @@
+package ha
+
+import (
+	"os"
+	"testing"
+
+	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/monitor"
+)
+
+func TestParseStats(t *testing.T) {
+	b, err := os.ReadFile("testdata/conntrackd-stats.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := parseStats(string(b)); got != (stats{internal: 12, external: 104, received: 51234}) {
+		t.Errorf("got %+v", got)
+	}
+}
+
+func TestParseNotify(t *testing.T) {
+	for _, tc := range []struct{ line, kind, name, state string }{
+		{`GROUP "multihome" MASTER 0`, "GROUP", "multihome", "MASTER"},
+		{`INSTANCE "lan" BACKUP 110`, "INSTANCE", "lan", "BACKUP"},
+		{`INSTANCE "isp1" MASTER_RX_LOWER_PRI 120`, "INSTANCE", "isp1", "MASTER_RX_LOWER_PRI"},
+	} {
+		k, n, s, ok := parseNotify(tc.line)
+		if !ok || k != tc.kind || n != tc.name || s != tc.state {
+			t.Errorf("%q: %q %q %q %v", tc.line, k, n, s, ok)
+		}
+	}
+	for _, bad := range []string{"", "GROUP multihome MASTER", `INSTANCE "lan`} {
+		if _, _, _, ok := parseNotify(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}
+
+func FuzzParseNotify(f *testing.F) {
+	f.Add(`GROUP "multihome" MASTER 0`)
+	f.Add(`INSTANCE "" FAULT`)
+	f.Fuzz(func(t *testing.T, line string) {
+		k, _, s, ok := parseNotify(line)
+		if ok && (k == "" || s == "") {
+			t.Errorf("%q: empty kind or state", line)
+		}
+	})
+}
+
+func TestHealthOf(t *testing.T) {
+	h := &config.HA{LinkWeight: 10}
+	st := func(states ...monitor.State) []monitor.Status {
+		var out []monitor.Status
+		for _, s := range states {
+			out = append(out, monitor.Status{State: s})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		links  []monitor.Status
+		points int
+		fault  bool
+	}{
+		{st(monitor.Up, monitor.Up), 20, false},
+		{st(monitor.Up, monitor.Degraded), 15, false},
+		{st(monitor.Down, monitor.Up), 10, false},
+		{st(monitor.Down, monitor.Down), 0, true},
+		{st(monitor.Unknown, monitor.Down), 0, false}, // not judged yet: no fault
+	} {
+		got := HealthOf(h, tc.links)
+		if got.Points != tc.points || got.Fault != tc.fault {
+			t.Errorf("%v: %+v, want %d points, fault %v", tc.links, got, tc.points, tc.fault)
+		}
+	}
+}
