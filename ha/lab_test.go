@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/netns"
 )
@@ -399,7 +400,6 @@ func report(t *testing.T, format string, a ...any) {
 	}
 }
 
-
 // TestPairSharedUplinks runs two multihome daemons with the real
 // keepalived and conntrackd in a pair lab with two shared uplinks, and
 // checks the "done when" points: a power loss of the master
@@ -416,7 +416,7 @@ func TestPairSharedUplinks(t *testing.T) {
 			}
 		}
 	}
-	p := lab.PairForTest(t, lab.Spec{ISPs: 2})
+	p := labtest.UpPair(t, lab.Spec{ISPs: 2})
 	nodes := startPair(t, p)
 	waitOneMaster(t, p, 15*time.Second)
 	time.Sleep(2 * time.Second) // both nodes' links judged, sync up

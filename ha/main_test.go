@@ -10,7 +10,7 @@ import (
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/daemon"
-	"github.com/multihome/multihome/lab"
+	"github.com/multihome/multihome/lab/labtest"
 )
 
 // childEnv, when set, makes the test binary a multihome daemon: it runs
@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(childEnv); path != "" {
 		os.Exit(runChild(path))
 	}
-	os.Exit(lab.RunTests(m))
+	os.Exit(labtest.RunTests(m))
 }
 
 func runChild(path string) int {

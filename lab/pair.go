@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/multihome/multihome/netns"
@@ -107,32 +106,6 @@ func offset(a netip.Addr, n int) netip.Addr {
 		a = a.Next()
 	}
 	return a
-}
-
-// PairForTest builds a pair lab for a test and tears it down when the test
-// ends; it skips the test when not run as root.
-func PairForTest(t testing.TB, spec Spec) *Pair {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the lab creates network namespaces")
-	}
-	if spec.Name == "" {
-		spec.Name = netns.Unique(TestPrefix, "")
-	}
-	var log *slog.Logger
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	p, err := UpPair(context.Background(), spec, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Down(); err != nil {
-			t.Error(err)
-		}
-	})
-	return p
 }
 
 func (p *Pair) roles() []string {

@@ -45,6 +45,33 @@ func Up(t testing.TB, spec lab.Spec) *lab.Lab {
 	return l
 }
 
+// UpPair builds a pair lab (two gateways, lab.UpPair) for a test and
+// tears it down when the test ends; it skips the test when not run as
+// root.
+func UpPair(t testing.TB, spec lab.Spec) *lab.Pair {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the lab creates network namespaces")
+	}
+	if spec.Name == "" {
+		spec.Name = netns.Unique(lab.TestPrefix, "")
+	}
+	var log *slog.Logger
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	p, err := lab.UpPair(context.Background(), spec, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Down(); err != nil {
+			t.Error(err)
+		}
+	})
+	return p
+}
+
 // RunTests runs a test binary's tests with the lab's hygiene, for the
 // TestMain of packages whose tests build labs: as root, it first sweeps
 // the labs (namespaces and FRR instances) that test processes which no
