@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,4 +127,39 @@ func TestRRLServer(t *testing.T) {
 	if full < 5 || full > 7 || tc == 0 || st.RRLDropped == 0 || int(st.RRLSlipped) != tc {
 		t.Errorf("rate 5 burst 5 slip 2: %d full answers, %d truncated, %d dropped", full, tc, st.RRLDropped)
 	}
+}
+
+// TestRRLFullTableEvicts: with the table full of active clients, a new
+// client prefix is still limited (a stale bucket is evicted for it and
+// counted) rather than let through unlimited.
+func TestRRLFullTableEvicts(t *testing.T) {
+	r := newRRL(config.DNSRRL{Rate: 1, Burst: 1, IPv4Prefix: 24, IPv6Prefix: 56}, true)
+	r.slip = 0
+	var evicted atomic.Uint64
+	r.evicted = &evicted
+	now := time.Unix(1000, 0)
+	// Fill every shard with active /24s (each has spent its token).
+	n := 0
+	for i := 0; evicted.Load() == 0; i++ {
+		a := netip.AddrFrom4([4]byte{byte(i >> 16), byte(i >> 8), byte(i), 1})
+		if i >= 1<<24 {
+			t.Fatal("table never full")
+		}
+		r.check(a, now)
+		n++
+	}
+	fresh := netip.MustParseAddr("203.0.113.7")
+	if v := r.check(fresh, now); v != rrlPass {
+		t.Errorf("a new client's first answer: %v, want it let through (burst 1)", v)
+	}
+	drops := 0
+	for range 10 {
+		if r.check(fresh, now) == rrlDrop {
+			drops++
+		}
+	}
+	if drops != 10 {
+		t.Errorf("table full: %d of 10 answers over the rate dropped, want 10 (no fail-open)", drops)
+	}
+	t.Logf("table full after %d prefixes; %d evictions", n, evicted.Load())
 }
