@@ -89,6 +89,7 @@ func Parse(name string, data []byte) (*Config, error) {
 		k.errs = append(k.errs, &Error{File: name, Line: e.pos.Line, Column: e.pos.Column, Field: e.field, Msg: e.msg})
 		k.undecoded = append(k.undecoded, e.field)
 	}
+	resolveFiles(c)
 	checkLinks(c, k)
 	for _, check := range sectionChecks {
 		check(c, k)

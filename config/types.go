@@ -32,6 +32,8 @@ type Config struct {
 	// pos maps a field path such as "links[1].gateway4" to where it was
 	// written, for error messages.
 	pos map[string]Pos
+	// secrets are the secret files named (resolveFiles).
+	secrets []SecretFile
 }
 
 // Log configures logging.

@@ -46,10 +46,11 @@ func SelfAddressNeeds(c *Config) []SelfNeed {
 }
 
 // Warnings returns what is valid but worth an operator's attention, with
-// positions like errors: uses of addresses that can only be learned at
-// run time (the answers lack them until the interface has one).
+// positions like errors: the config or secret files readable by others
+// (PermissionProblems), uses of addresses that can only be learned at run
+// time (the answers lack them until the interface has one).
 func (c *Config) Warnings() Errors {
-	var ws Errors
+	ws := c.PermissionProblems()
 	for _, n := range SelfAddressNeeds(c) {
 		field := "address4"
 		if n.Family == 6 {

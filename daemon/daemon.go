@@ -33,6 +33,9 @@ type Options struct {
 	// LogLevel, if set, is the level of the daemon's logger: a reload
 	// sets it from log.level.
 	LogLevel *slog.LevelVar
+	// Strict refuses a reloaded config that group or others can read, or
+	// whose secret files they can (config.PermissionProblems).
+	Strict bool
 }
 
 // logLevel parses log.level (debug, info, warn, error; default info).
@@ -170,6 +173,11 @@ func (d *Daemon) SetAdmin(link string, a monitor.Admin, reason string) error {
 // running config stays.
 func (d *Daemon) ReloadFile() error {
 	cfg, err := config.Load(d.Config().File)
+	if err == nil && d.opts.Strict {
+		if ps := cfg.PermissionProblems(); len(ps) > 0 {
+			err = fmt.Errorf("strict: files readable by group or others: %w", ps)
+		}
+	}
 	if err != nil {
 		d.log.Error("reload rejected: keeping the running config", "file", d.Config().File, "err", err)
 		return err

@@ -90,6 +90,7 @@ func cmdVersion(args []string) error {
 
 func cmdCheckConfig(args []string) error {
 	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	strict := fs.Bool("strict", false, "fail when the config file or a secret file is readable by group or others")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,6 +110,9 @@ func cmdCheckConfig(args []string) error {
 	}
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
+	if err := strictCheck(*strict, cfg); err != nil {
+		return err
 	}
 	fmt.Printf("%s: ok, %d link(s)\n", fs.Arg(0), len(cfg.Links))
 	return nil
@@ -139,6 +143,7 @@ func cmdRun(args []string) error {
 	path := fs.String("config", "/etc/multihome/multihome.yaml", "config file")
 	events := fs.String("events", "", "also write every link event as a JSON line to this file (- for stdout)")
 	dryRun := fs.Bool("dry-run", false, "print the kernel state the config would produce and exit")
+	strict := fs.Bool("strict", false, "refuse a config (at start and on reload) when it or a secret file is readable by group or others")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -154,7 +159,10 @@ func cmdRun(args []string) error {
 	for _, w := range cfg.Warnings() {
 		log.Warn("config: " + w.Error())
 	}
-	opts := daemon.Options{LogLevel: lvl}
+	if err := strictCheck(*strict, cfg); err != nil {
+		return err
+	}
+	opts := daemon.Options{LogLevel: lvl, Strict: *strict}
 	if *events != "" {
 		w := os.Stdout
 		if *events != "-" {
@@ -182,4 +190,13 @@ func cmdRun(args []string) error {
 		}
 	}()
 	return d.Run(ctx)
+}
+
+// strictCheck refuses, with --strict, a config whose file or secret files
+// group or others can read.
+func strictCheck(strict bool, cfg *config.Config) error {
+	if ps := cfg.PermissionProblems(); strict && len(ps) > 0 {
+		return fmt.Errorf("--strict: %d file(s) readable by group or others:\n%w", len(ps), ps)
+	}
+	return nil
 }
