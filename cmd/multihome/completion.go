@@ -33,8 +33,9 @@ var apiFlags = []flagSpec{{"api", "API address: unix:/path, host:port or URL", "
 
 var completionSpec = map[string]compSpec{
 	"run": {flags: []flagSpec{{"config", "config file", "file"}, {"events", "also write link events as JSON lines to this file", "file"},
-		{"dry-run", "print the kernel state the config would produce and exit", ""}}},
-	"check-config": {files: true},
+		{"dry-run", "print the kernel state the config would produce and exit", ""},
+		{"strict", "refuse a config group or others can read", ""}}},
+	"check-config": {files: true, flags: []flagSpec{{"strict", "fail when the config or a secret file is readable by group or others", ""}}},
 	"version":      {},
 	"status":       {flags: append([]flagSpec{{"json", "print the API's JSON answer", ""}}, apiFlags...)},
 	"events": {flags: append([]flagSpec{{"limit", "how many past events to show", "word"}, {"link", "only this link's events", "word"},
