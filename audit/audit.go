@@ -120,8 +120,25 @@ func (r *Report) Add(fs ...Finding) {
 
 // Static audits a loaded config (defaults applied by config.Parse) without
 // sending anything.
-func Static(c *config.Config) *Report {
+func Static(c *config.Config) *Report { return StaticLive(c, Live{}) }
+
+// Live is what a running daemon knows that the config does not.
+type Live struct {
+	// HAPartnerSeen tells whether the ha section's partner is alive (its
+	// sync traffic arrives); nil when not known, as in a static audit,
+	// where a configured partner is counted.
+	HAPartnerSeen *bool
+}
+
+// StaticLive is Static with what the running daemon knows: an ha partner
+// that is configured but not seen does not replace the gateway.
+func StaticLive(c *config.Config, live Live) *Report {
 	m := newModel(c)
+	if c.HA != nil {
+		if p := idDevice(c.HA.Partner); (live.HAPartnerSeen == nil || *live.HAPartnerSeen) && !slices.Contains(m.ha, p) {
+			m.ha = append(m.ha, p)
+		}
+	}
 	r := &Report{Graph: m.graph()}
 	r.SPOFs, r.MinCut = m.spofs(r.Graph)
 	r.ServiceCuts = m.serviceCuts(r.Graph)
@@ -129,6 +146,7 @@ func Static(c *config.Config) *Report {
 	r.Add(configChecks(c)...)
 	r.Add(m.topologyChecks()...)
 	r.Add(dnsChecks(c, m)...)
+	r.Add(haChecks(c, m, live)...)
 	for i := range r.Graph.Nodes {
 		if slices.Contains(r.SPOFs, r.Graph.Nodes[i].ID) {
 			r.Graph.Nodes[i].SPOF = true

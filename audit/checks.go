@@ -174,7 +174,7 @@ func (m *model) topologyChecks() []Finding {
 	}
 	var fs []Finding
 	g := m.graph()
-	if len(m.ha) == 0 {
+	if len(m.ha) == 0 && m.c.HA == nil {
 		fs = append(fs, Finding{
 			Check: "no-ha-partner", Severity: Medium,
 			Summary:        fmt.Sprintf("the gateway %s has no HA partner: when it fails, every link is lost with it", label(m.gw)),
@@ -430,4 +430,30 @@ func dnsAdvice(role string, m *model) string {
 		return "add secondaries in other networks (dns.zones[].transfer.notify) and list them as NS records (RFC 2182)"
 	}
 	return "add a secondary authoritative server in another network, independent of the site's links (RFC 2182)"
+}
+
+// haChecks report on the pair of the ha section: a partner the running
+// daemon does not see leaves the gateway a single point of failure.
+func haChecks(c *config.Config, m *model, live Live) []Finding {
+	if c.HA == nil {
+		return nil
+	}
+	p := idDevice(c.HA.Partner)
+	switch {
+	case live.HAPartnerSeen == nil:
+		return []Finding{{
+			Check: "ha-partner-assumed", Severity: Info,
+			Summary:        fmt.Sprintf("the HA partner %s is counted from the ha section: the running daemon's audit checks that it is seen", c.HA.Partner),
+			Recommendation: "run the audit through the daemon (GET /api/v1/audit, the dashboard) to check the partner is alive",
+			Elements:       []string{m.gw, p},
+		}}
+	case !*live.HAPartnerSeen:
+		return []Finding{{
+			Check: "ha-partner-unseen", Severity: High,
+			Summary:        fmt.Sprintf("the HA partner %s is configured but not seen (no sync traffic for 5 s): until it is, the gateway %s is a single point of failure", c.HA.Partner, label(m.gw)),
+			Recommendation: fmt.Sprintf("check that multihome runs on %s and that the sync link (%s) is up; GET /api/v1/ha on both nodes", c.HA.Partner, c.HA.Sync.Interface),
+			Elements:       []string{m.gw, p},
+		}}
+	}
+	return nil
 }

@@ -134,6 +134,7 @@ type model struct {
 	topo      *config.Topology
 	gw        string   // gateway node ID
 	ha        []string // HA partner node IDs
+	lan       []string // device IDs between the LAN and the gateway(s)
 	power     map[string][]string
 	links     []mlink
 	providers map[string]*mprovider
@@ -146,6 +147,9 @@ type model struct {
 func newModel(c *config.Config) *model {
 	m := &model{c: c, topo: c.Topology, power: map[string][]string{}, providers: map[string]*mprovider{}}
 	gwName := config.DefaultTopologyGateway
+	if c.HA != nil {
+		gwName = c.HA.Node
+	}
 	kinds := map[string]string{}
 	if t := m.topo; t != nil {
 		gwName = t.Gateway
@@ -160,6 +164,9 @@ func newModel(c *config.Config) *model {
 		}
 		for _, h := range t.HAPartners {
 			m.ha = append(m.ha, idDevice(h))
+		}
+		for _, d := range t.LAN {
+			m.lan = append(m.lan, idDevice(d))
 		}
 		byASN := map[string]string{}
 		for _, p := range t.Providers {
@@ -307,15 +314,22 @@ func (m *model) graph() *Graph {
 	g := &Graph{}
 	g.addNode(idLAN, KindLAN, "LAN", "")
 	g.addNode(m.gw, KindDevice, label(m.gw), config.DeviceGateway)
-	g.addEdge(idLAN, m.gw, EdgeData)
-	for _, h := range m.ha {
-		g.addNode(h, KindDevice, label(h), m.deviceKind(h))
-		g.addEdge(idLAN, h, EdgeData)
-	}
 	if m.topo != nil {
 		for _, d := range m.topo.Devices {
 			g.addNode(idDevice(d.Name), KindDevice, d.Name, d.Kind)
 		}
+	}
+	lanSide := idLAN
+	for _, d := range m.lan {
+		g.addEdge(lanSide, d, EdgeData)
+		lanSide = d
+	}
+	g.addEdge(lanSide, m.gw, EdgeData)
+	for _, h := range m.ha {
+		g.addNode(h, KindDevice, label(h), m.deviceKind(h))
+		g.addEdge(lanSide, h, EdgeData)
+	}
+	if m.topo != nil {
 		for _, cd := range m.topo.Conduits {
 			g.addNode(idConduit(cd.Name), KindConduit, cd.Name, cd.Description)
 		}
@@ -446,6 +460,9 @@ func (m *model) down(f failures, id string) bool {
 }
 
 func (m *model) gatewayUp(f failures) bool {
+	if slices.ContainsFunc(m.lan, func(d string) bool { return m.down(f, d) }) {
+		return false // the LAN no longer reaches any gateway
+	}
 	if !m.down(f, m.gw) {
 		return true
 	}

@@ -17,6 +17,10 @@ type Topology struct {
 	// HAPartners name the devices that take over the gateway's role when
 	// it fails (VRRP/keepalived peers).
 	HAPartners []string `yaml:"ha_partners"`
+	// LAN lists, from the hosts toward the gateway, the devices LAN
+	// traffic crosses before it reaches the gateway (and its HA
+	// partners): the LAN switch a pair shares, for instance.
+	LAN []string `yaml:"lan"`
 	// Devices are the boxes traffic or services depend on.
 	Devices []TopoDevice `yaml:"devices"`
 	// PowerFeeds are the independent power sources (circuits, UPSes).
@@ -173,6 +177,16 @@ func checkTopology(c *Config, k *checker) {
 	}
 	if t.Gateway == "" {
 		t.Gateway = DefaultTopologyGateway
+		if c.HA != nil && c.HA.Node != "" {
+			t.Gateway = c.HA.Node // the ha section names this node
+		}
+	}
+	for i, d := range t.LAN {
+		if kinds[d] != "device" {
+			k.errorf(fmt.Sprintf("topology.lan[%d]", i), "unknown device %q", d)
+		} else if d == t.Gateway {
+			k.errorf(fmt.Sprintf("topology.lan[%d]", i), "%q is the gateway itself", d)
+		}
 	}
 	if kd, ok := kinds[t.Gateway]; ok && kd != "device" {
 		k.errorf("topology.gateway", "%q is a %s, not a device", t.Gateway, kd)

@@ -33,9 +33,14 @@ func (d *Daemon) BGPStatus() ([]bgp.NeighborStatus, bool) {
 	return nil, false
 }
 
-// Audit is the static audit of the config in force (nothing is sent).
+// Audit is the static audit of the config in force (nothing is sent),
+// with what the daemon knows live: whether the HA partner is seen.
 func (d *Daemon) Audit() *audit.Report {
-	return audit.Static(d.Config())
+	var live audit.Live
+	if st, ok := d.HAStatus(); ok {
+		live.HAPartnerSeen = &st.Sync.PartnerSeen
+	}
+	return audit.StaticLive(d.Config(), live)
 }
 
 // IPv6Status returns the LAN prefixes advertised, with the delegations
