@@ -145,6 +145,13 @@ func (c *Client) IPv6(ctx context.Context) (IPv6Status, error) {
 	return s, c.do(ctx, "GET", "/api/v1/ipv6", nil, &s)
 }
 
+// BGP returns the BGP speaker's neighbours; an *APIError with Code 404
+// when the daemon has no bgp section.
+func (c *Client) BGP(ctx context.Context) (BGPList, error) {
+	var l BGPList
+	return l, c.do(ctx, "GET", "/api/v1/bgp", nil, &l)
+}
+
 // Links returns every link's status.
 func (c *Client) Links(ctx context.Context) ([]Link, error) {
 	var l LinkList

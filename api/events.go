@@ -8,7 +8,7 @@ import (
 )
 
 // Entry is one line of the decision log: a link event from the monitor,
-// or a config reload.
+// a config reload, or a BGP announcement decision (kind "bgp").
 type Entry struct {
 	// Seq numbers entries in order; streams resume after it. A daemon
 	// starts numbering at its start time in microseconds, so the entries
@@ -16,9 +16,13 @@ type Entry struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
 	// Kind is the monitor event's kind (state, saturation, admin,
-	// hold-down) or "reload".
+	// hold-down), "reload" or "bgp".
 	Kind string `json:"kind"`
 	Link string `json:"link,omitempty"`
+	// Neighbor is the BGP neighbour of a "bgp" entry, whose From and To
+	// are what it is sent: announce, prepend N or withdraw (From empty
+	// when the speaker starts).
+	Neighbor string `json:"neighbor,omitempty"`
 	From string `json:"from,omitempty"`
 	To   string `json:"to,omitempty"`
 	// Reason is the evidence for the decision, in one line.

@@ -392,6 +392,12 @@ func (s *Server) ObserveReload(err error) {
 	s.events.add(e)
 }
 
+// Record adds a decision made elsewhere (a BGP announcement change, kind
+// "bgp") to the decision log, for GET /api/v1/events and the stream.
+func (s *Server) Record(e Entry) {
+	s.events.add(e)
+}
+
 // splitListen parses an Options.Listen value.
 func splitListen(l string) (network, address string, err error) {
 	if p, ok := strings.CutPrefix(l, "unix:"); ok {

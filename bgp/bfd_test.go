@@ -93,6 +93,13 @@ bgp:
 	if err != nil {
 		t.Fatal(err)
 	}
+	var dmu sync.Mutex
+	var decisions []string
+	sp.OnDecision(func(d Decision) {
+		dmu.Lock()
+		decisions = append(decisions, d.Neighbor.String()+" "+d.Link+" "+d.From+" -> "+d.To+": "+d.Reason)
+		dmu.Unlock()
+	})
 	f := &fakeBFD{fail: 2, started: make(chan struct{}, 8)}
 	sp.UseBFD(bfd.NewManager(log, bfd.ManagerOptions{Run: f.run, MinRetry: 10 * time.Millisecond, MaxRetry: 40 * time.Millisecond}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -154,6 +161,21 @@ bgp:
 	// The BGP session was reset: back after connect_retry.
 	if _, ok := pollUntil(10*time.Second, has); !ok {
 		t.Fatal("not re-announced after BFD came back")
+	}
+
+	// The decision log got the start, the withdrawal and the return,
+	// with their reasons.
+	dmu.Lock()
+	got := strings.Join(decisions, "\n")
+	dmu.Unlock()
+	for _, want := range []string{
+		"127.0.0.11 wan1  -> announce: bgp started: link wan1 usable",
+		"127.0.0.11 wan1 announce -> withdraw: BFD up→down: control detection time expired",
+		"127.0.0.11 wan1 withdraw -> announce: BFD down→up: none",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("decisions lack %q:\n%s", want, got)
+		}
 	}
 
 	// Reload re-creating the neighbour (its hold time changed): the old

@@ -39,6 +39,10 @@ type Speaker struct {
 	impDirty map[netip.Addr]bool
 	impKick  chan struct{}
 
+	// decided, when set (OnDecision, before Run), is told every change
+	// of what a neighbour is sent, for the decision log.
+	decided func(Decision)
+
 	mu    sync.Mutex // guards the fields below, read by the collector
 	cfg   *config.BGP
 	peers map[netip.Addr]*peerInfo
@@ -96,6 +100,33 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Speaker, er
 		impDirty: map[netip.Addr]bool{},
 		impKick:  make(chan struct{}, 1),
 	}, nil
+}
+
+// Decision is a change of what one neighbour is sent, for the API's
+// decision log (multihome events): From and To are "announce",
+// "prepend N" (extra copies of our AS) or "withdraw"; From is empty when
+// the speaker starts or the neighbour is added.
+type Decision struct {
+	Time     time.Time
+	Neighbor netip.Addr
+	Link     string
+	From, To string
+	Reason   string
+}
+
+// OnDecision makes the speaker call f (from its Run goroutine; f must not
+// block) for every announcement decision. Call it before Run.
+func (s *Speaker) OnDecision(f func(Decision)) { s.decided = f }
+
+// action names an announcement for logs and the decision log.
+func (a announce) action() string {
+	switch {
+	case a.Withdraw:
+		return "withdraw"
+	case a.Prepend > 0:
+		return fmt.Sprintf("prepend %d", a.Prepend)
+	}
+	return "announce"
 }
 
 // UseBFD makes the speaker ask m for its neighbours' BFD sessions (the
@@ -162,7 +193,25 @@ type runState struct {
 func (s *Speaker) Run(ctx context.Context) error {
 	events, unsub := s.src.Subscribe()
 	defer unsub()
+	srv, stop, err := s.startServer(ctx)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	st := s.newRunState(srv)
+	// Runs before stop: a clean stop leaves no imported route and sends
+	// AdminDown to every BFD peer.
+	defer s.teardown(st)
+	if err := s.setup(ctx, st); err != nil {
+		return err
+	}
+	return s.loop(ctx, st, events)
+}
 
+// startServer starts GoBGP with the global settings and registers the
+// watches (before any peer is added, or events are missed). stop ends
+// the watches and GoBGP.
+func (s *Speaker) startServer(ctx context.Context) (srv *server.BgpServer, stop func(), err error) {
 	// GoBGP's own logs: warnings and errors only, unless debugging.
 	lvl := &slog.LevelVar{}
 	lvl.Set(slog.LevelWarn)
@@ -170,19 +219,25 @@ func (s *Speaker) Run(ctx context.Context) error {
 		lvl.Set(slog.LevelDebug)
 	}
 	glog := slog.New(levelHandler{s.log.Handler(), lvl}).With("gobgp", true)
-	srv := server.NewBgpServer(server.LoggerOption(glog, lvl))
+	srv = server.NewBgpServer(server.LoggerOption(glog, lvl))
 	go srv.Serve()
-
 	s.mu.Lock()
 	cfg := s.cfg
 	s.srv = srv
 	s.mu.Unlock()
-	defer func() {
+	wctx, wcancel := context.WithCancel(context.Background())
+	started := false
+	stop = func() {
+		wcancel()
+		if started {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			srv.StopBgp(sctx, &api.StopBgpRequest{})
+		}
 		s.mu.Lock()
 		s.srv = nil
 		s.mu.Unlock()
-	}()
-
+	}
 	listen := int32(-1)
 	for _, n := range cfg.Neighbors {
 		if n.Passive {
@@ -192,15 +247,10 @@ func (s *Speaker) Run(ctx context.Context) error {
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{
 		Asn: cfg.ASN, RouterId: cfg.RouterID.String(), ListenPort: listen,
 	}}); err != nil {
-		return fmt.Errorf("start gobgp: %w", err)
+		stop()
+		return nil, nil, fmt.Errorf("start gobgp: %w", err)
 	}
-	wctx, wcancel := context.WithCancel(context.Background())
-	defer func() {
-		wcancel()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.StopBgp(sctx, &api.StopBgpRequest{})
-	}()
+	started = true
 	if err := srv.WatchEvent(wctx, server.WatchEventMessageCallbacks{
 		OnPeerUpdate: func(e *apiutil.WatchEventMessage_PeerEvent, at time.Time) {
 			if e.Type == apiutil.PEER_EVENT_STATE {
@@ -211,21 +261,23 @@ func (s *Speaker) Run(ctx context.Context) error {
 		// sync of the imported routes (import.go).
 		OnPathUpdate: s.onPathUpdate,
 	}, server.WatchPeer(), server.WatchUpdate(false, "", "")); err != nil {
-		return fmt.Errorf("watch gobgp peers: %w", err)
+		stop()
+		return nil, nil, fmt.Errorf("watch gobgp peers: %w", err)
 	}
+	return srv, stop, nil
+}
 
-	st := &runState{srv: srv, cfg: cfg, usable: map[string]bool{}, bfd: map[netip.Addr]bool{}, paths: map[netip.Prefix]uuid.UUID{},
-		damp: map[netip.Addr]*damping{}, healthy: map[netip.Addr]bool{}}
+func (s *Speaker) newRunState(srv *server.BgpServer) *runState {
 	s.mu.Lock()
-	st.imp = newImportState(s.links)
-	s.mu.Unlock()
-	defer func() {
-		if st.dampT != nil {
-			st.dampT.Stop()
-		}
-	}()
-	// Runs before StopBgp: a clean stop leaves no imported route.
-	defer s.clearImports(st)
+	defer s.mu.Unlock()
+	return &runState{srv: srv, cfg: s.cfg, usable: map[string]bool{}, bfd: map[netip.Addr]bool{}, paths: map[netip.Prefix]uuid.UUID{},
+		damp: map[netip.Addr]*damping{}, healthy: map[netip.Addr]bool{}, bfdSubs: map[netip.Addr]*bfdClient{}, imp: newImportState(s.links)}
+}
+
+// setup installs the first policy (from the links' current state), adds
+// the neighbours, originates the prefixes and starts BFD.
+func (s *Speaker) setup(ctx context.Context, st *runState) error {
+	cfg, srv := st.cfg, st.srv
 	for _, ls := range s.src.Snapshot() {
 		st.usable[ls.Link] = usable(cfg, ls)
 	}
@@ -241,6 +293,10 @@ func (s *Speaker) Run(ctx context.Context) error {
 		}
 	}
 	s.log.Info("bgp export policy", "asn", cfg.ASN, "router_id", cfg.RouterID, "policy", render(cfg, st.ann))
+	for i, n := range cfg.Neighbors {
+		s.decide(Decision{Time: time.Now(), Neighbor: n.Address, Link: n.Link, To: st.ann[i].action(),
+			Reason: fmt.Sprintf("bgp started: link %s %s", n.Link, map[bool]string{true: "usable", false: "not usable"}[st.usable[n.Link]])})
+	}
 	for i := range cfg.Neighbors {
 		if err := s.addPeer(ctx, srv, cfg, i); err != nil {
 			return err
@@ -258,16 +314,27 @@ func (s *Speaker) Run(ctx context.Context) error {
 	// A first sync removes what a previous run may have left behind.
 	s.markAllImports(st)
 	s.publish(st)
-	st.bfdSubs = map[netip.Addr]*bfdClient{}
-	defer func() {
-		for a := range st.bfdSubs {
-			s.stopBFD(st, a)
-		}
-	}()
 	for _, n := range cfg.Neighbors {
 		s.startBFD(st, n)
 	}
+	return nil
+}
 
+// teardown stops what setup started, GoBGP aside: BFD sessions (AdminDown
+// to the peers), imported routes, the damping timer.
+func (s *Speaker) teardown(st *runState) {
+	for a := range st.bfdSubs {
+		s.stopBFD(st, a)
+	}
+	s.clearImports(st)
+	if st.dampT != nil {
+		st.dampT.Stop()
+	}
+}
+
+// loop is Run's goroutine once everything is set up: the one owner of
+// the run state, fed by the monitor, BFD, damping, reloads and imports.
+func (s *Speaker) loop(ctx context.Context, st *runState, events <-chan monitor.Event) error {
 	quiet := time.NewTicker(quietCheck)
 	defer quiet.Stop()
 	for {
@@ -275,23 +342,12 @@ func (s *Speaker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-quiet.C:
-			s.checkQuiet(ctx, srv)
+			s.checkQuiet(ctx, st.srv)
 		case e, ok := <-events:
 			if !ok {
 				return errors.New("monitor event stream closed")
 			}
-			if e.Kind != monitor.StateChanged && e.Kind != monitor.AdminChanged {
-				continue
-			}
-			if e.Kind == monitor.StateChanged && e.To != monitor.Down {
-				s.onLinkEvent(st, e.Link)
-			}
-			u := usable(st.cfg, e.Status)
-			if prev, seen := st.usable[e.Link]; seen && prev == u {
-				continue
-			}
-			st.usable[e.Link] = u
-			s.apply(ctx, st, fmt.Sprintf("link %s %s: %s", e.Link, map[bool]string{true: "usable", false: "not usable"}[u], e.Reason))
+			s.linkEvent(ctx, st, e)
 		case <-s.dampC:
 			s.apply(ctx, st, "flap damping: penalty decayed below reuse")
 		case e := <-s.bfdEv:
@@ -312,6 +368,23 @@ func (s *Speaker) Run(ctx context.Context) error {
 			s.syncImports(st)
 		}
 	}
+}
+
+// linkEvent follows a monitor event: a link that becomes usable or stops
+// being usable changes the announcements.
+func (s *Speaker) linkEvent(ctx context.Context, st *runState, e monitor.Event) {
+	if e.Kind != monitor.StateChanged && e.Kind != monitor.AdminChanged {
+		return
+	}
+	if e.Kind == monitor.StateChanged && e.To != monitor.Down {
+		s.onLinkEvent(st, e.Link)
+	}
+	u := usable(st.cfg, e.Status)
+	if prev, seen := st.usable[e.Link]; seen && prev == u {
+		return
+	}
+	st.usable[e.Link] = u
+	s.apply(ctx, st, fmt.Sprintf("link %s %s: %s", e.Link, map[bool]string{true: "usable", false: "not usable"}[u], e.Reason))
 }
 
 // apply recomputes the decisions and, if any changed, installs the new
@@ -345,17 +418,16 @@ func (s *Speaker) applyPolicy(ctx context.Context, st *runState, why string, for
 		s.log.Error("bgp soft reset out", "err", err)
 	}
 	for i, n := range st.cfg.Neighbors {
-		if p, ok := prev[n.Address]; ok && p == ann[i] {
+		p, ok := prev[n.Address]
+		if ok && p == ann[i] {
 			continue
 		}
-		what := "announce"
-		switch {
-		case ann[i].Withdraw:
-			what = "withdraw"
-		case ann[i].Prepend > 0:
-			what = fmt.Sprintf("announce with prepend %d", ann[i].Prepend)
+		from := ""
+		if ok {
+			from = p.action()
 		}
-		s.log.Warn("bgp announcement changed", "neighbor", n.Address, "link", n.Link, "action", what, "reason", why, "took", time.Since(start).Round(time.Microsecond))
+		s.log.Warn("bgp announcement changed", "neighbor", n.Address, "link", n.Link, "from", from, "action", ann[i].action(), "reason", why, "took", time.Since(start).Round(time.Microsecond))
+		s.decide(Decision{Time: start, Neighbor: n.Address, Link: n.Link, From: from, To: ann[i].action(), Reason: why})
 	}
 	st.ann = ann
 	s.publish(st)
@@ -496,6 +568,13 @@ func (s *Speaker) reload(ctx context.Context, st *runState, cfg *config.BGP) err
 	}
 	s.publish(st)
 	return nil
+}
+
+// decide hands a decision to the decision log, if any.
+func (s *Speaker) decide(d Decision) {
+	if s.decided != nil {
+		s.decided(d)
+	}
 }
 
 // publish copies the decisions for the collector.

@@ -40,6 +40,9 @@ type NeighborStatus struct {
 	Announced bool `json:"announced"`
 	Withdrawn bool `json:"withdrawn"`
 	Prepend   int  `json:"prepend"`
+	// Prefixes are the site's prefixes of the neighbour's family: what
+	// it is sent while Announced.
+	Prefixes []netip.Prefix `json:"prefixes"`
 	// BFD is multihome's BFD session state (down, init, up), empty when
 	// BFD is not configured for the neighbour.
 	BFD string `json:"bfd,omitempty"`
@@ -59,10 +62,16 @@ func (s *Speaker) Status() []NeighborStatus {
 	srv := s.srv
 	var order []netip.Addr
 	imports := map[netip.Addr]string{}
+	prefixes := map[netip.Addr][]netip.Prefix{}
 	if s.cfg != nil {
 		for _, n := range s.cfg.Neighbors {
 			order = append(order, n.Address)
 			imports[n.Address] = n.Import
+			for _, p := range s.cfg.Prefixes {
+				if p.Addr().Is4() == n.Address.Is4() {
+					prefixes[n.Address] = append(prefixes[n.Address], p)
+				}
+			}
 		}
 	}
 	out := make([]NeighborStatus, 0, len(s.peers))
@@ -71,6 +80,7 @@ func (s *Speaker) Status() []NeighborStatus {
 			Neighbor: a, Link: p.link, PeerAS: p.asn, State: stateName(p.state), Since: p.since,
 			Announced: p.announced, Withdrawn: !p.announced, Prepend: p.prepend,
 			Import: cmp.Or(imports[a], "none"), Imported: p.imported, ImportLimited: p.importLimited,
+			Prefixes: append([]netip.Prefix{}, prefixes[a]...),
 		}
 		if p.state != bgp.BGP_FSM_ESTABLISHED {
 			n.Reason = p.reason

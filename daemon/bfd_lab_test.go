@@ -196,11 +196,14 @@ func (d *labDaemon) wait(timeout time.Duration, what string, match func(monitor.
 }
 
 // metrics returns the daemon's /metrics page.
-func (d *labDaemon) metrics() string {
+func (d *labDaemon) metrics() string { return d.get("/metrics") }
+
+// get returns the body of an API path ("" on error).
+func (d *labDaemon) get(path string) string {
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", d.api)
 	}}}
-	resp, err := c.Get("http://localhost/metrics")
+	resp, err := c.Get("http://localhost" + path)
 	if err != nil {
 		return ""
 	}

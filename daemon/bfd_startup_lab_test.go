@@ -274,6 +274,11 @@ bgp:
 		t.Errorf("bfdd restart cost an outage: %d link downs, %d flushed, %d lost", downs, flushed, lost)
 	}
 
+	// The decision log (multihome events) has the speaker's decisions.
+	if ev := d.get("/api/v1/events?limit=1000"); !strings.Contains(ev, `"kind": "bgp"`) || !strings.Contains(ev, "bgp started: link isp1 usable") {
+		t.Errorf("no BGP decision in the decision log:\n%s", ev)
+	}
+
 	// A real cut still takes the link down within the detection time.
 	time.Sleep(6 * time.Second) // past the hold-up of the session's last up
 	at := time.Now()
@@ -284,6 +289,11 @@ bgp:
 	t.Logf("first hop cut → isp1 down after %v (%s)", took.Round(time.Millisecond), down.Reason)
 	if !strings.Contains(down.Reason, "BFD") || took > 1500*time.Millisecond {
 		t.Errorf("isp1 down after %v for %q, want BFD's verdict within 1.5 s", took, down.Reason)
+	}
+	if _, ok := pollFor(3*time.Second, func() bool {
+		return strings.Contains(d.get("/api/v1/events?link=isp1"), `"to": "withdraw"`)
+	}); !ok {
+		t.Errorf("the withdrawal is not in the decision log:\n%s", d.get("/api/v1/events?link=isp1"))
 	}
 }
 

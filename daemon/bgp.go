@@ -3,6 +3,7 @@ package daemon
 import (
 	"log/slog"
 
+	"github.com/multihome/multihome/api"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/multihome/multihome/bgp"
@@ -24,4 +25,24 @@ func init() {
 		s.UseBFD(bfdManager(src, log))
 		return s, reg.Register(s.Collector())
 	}})
+}
+
+// logBGPDecisions puts the speaker's announcement decisions (announce,
+// prepend, withdraw, with their reason) into the API's decision log, so
+// that `multihome events` shows them next to the link events.
+func (d *Daemon) logBGPDecisions() {
+	if d.api == nil {
+		return
+	}
+	for _, s := range d.subs {
+		if sp, ok := s.sub.(*bgp.Speaker); ok {
+			sp.OnDecision(func(dec bgp.Decision) { d.api.Record(bgpEntry(dec)) })
+		}
+	}
+}
+
+// bgpEntry is a decision log entry for a BGP decision.
+func bgpEntry(dec bgp.Decision) api.Entry {
+	return api.Entry{Time: dec.Time, Kind: "bgp", Link: dec.Link, Neighbor: dec.Neighbor.String(),
+		From: dec.From, To: dec.To, Reason: dec.Reason}
 }

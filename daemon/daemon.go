@@ -126,6 +126,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 		}
 		d.apiToken = token
 	}
+	d.logBGPDecisions()
 	return d, nil
 }
 

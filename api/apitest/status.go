@@ -42,11 +42,14 @@ func Neighbors() []bgp.NeighborStatus {
 	now := time.Now()
 	return []bgp.NeighborStatus{
 		{Neighbor: netip.MustParseAddr("198.51.100.1"), Link: "fiber", PeerAS: 64501, State: "established",
-			Since: now.Add(-3 * time.Hour), PrefixesSent: 2, PrefixesReceived: 1, Announced: true, BFD: "up"},
+			Since: now.Add(-3 * time.Hour), PrefixesSent: 2, PrefixesReceived: 1, Announced: true, BFD: "up",
+			Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/25"), netip.MustParsePrefix("192.0.2.128/25")}, Import: "full", Imported: 1},
 		{Neighbor: netip.MustParseAddr("203.0.113.1"), Link: "cable", PeerAS: 64502, State: "established",
-			Since: now.Add(-47 * time.Minute), PrefixesSent: 2, PrefixesReceived: 1, Announced: true, Prepend: 3},
+			Since: now.Add(-47 * time.Minute), PrefixesSent: 2, PrefixesReceived: 1, Announced: true, Prepend: 3,
+			Prefixes: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/25"), netip.MustParsePrefix("192.0.2.128/25")}, Import: "none"},
 		{Neighbor: netip.MustParseAddr("2001:db8:ff::1"), Link: "lte", PeerAS: 64503, State: "active",
-			Since: now.Add(-6 * time.Minute), Reason: "hold timer expired", Withdrawn: true},
+			Since: now.Add(-6 * time.Minute), Reason: "hold timer expired", Withdrawn: true,
+			Prefixes: []netip.Prefix{netip.MustParsePrefix("2001:db8:100::/48")}, Import: "none", BFD: "down"},
 	}
 }
 

@@ -84,7 +84,7 @@ func runStatus(ctx context.Context, w io.Writer, args []string) error {
 	cf.register(fs)
 	asJSON := fs.Bool("json", false, "print the API's JSON answer")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: multihome status [--json] [--api ADDR] [--token T]\n\nShows every link's state, quality and load.")
+		fmt.Fprintln(fs.Output(), "usage: multihome status [--json] [--api ADDR] [--token T]\n\nShows every link's state, quality and load; with BGP, every neighbour's session,\nannouncements, received and imported routes and BFD; with IPv6, the LAN prefixes.")
 		fs.PrintDefaults()
 	}
 	if pos, err := parseInterleaved(fs, args); err != nil {
@@ -106,8 +106,17 @@ func runStatus(ctx context.Context, w io.Writer, args []string) error {
 		return enc.Encode(o)
 	}
 	writeStatus(w, o)
-	st, err := c.IPv6(ctx)
 	var ae *api.APIError
+	b, err := c.BGP(ctx)
+	switch {
+	case errors.As(err, &ae) && ae.Code == 404: // no bgp section
+	case err != nil:
+		return cf.explain(fmt.Errorf("bgp: %w", err))
+	default:
+		fmt.Fprintln(w)
+		writeBGP(w, o.Time, b)
+	}
+	st, err := c.IPv6(ctx)
 	switch {
 	case errors.As(err, &ae) && ae.Code == 404:
 		return nil // no ipv6 section
@@ -117,6 +126,43 @@ func runStatus(ctx context.Context, w io.Writer, args []string) error {
 	fmt.Fprintln(w)
 	writeIPv6(w, st)
 	return nil
+}
+
+// writeBGP prints the "BGP" table: per neighbour its session state and
+// for how long, what it is sent (the prefixes, with prepends, or
+// withdrawn), what it sends (received, and imported into its link's
+// table) and its BFD session.
+func writeBGP(w io.Writer, now time.Time, b api.BGPList) {
+	fmt.Fprintln(w, "BGP")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NEIGHBOR\tLINK\tAS\tSTATE\tFOR\tANNOUNCED\tRECEIVED\tIMPORTED\tBFD\tREASON")
+	for _, n := range b.Neighbors {
+		ps := make([]string, len(n.Prefixes))
+		for i, p := range n.Prefixes {
+			ps[i] = p.String()
+		}
+		ann := strings.Join(ps, " ")
+		switch {
+		case n.Withdrawn:
+			ann = "withdrawn"
+		case n.Prepend > 0:
+			ann += fmt.Sprintf(" (+%d prepends)", n.Prepend)
+		}
+		imp := "-"
+		if n.Import != "none" && n.Import != "" {
+			imp = fmt.Sprintf("%d (%s)", n.Imported, n.Import)
+			if n.ImportLimited {
+				imp += " limited"
+			}
+		}
+		bfd := n.BFD
+		if bfd == "" {
+			bfd = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", n.Neighbor, n.Link, n.PeerAS, n.State, fmtSince(now, n.Since),
+			ann, n.PrefixesReceived, imp, bfd, n.Reason)
+	}
+	tw.Flush()
 }
 
 // writeIPv6 prints the "IPv6 prefixes" table: each LAN prefix, where it
@@ -301,7 +347,7 @@ func runEvents(ctx context.Context, w io.Writer, args []string) error {
 	fs.BoolVar(follow, "f", false, "short for --follow")
 	asJSON := fs.Bool("json", false, "print one JSON object per event")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: multihome events [--follow] [--limit N] [--link NAME] [--json] [--api ADDR] [--token T]\n\nShows the decision log: every link state change and config reload, with its reason.")
+		fmt.Fprintln(fs.Output(), "usage: multihome events [--follow] [--limit N] [--link NAME] [--json] [--api ADDR] [--token T]\n\nShows the decision log: every link state change, config reload and BGP\nannouncement decision (announce, prepend N, withdraw), with its reason.")
 		fs.PrintDefaults()
 	}
 	if pos, err := parseInterleaved(fs, args); err != nil {
@@ -342,6 +388,12 @@ func formatEntry(e api.Entry) string {
 	ts := e.Time.Local().Format("2006-01-02 15:04:05.000")
 	var what string
 	switch e.Kind {
+	case "bgp":
+		what = e.To
+		if e.From != "" {
+			what = e.From + " -> " + e.To
+		}
+		e.Reason = "neighbor " + e.Neighbor + ": " + e.Reason
 	case "reload":
 		what = "ok"
 		if e.Error != "" {
