@@ -23,8 +23,8 @@ type Entry struct {
 	// are what it is sent: announce, prepend N or withdraw (From empty
 	// when the speaker starts).
 	Neighbor string `json:"neighbor,omitempty"`
-	From string `json:"from,omitempty"`
-	To   string `json:"to,omitempty"`
+	From     string `json:"from,omitempty"`
+	To       string `json:"to,omitempty"`
 	// Reason is the evidence for the decision, in one line.
 	Reason string `json:"reason"`
 	// Error is why a reload was rejected.
