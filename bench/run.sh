@@ -12,3 +12,5 @@ if [ -x bench/dns.sh ]; then
   echo "== inbound DNS: queries per second (bench/dns.sh)"
   bench/dns.sh
 fi
+echo "== MPTCP bonding: throughput, blackhole, proxy cost, bad input (bench/mptcp.sh)"
+bench/mptcp.sh

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ outbound:
 }
 
 // startAggregator runs `multihome aggregate` in the core namespace.
-func startAggregator(t *testing.T, l *lab.Lab) {
+func startAggregator(t *testing.T, l *lab.Lab) *exec.Cmd {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "aggregate.yaml")
 	cfg := fmt.Sprintf("aggregate: {listen: \"203.0.113.80:7400\", key: %s, header_timeout: 1s}\n", bondKey)
@@ -65,6 +66,18 @@ func startAggregator(t *testing.T, l *lab.Lab) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := netns.DialContext(context.Background(), l.NS(lab.RoleCore), &net.Dialer{}, "tcp", "203.0.113.80:7400")
+		if err == nil {
+			c.Close()
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("aggregator not listening after 10 s: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // serveDownload serves an endless stream, as fast as the client takes it,
@@ -118,9 +131,18 @@ func bondLab(t *testing.T, cfg string) (*lab.Lab, *daemon) {
 }
 
 func bondLabWith(t *testing.T, cfg string, aggregator bool) (*lab.Lab, *daemon) {
+	return bondLabRate(t, cfg, aggregator, "20mbit")
+}
+
+// bondLabRate is bondLabWith with both ISPs shaped to rate ("" for no
+// shaping).
+func bondLabRate(t *testing.T, cfg string, aggregator bool, rate string) (*lab.Lab, *daemon) {
 	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	for _, isp := range []string{"isp1", "isp2"} {
-		if _, err := l.Fault(isp, lab.Fault{Kind: lab.RateLimit, Rate: "20mbit"}); err != nil {
+		if rate == "" {
+			break
+		}
+		if _, err := l.Fault(isp, lab.Fault{Kind: lab.RateLimit, Rate: rate}); err != nil {
 			t.Fatal(err)
 		}
 	}
