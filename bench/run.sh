@@ -8,6 +8,8 @@ echo "== link monitor: time from fault to down (bench/detect.sh)"
 bench/detect.sh "${TRIALS:-25}"
 echo "== outbound datapath: failover, throughput, rule updates (bench/outbound.sh)"
 TRIALS=${TRIALS:-20} bench/outbound.sh
+echo "== scale: cost against size (bench/scale.sh, docs/scale.md)"
+bench/scale.sh
 if [ -x bench/dns.sh ]; then
   echo "== inbound DNS: queries per second (bench/dns.sh)"
   bench/dns.sh
