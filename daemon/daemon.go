@@ -16,14 +16,21 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
 
 	"github.com/multihome/multihome/api"
+	"github.com/multihome/multihome/bound"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/metrics"
 	"github.com/multihome/multihome/monitor"
 )
+
+// netlinkTimeout bounds each netlink request made without a handle of
+// its own (the library's default is 60 s).
+const netlinkTimeout = 10 * time.Second
 
 // Options are the daemon's settings that do not come from the config file.
 type Options struct {
@@ -87,6 +94,17 @@ type Daemon struct {
 // kernel until Run.
 func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 	d := &Daemon{log: log, opts: opts, file: cfg, reg: metrics.NewRegistry()}
+	// Calls that could hang are bounded (nft runs: nft.Timeout; kernel
+	// requests: netlinkTimeout); what hits a bound is logged and counted.
+	bound.SetLogger(log)
+	for _, c := range bound.Collectors() {
+		if err := d.reg.Register(c); err != nil {
+			return nil, fmt.Errorf("bound: %w", err)
+		}
+	}
+	if err := netlink.SetSocketTimeout(netlinkTimeout); err != nil {
+		return nil, fmt.Errorf("netlink: %w", err)
+	}
 	d.addrs = newAddrSub(cfg, log.With("subsystem", "addrs"), netlinkAddrs)
 	d.addrs.refresh()
 	d.addrs.apply = d.relearn

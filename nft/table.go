@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/multihome/multihome/bound"
 	"github.com/multihome/multihome/netns"
 )
 
@@ -18,19 +19,30 @@ import (
 // output. The error includes nft's standard error.
 type Runner func(ctx context.Context, stdin string, args ...string) ([]byte, error)
 
+// Timeout bounds one nft run: a hung nft (a kernel stuck on a lock, a
+// blocked netlink socket) is killed after it, counted in
+// multihome_bound_timeouts_total{call="nft"} and logged, and its caller
+// gets an error wrapping bound.ErrTimeout instead of waiting for ever.
+var Timeout = 10 * time.Second
+
 // Command returns a Runner that runs argv followed by the nft arguments:
 // Command("nft") in the daemon's own namespace, Command("ip", "netns",
-// "exec", NS, "nft") inside namespace NS.
+// "exec", NS, "nft") inside namespace NS. Each run is bounded by Timeout.
 func Command(argv ...string) Runner {
 	if len(argv) == 0 {
 		argv = []string{"nft"}
 	}
 	return func(ctx context.Context, stdin string, args ...string) ([]byte, error) {
-		cmd := exec.CommandContext(ctx, argv[0], append(append([]string{}, argv[1:]...), args...)...)
 		var out, errb bytes.Buffer
-		cmd.Stdin = strings.NewReader(stdin)
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		if err := cmd.Run(); err != nil {
+		err := bound.Call(ctx, "nft", Timeout, func(ctx context.Context) error {
+			cmd := exec.CommandContext(ctx, argv[0], append(append([]string{}, argv[1:]...), args...)...)
+			cmd.Stdin = strings.NewReader(stdin)
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			// A killed nft's children could hold its pipes open.
+			cmd.WaitDelay = time.Second
+			return cmd.Run()
+		})
+		if err != nil {
 			return out.Bytes(), fmt.Errorf("nft %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errb.String()))
 		}
 		return out.Bytes(), nil

@@ -119,6 +119,19 @@ func WithNetns(name string) Option {
 	}
 }
 
+// WithNft runs argv (e.g. a wrapper script) instead of nft, in the
+// controller's namespace when WithNetns came first. For tests.
+func WithNft(argv ...string) Option {
+	return func(c *Controller) error {
+		run := nft.Command(argv...)
+		if c.nsName != "" {
+			run = nft.CommandIn(c.nsName, argv...)
+		}
+		c.table = nft.NewTable(run, TableFamily, TableName)
+		return nil
+	}
+}
+
 // New returns a controller for cfg fed by src. It checks the config but
 // does not touch the kernel: Run does.
 func New(cfg *config.Config, src monitor.Source, log *slog.Logger, opts ...Option) (*Controller, error) {

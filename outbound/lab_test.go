@@ -34,6 +34,8 @@ type env struct {
 	c      *Controller
 	cancel context.CancelFunc
 	done   chan error
+	// opts are given to New after WithNetns.
+	opts []Option
 }
 
 // labConfig is the lab's links plus the given outbound section.
@@ -69,7 +71,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func (e *env) start() {
 	e.t.Helper()
-	c, err := New(e.cfg, e.src, testLogger(e.t), WithNetns(e.l.NS(lab.RoleGW)))
+	c, err := New(e.cfg, e.src, testLogger(e.t), append([]Option{WithNetns(e.l.NS(lab.RoleGW))}, e.opts...)...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
