@@ -84,53 +84,17 @@ func control(device string, opts func(fd int) error) func(string, string, syscal
 // peer is reached through p.Interface (its zone, when it has one, must
 // name the same interface).
 func Run(ctx context.Context, p Peer, notify func(Event), log *slog.Logger) error {
-	if !p.Remote.IsValid() {
-		return errors.New("bfd: no peer address")
-	}
-	remote := p.Remote.Unmap().WithZone("")
-	v6 := remote.Is6()
-	if p.Local.IsValid() && p.Local.Unmap().Is6() != v6 {
-		return fmt.Errorf("bfd: local address %s is not of the peer's family (%s)", p.Local, p.Remote)
-	}
-	zone := p.Remote.Zone()
-	if v6 && remote.IsLinkLocalUnicast() {
-		if zone == "" {
-			zone = p.Interface
-		}
-		if zone == "" {
-			return fmt.Errorf("bfd: link-local peer %s needs an interface", p.Remote)
-		}
-		if p.Interface != "" && zone != p.Interface {
-			return fmt.Errorf("bfd: link-local peer %s is not on interface %s", p.Remote, p.Interface)
-		}
-	} else {
-		zone = ""
-	}
-	network, wildcard := "udp4", "0.0.0.0"
-	rxOpts := func(fd int) error { return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVTTL, 1) }
-	txOpts := func(fd int) error { return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, 255) }
-	if v6 {
-		network, wildcard = "udp6", "::"
-		rxOpts = func(fd int) error {
-			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
-				return err
-			}
-			return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT, 1)
-		}
-		txOpts = func(fd int) error {
-			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
-				return err
-			}
-			return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, 255)
-		}
+	ep, err := endpointOf(p)
+	if err != nil {
+		return err
 	}
 	ns, err := netnsID()
 	if err != nil {
 		return err
 	}
-	pkts, unsubscribe, err := subscribe(rxKey{ns: ns, dev: p.Interface, v6: v6}, remote, func() (*net.UDPConn, error) {
-		lc := net.ListenConfig{Control: control(p.Interface, rxOpts)}
-		c, err := lc.ListenPacket(ctx, network, net.JoinHostPort(wildcard, fmt.Sprint(Port)))
+	pkts, unsubscribe, err := subscribe(rxKey{ns: ns, dev: p.Interface, v6: ep.v6}, ep.remote, func() (*net.UDPConn, error) {
+		lc := net.ListenConfig{Control: control(p.Interface, ep.rxOpts)}
+		c, err := lc.ListenPacket(ctx, ep.network, net.JoinHostPort(ep.wildcard, fmt.Sprint(Port)))
 		if err != nil {
 			return nil, fmt.Errorf("bfd listen: %w", err)
 		}
@@ -140,15 +104,80 @@ func Run(ctx context.Context, p Peer, notify func(Event), log *slog.Logger) erro
 		return err
 	}
 	defer unsubscribe()
+	tx, err := ep.openTx(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer tx.Close()
+	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(ep.remote.WithZone(ep.zone), Port))
+	return runSession(ctx, p, pkts, tx, dst, notify, log)
+}
 
-	txl := net.ListenConfig{Control: control(p.Interface, txOpts)}
-	var tx *net.UDPConn
-	src := wildcard
+// endpoint is how a peer is reached: its address without zone, the zone
+// a link-local peer needs, the family and the socket options.
+type endpoint struct {
+	remote            netip.Addr
+	zone              string
+	v6                bool
+	network, wildcard string
+	rxOpts, txOpts    func(fd int) error
+}
+
+// endpointOf checks p's addresses (families, link-local zones) and
+// returns how to reach it.
+func endpointOf(p Peer) (endpoint, error) {
+	if !p.Remote.IsValid() {
+		return endpoint{}, errors.New("bfd: no peer address")
+	}
+	ep := endpoint{remote: p.Remote.Unmap().WithZone("")}
+	ep.v6 = ep.remote.Is6()
+	if p.Local.IsValid() && p.Local.Unmap().Is6() != ep.v6 {
+		return endpoint{}, fmt.Errorf("bfd: local address %s is not of the peer's family (%s)", p.Local, p.Remote)
+	}
+	if ep.v6 && ep.remote.IsLinkLocalUnicast() {
+		ep.zone = p.Remote.Zone()
+		if ep.zone == "" {
+			ep.zone = p.Interface
+		}
+		if ep.zone == "" {
+			return endpoint{}, fmt.Errorf("bfd: link-local peer %s needs an interface", p.Remote)
+		}
+		if p.Interface != "" && ep.zone != p.Interface {
+			return endpoint{}, fmt.Errorf("bfd: link-local peer %s is not on interface %s", p.Remote, p.Interface)
+		}
+	}
+	ep.network, ep.wildcard = "udp4", "0.0.0.0"
+	ep.rxOpts = func(fd int) error { return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_RECVTTL, 1) }
+	ep.txOpts = func(fd int) error { return unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TTL, 255) }
+	if ep.v6 {
+		ep.network, ep.wildcard = "udp6", "::"
+		ep.rxOpts = func(fd int) error {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+				return err
+			}
+			return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_RECVHOPLIMIT, 1)
+		}
+		ep.txOpts = func(fd int) error {
+			if err := unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 1); err != nil {
+				return err
+			}
+			return unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, 255)
+		}
+	}
+	return ep, nil
+}
+
+// openTx opens the session's sending socket: bound to the interface,
+// from p.Local (or any address), on a random source port in
+// 49152–65535 (RFC 5881), TTL or hop limit 255.
+func (ep endpoint) openTx(ctx context.Context, p Peer) (*net.UDPConn, error) {
+	txl := net.ListenConfig{Control: control(p.Interface, ep.txOpts)}
+	src := ep.wildcard
 	if p.Local.IsValid() {
 		l := p.Local.Unmap()
 		if l.Is6() && l.IsLinkLocalUnicast() {
-			l = l.WithZone(zone)
-			if zone == "" {
+			l = l.WithZone(ep.zone)
+			if ep.zone == "" {
 				l = l.WithZone(p.Interface)
 			}
 		} else {
@@ -158,19 +187,18 @@ func Run(ctx context.Context, p Peer, notify func(Event), log *slog.Logger) erro
 	}
 	var lerr error
 	for range 32 {
-		c, err := txl.ListenPacket(ctx, network, net.JoinHostPort(src, fmt.Sprint(49152+rand.IntN(16384))))
+		c, err := txl.ListenPacket(ctx, ep.network, net.JoinHostPort(src, fmt.Sprint(49152+rand.IntN(16384))))
 		if err == nil {
-			tx = c.(*net.UDPConn)
-			break
+			return c.(*net.UDPConn), nil
 		}
 		lerr = err
 	}
-	if tx == nil {
-		return fmt.Errorf("bfd: no usable source port in 49152-65535: %w", lerr)
-	}
-	defer tx.Close()
-	dst := net.UDPAddrFromAddrPort(netip.AddrPortFrom(remote.WithZone(zone), Port))
+	return nil, fmt.Errorf("bfd: no usable source port in 49152-65535: %w", lerr)
+}
 
+// runSession drives the state machine from the received packets and the
+// timers until ctx ends, then sends AdminDown.
+func runSession(ctx context.Context, p Peer, pkts <-chan rxMsg, tx *net.UDPConn, dst *net.UDPAddr, notify func(Event), log *slog.Logger) error {
 	s := NewSession(p.Config)
 	var remoteDiag Diag
 	send := func(now time.Time) {

@@ -68,6 +68,10 @@ func (r *fakeRuns) take() []string {
 }
 
 func (r *fakeRuns) send(iface string, from, to bfd.State, diag, remoteDiag bfd.Diag) {
+	r.sendAt(time.Now(), iface, from, to, diag, remoteDiag)
+}
+
+func (r *fakeRuns) sendAt(at time.Time, iface string, from, to bfd.State, diag, remoteDiag bfd.Diag) {
 	r.mu.Lock()
 	n := r.notify[iface]
 	r.mu.Unlock()
@@ -76,7 +80,7 @@ func (r *fakeRuns) send(iface string, from, to bfd.State, diag, remoteDiag bfd.D
 	if remoteDiag == bfd.DiagAdminDown {
 		rs = bfd.AdminDown
 	}
-	n(bfd.Event{Time: time.Now(), Interface: iface, From: from, To: to, Diag: diag, RemoteDiag: remoteDiag, RemoteState: rs})
+	n(bfd.Event{Time: at, Interface: iface, From: from, To: to, Diag: diag, RemoteDiag: remoteDiag, RemoteState: rs})
 }
 
 func parseConfig(t *testing.T, y string) *config.Config {
@@ -212,6 +216,49 @@ multihome_bfd_session_state{link="isp3",peer="2001:db8:3::1",state="up"} 0
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLinkBFDHoldUp: isp3's session has the default 5 s hold-up. A down
+// 10 ms after up (FRR 8.4's reset after BGP comes up) and a peer's reset
+// after a long up (it signals Down without saying it lost us: a restarted
+// bfdd) are counted, not acted on; a detection timeout after the hold-up
+// takes the link down.
+func TestLinkBFDHoldUp(t *testing.T) {
+	cfg := parseConfig(t, strings.Replace(bfdLinks, "%s", "", 1))
+	if h := cfg.Links[2].BFD.HoldUpD(); h != 5*time.Second {
+		t.Fatalf("default hold-up %v", h)
+	}
+	src := &fakeSource{}
+	runs := &fakeRuns{notify: map[string]func(bfd.Event){}, started: make(chan string, 16)}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	b := newLinkBFD(cfg, src, bfd.NewManager(log, bfd.ManagerOptions{Run: runs.run}), log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for range 2 {
+		<-runs.started
+	}
+	unproven := func() float64 { return testutil.ToFloat64(b.unproven.WithLabelValues("isp3", "2001:db8:3::1")) }
+	now := time.Now()
+	runs.sendAt(now, "wan3", bfd.Init, bfd.Up, bfd.DiagNone, bfd.DiagNone)
+	runs.sendAt(now.Add(10*time.Millisecond), "wan3", bfd.Up, bfd.Down, bfd.DiagNeighborDown, bfd.DiagNone)
+	waitFor(t, "unproven down", func() bool { return unproven() == 1 })
+	runs.sendAt(now.Add(-time.Hour), "wan3", bfd.Down, bfd.Up, bfd.DiagNone, bfd.DiagNone)
+	runs.sendAt(now, "wan3", bfd.Up, bfd.Down, bfd.DiagNeighborDown, bfd.DiagNeighborDown)
+	waitFor(t, "peer reset", func() bool { return unproven() == 2 })
+	if ev := src.got(); len(ev) != 0 {
+		t.Fatalf("evidence for downs that prove nothing: %v", ev)
+	}
+	runs.sendAt(now.Add(-time.Hour), "wan3", bfd.Down, bfd.Up, bfd.DiagNone, bfd.DiagNone)
+	runs.sendAt(now, "wan3", bfd.Up, bfd.Down, bfd.DiagDetectExpired, bfd.DiagNone)
+	waitFor(t, "evidence", func() bool { return len(src.got()) == 1 })
+	if ev := src.got()[0]; !strings.HasPrefix(ev, "isp3 down: BFD up→down: control detection time expired") {
+		t.Errorf("evidence %q", ev)
+	}
+	if unproven() != 2 {
+		t.Errorf("unproven %v, want 2", unproven())
 	}
 }
 
