@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/multihome/multihome/monitor"
 	mhnetns "github.com/multihome/multihome/netns"
 	"github.com/prometheus/client_golang/prometheus"
+	vnetlink "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -229,5 +231,111 @@ func TestConntrackScale(t *testing.T) {
 	n, err = c.ct.flush(s.Mark(2), c.o.MarkMask)
 	if err != nil || n != 0 {
 		t.Fatalf("flush of c (no flows): %d (%v)", n, err)
+	}
+}
+
+// TestFlushOffEventPath: a link-down event applies the new ruleset and
+// returns with the flush only queued (the conntrack worker does it), so a
+// second event is handled at once whatever the size of the table; the
+// worker then removes exactly that link's entries, and a flush cancelled
+// by the link's return removes nothing.
+func TestFlushOffEventPath(t *testing.T) {
+	ns, fd := ctNamespace(t)
+	h, err := mhnetns.Handle(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for i, name := range []string{"wa", "wb"} {
+		if err := h.LinkAdd(&vnetlink.Veth{LinkAttrs: vnetlink.LinkAttrs{Name: name}, PeerName: "p" + name}); err != nil {
+			t.Fatal(err)
+		}
+		lk, _ := h.LinkByName(name)
+		addr, _ := vnetlink.ParseAddr(fmt.Sprintf("198.51.100.%d/30", 4*i+2))
+		h.AddrAdd(lk, addr)
+		h.LinkSetUp(lk)
+		if p, err := h.LinkByName("p" + name); err == nil {
+			h.LinkSetUp(p)
+		}
+	}
+	cfg, err := config.Parse("ct.yaml", []byte(`links:
+  - {name: a, interface: wa, gateway4: 198.51.100.1}
+  - {name: b, interface: wb, gateway4: 198.51.100.5}
+outbound:
+  policies:
+    - {name: main, type: failover}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newFakeSource(cfg, monitor.Up)
+	c, err := New(cfg, src, slog.New(slog.DiscardHandler), WithNetns(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	ctx := context.Background()
+	for _, s := range src.Snapshot() {
+		c.status[s.Link] = s
+	}
+	if err := c.apply(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	defer c.cleanup()
+	s := c.view.Load().scheme
+	synthFlows(t, fd, 5000, s.Mark(0), 1, 17, 53)
+	synthFlows(t, fd, 3000, s.Mark(1), 2, 17, 53)
+	event := func(link string, st monitor.State) monitor.Event {
+		now := c.status[link]
+		from := now.State
+		now.State, now.Health = st, st
+		return monitor.Event{Time: time.Now(), Kind: monitor.StateChanged, Link: link, From: from, To: st, Status: now}
+	}
+	counts := func() []int {
+		t.Helper()
+		n := make([]int, 3)
+		if err := c.ct.count(s.LinkOf, n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// Down, then back before the worker ran: the flush is cancelled.
+	c.onEvent(ctx, event("a", monitor.Down))
+	if len(c.ctJobs) != 1 {
+		t.Fatalf("%d conntrack jobs queued after a's down event, want 1", len(c.ctJobs))
+	}
+	if n := counts(); n[0] != 5000 {
+		t.Fatalf("a's entries %d right after its down event: the flush ran on the event path", n[0])
+	}
+	c.onEvent(ctx, event("a", monitor.Up))
+	j := <-c.ctJobs
+	if err := j.run(); err != nil {
+		t.Fatal(err)
+	}
+	c.onFlushed(ctResult{link: j.link, flag: j.flag})
+	if n := counts(); n[0] != 5000 || n[1] != 3000 {
+		t.Fatalf("entries %v after a cancelled flush, want a 5000, b 3000", n)
+	}
+
+	// Down for good: queued, then the worker removes exactly a's.
+	c.onEvent(ctx, event("a", monitor.Down))
+	c.onEvent(ctx, event("b", monitor.Degraded)) // handled at once
+	if got := c.status["b"].State; got != monitor.Degraded {
+		t.Fatalf("second event not handled: b is %v", got)
+	}
+	if n := counts(); n[0] != 5000 || len(c.ctJobs) != 1 {
+		t.Fatalf("after the events: a has %d entries, %d jobs queued; want 5000 and 1", n[0], len(c.ctJobs))
+	}
+	j = <-c.ctJobs
+	if err := j.run(); err != nil {
+		t.Fatal(err)
+	}
+	c.onFlushed(ctResult{link: j.link, flag: j.flag})
+	if n := counts(); n[0] != 0 || n[1] != 3000 {
+		t.Fatalf("entries %v after a's flush, want a 0, b 3000", n)
+	}
+	if len(c.flushing) != 0 || len(c.pending) != 0 {
+		t.Fatalf("flushing %v pending %v after the flush", c.flushing, c.pending)
 	}
 }
