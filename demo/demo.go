@@ -23,6 +23,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
@@ -80,6 +81,10 @@ type demo struct {
 	addr6 [2]netip.Addr
 	// frr are isp1's and isp2's routers; empty when FRR is not installed.
 	frr []*lab.FRR
+	// multihome is the binary; aggregator the bonding scene's aggregator
+	// (bond.go).
+	multihome  string
+	aggregator *exec.Cmd
 }
 
 type flow struct {
@@ -253,6 +258,17 @@ func Run(o Options) error {
 	if bgp {
 		cfg += demoBGPConfig(l.ISPs)
 	}
+	d.multihome = o.Multihome
+	if err := d.bondStart(ctx, dir); err != nil {
+		return err
+	}
+	defer func() {
+		if d.aggregator != nil {
+			d.aggregator.Process.Signal(syscall.SIGTERM)
+			d.aggregator.Wait()
+		}
+	}()
+	cfg += demoBondConfig()
 	cfg += fmt.Sprintf("\n# added by the demo\napi: {listen: \"unix:%s\"}\n", sock)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
@@ -277,7 +293,7 @@ func Run(o Options) error {
 		logs = prefixWriter(os.Stderr, "    [multihome] ")
 	}
 	cmd.Stderr = logs
-	added := "an ipv6 section"
+	added := "an ipv6 section, mptcp and bond sections"
 	if bgp {
 		added += " and a bgp section"
 	}
@@ -422,6 +438,9 @@ func (d *demo) script(ctx context.Context) error {
 	}
 	if !d.quick {
 		if err := d.saturate(ctx); err != nil {
+			return err
+		}
+		if err := d.bondScene(ctx); err != nil {
 			return err
 		}
 	}

@@ -23,10 +23,13 @@ func TestDemoConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg += demoBGPConfig(isps)
+	cfg += demoBGPConfig(isps) + demoBondConfig()
 	c, err := config.Parse("demo.yaml", []byte(cfg))
 	if err != nil {
 		t.Fatalf("%v\n%s", err, cfg)
+	}
+	if c.Bond == nil || c.MPTCP == nil || c.Outbound.Rules[0].Policy != "bonded" || c.Outbound.Policies[2].Fallback != "primary" {
+		t.Errorf("bond sections: %+v %+v", c.Bond, c.Outbound)
 	}
 	if c.IPv6 == nil || c.IPv6.LAN != lab.GWLANIface || len(c.IPv6.Prefixes) != 2 {
 		t.Fatalf("ipv6 section: %+v", c.IPv6)
