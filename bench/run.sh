@@ -10,6 +10,8 @@ echo "== outbound datapath: failover, throughput, rule updates (bench/outbound.s
 TRIALS=${TRIALS:-20} bench/outbound.sh
 echo "== scale: cost against size (bench/scale.sh, docs/scale.md)"
 bench/scale.sh
+echo "== HA pair: takeover, flows surviving (bench/ha.sh)"
+bench/ha.sh "${HA_RUNS:-10}"
 if [ -x bench/dns.sh ]; then
   echo "== inbound DNS: queries per second (bench/dns.sh)"
   bench/dns.sh

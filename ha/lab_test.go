@@ -51,7 +51,11 @@ func nodeConfig(p *lab.Pair, me, other int, runDir string) string {
 			isp.Name, isp.WAN, isp.Router, p.Nodes[me].WAN[k], lab.ProbeTarget1, lab.ProbeTarget2)
 	}
 	n, o := p.Nodes[me], p.Nodes[other]
-	fmt.Fprintf(&b, "ha:\n  node: %s\n  partner: %s\n  advert_interval: 100ms\n  run_dir: %s\n", n.Role, o.Role, runDir)
+	advert := os.Getenv("MULTIHOME_HA_ADVERT") // bench/ha.sh compares keepalived's default 1s
+	if advert == "" {
+		advert = "100ms"
+	}
+	fmt.Fprintf(&b, "ha:\n  node: %s\n  partner: %s\n  advert_interval: %s\n  run_dir: %s\n", n.Role, o.Role, advert, runDir)
 	fmt.Fprintf(&b, "  sync: {interface: %s, address: %s, partner: %s}\n", lab.SyncIface, n.Sync, o.Sync.Addr())
 	fmt.Fprintf(&b, "  instances:\n    - {interface: %s, vrid: 51, virtual_addresses: [%s]}\n", lab.PairLANIface, p.LANVIP)
 	for k, isp := range p.ISPs {
@@ -251,7 +255,7 @@ func (f *flows) talk(i int, c net.Conn) {
 			return
 		case <-tick.C:
 		}
-		c.SetDeadline(time.Now().Add(8 * time.Second))
+		c.SetDeadline(time.Now().Add(15 * time.Second))
 		_, err := c.Write(msg)
 		if err == nil {
 			_, err = io.ReadFull(c, buf)
@@ -285,6 +289,18 @@ func (f *flows) alive(since time.Time) (n int, errs []string) {
 		}
 	}
 	return n, errs
+}
+
+// settled reports whether every flow has echoed after since or failed.
+func (f *flows) settled(since time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range f.conns {
+		if f.err[i] == nil && !f.last[i].After(since) {
+			return false
+		}
+	}
+	return true
 }
 
 func (f *flows) close() {
@@ -436,7 +452,7 @@ func TestPairSharedUplinks(t *testing.T) {
 	}
 	report(t, "power loss: new LAN connections again after %v (median of %d: %v); held TCP flows survived: %d/%d (%.1f%%)",
 		median(recov), runs, recov, survived, total, 100*float64(survived)/float64(total))
-	if m := median(recov); m > time.Second {
+	if m := median(recov); m > time.Second && os.Getenv("MULTIHOME_HA_ADVERT") == "" {
 		t.Errorf("median recovery %v, want ≤ 1 s", m)
 	}
 	if float64(survived) < 0.99*float64(total) {
@@ -465,8 +481,18 @@ func powerLoss(t *testing.T, p *lab.Pair, nodes [2]*pairNode, run, n int) (time.
 	if err != nil {
 		t.Fatalf("run %d: after %s lost power: %v", run, m, err)
 	}
-	time.Sleep(3 * time.Second)
-	alive, errs := f.alive(time.Now().Add(-time.Second))
+	// Every flow must exchange data again after the takeover; TCP's
+	// retransmission back-off decides when each one tries (seconds after
+	// a long outage), so wait until each has either worked or failed.
+	back := t0.Add(rec)
+	var alive int
+	var errs []string
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		alive, errs = f.alive(back)
+		if f.settled(back) {
+			break
+		}
+	}
 	after := conntrackMarks(t, p, other(m))
 	report(t, "run %d: %s lost power: new connections after %v, %d/%d flows alive; ct marks of the echo flows on %s before %v, on %s after %v",
 		run, m, rec.Round(time.Millisecond), alive, n, m, before, other(m), after)

@@ -1,0 +1,29 @@
+#!/bin/sh
+# HA pair benchmark (docs/ha.md): two multihome daemons with the real
+# keepalived and conntrackd in a pair lab with two shared uplinks. The
+# master loses power (interfaces down, processes killed) while a LAN host
+# holds 100 TCP flows open through it: how long until new connections
+# succeed again, how many flows survive, whether their ct marks were
+# synced; then a master whose uplinks all fail (handover after the
+# monitor's verdict), one uplink flapping (no role change), the sync link
+# cut (exactly one master). Needs root, keepalived, conntrackd.
+# Usage: bench/ha.sh [RUNS] (default 10 power losses at 100 ms adverts,
+# then 3 at keepalived's default 1 s for comparison; ~4 minutes).
+set -eu
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+	echo "bench/ha.sh: needs root (network namespaces)" >&2
+	exit 1
+fi
+report=$(mktemp)
+trap 'rm -f "$report"' EXIT
+uptime
+for advert in 100ms 1s; do
+	runs=${1:-10}
+	[ "$advert" = 1s ] && runs=3
+	echo "== VRRP adverts every $advert, $runs power losses"
+	: >"$report"
+	MULTIHOME_HA_RUNS=$runs MULTIHOME_HA_ADVERT=$advert MULTIHOME_HA_REPORT=$report \
+		go test ./ha -run '^TestPairSharedUplinks$' -count=1 -timeout 20m >/dev/null || echo "(some checks failed: see go test -v)"
+	cat "$report"
+done
