@@ -84,3 +84,22 @@ func FuzzParseHeader(f *testing.F) {
 		}
 	})
 }
+
+func TestParseSockaddr(t *testing.T) {
+	v4 := []byte{2, 0, 0x1f, 0x90, 203, 0, 113, 7, 0, 0, 0, 0, 0, 0, 0, 0} // AF_INET, port 8080
+	if got, err := parseSockaddr(v4); err != nil || got != netip.MustParseAddrPort("203.0.113.7:8080") {
+		t.Errorf("sockaddr_in: %v %v", got, err)
+	}
+	v6 := make([]byte, 28)
+	v6[0] = 10 // AF_INET6
+	v6[2], v6[3] = 0x01, 0xbb
+	copy(v6[8:], netip.MustParseAddr("2001:db8::7").AsSlice())
+	if got, err := parseSockaddr(v6); err != nil || got != netip.MustParseAddrPort("[2001:db8::7]:443") {
+		t.Errorf("sockaddr_in6: %v %v", got, err)
+	}
+	for _, b := range [][]byte{v4[:4], v6[:20], {99, 0, 0, 0, 0, 0, 0, 0}} {
+		if _, err := parseSockaddr(b); err == nil {
+			t.Errorf("%x accepted", b)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -251,5 +252,34 @@ func TestBondFallback(t *testing.T) {
 	}
 	if _, _, err := s.phase(time.Second); err != nil {
 		t.Errorf("the fallback download broke when the aggregator came back: %v", err)
+	}
+}
+
+// TestBondIPv6: with nat6 steering IPv6 by policy, an IPv6 download from
+// the LAN host is bonded too (the proxy reads the IPv6 original
+// destination; the header carries it to the aggregator over IPv4).
+func TestBondIPv6(t *testing.T) {
+	requireRoot(t)
+	cfg := strings.Replace(bondConfig(true), "dst: [203.0.113.7/32]", "dst: [2001:db8:ffff::7/128]", 1)
+	cfg = strings.Replace(cfg, "outbound:\n", "outbound:\n  nat6: true\n", 1)
+	cfg = strings.Replace(cfg, "gateway4: 198.51.100.1\n", "gateway4: 198.51.100.1\n    gateway6: 2001:db8:1::1\n", 1)
+	cfg = strings.Replace(cfg, "gateway4: 198.51.100.17\n", "gateway4: 198.51.100.17\n    gateway6: 2001:db8:2::1\n", 1)
+	l, d := bondLab(t, cfg)
+	serveDownload(t, l, "[2001:db8:ffff::7]:5601")
+	c, err := netns.DialContext(context.Background(), l.NS("lan1"), &net.Dialer{Timeout: 5 * time.Second}, "tcp", "[2001:db8:ffff::7]:5601")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := &stream{conn: c.(*net.TCPConn), last: time.Now()}
+	go s.read()
+	s.phase(2 * time.Second)
+	n, _, err := s.phase(3 * time.Second)
+	t.Logf("bonded IPv6 download: %.1f Mbit/s", mbit(n, 3*time.Second))
+	if err != nil || mbit(n, 3*time.Second) < 30 {
+		t.Errorf("bonded IPv6 download %.1f Mbit/s (err %v): want ≥ 30", mbit(n, 3*time.Second), err)
+	}
+	if v := metricValue(d.scrape(), `multihome_bond_connections_total{result="bonded"}`); v != 1 {
+		t.Errorf("bonded connections = %v, want 1", v)
 	}
 }
