@@ -4,7 +4,7 @@ export PATH := $(PATH):/usr/local/go/bin
 GO ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: all build deps demo test test-short vet bench clean
+.PHONY: all build deps demo test test-short vet bench clean package
 
 all: build
 
@@ -29,6 +29,23 @@ test: deps
 
 test-short:
 	$(GO) test -short -count=1 ./...
+
+# Debian packages for amd64 and arm64 (static binaries, CGO_ENABLED=0) in
+# bin/, built with nfpm (package deb), then checked by reading them back.
+PKG_ARCHES ?= amd64 arm64
+package:
+	mkdir -p bin/pkg
+	$(GO) build -o bin/pkg/multihome-host ./cmd/multihome
+	./bin/pkg/multihome-host completion bash > bin/pkg/multihome.bash
+	./bin/pkg/multihome-host completion zsh > bin/pkg/_multihome
+	rm -f bin/multihome_*.deb
+	for a in $(PKG_ARCHES); do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" \
+	    -o bin/pkg/linux-$$a/multihome ./cmd/multihome || exit 1; \
+	  $(GO) run ./cmd/multihome-deb -arch $$a -version $(VERSION) -bin bin/pkg/linux-$$a/multihome \
+	    -bash bin/pkg/multihome.bash -zsh bin/pkg/_multihome -o bin || exit 1; \
+	done
+	MULTIHOME_DEBS="$$(ls $(CURDIR)/bin/multihome_*.deb)" $(GO) test -count=1 -run TestBuiltPackages ./deb
 
 bench: deps build
 	./bench/run.sh

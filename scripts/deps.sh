@@ -20,6 +20,7 @@ need=(
   keepalived:keepalived
   conntrackd:conntrackd
   zsh:zsh
+  groff-base:groff
 )
 missing=()
 for pc in "${need[@]}"; do
