@@ -143,7 +143,7 @@ func Build(w io.Writer, s Spec) error {
 		file(filepath.Join(tmp, "multihome.service"), UnitPath, 0o644),
 		{Source: filepath.Join(s.Root, "dist/multihome.yaml"), Destination: ConfigPath, Type: files.TypeConfigNoReplace,
 			FileInfo: &files.ContentFileInfo{Mode: 0o600, Owner: "root", Group: "root"}},
-		{Destination: "/etc/multihome", Type: files.TypeDir, FileInfo: &files.ContentFileInfo{Mode: 0o755, Owner: "root", Group: "root"}},
+		{Destination: "/etc/multihome", Type: files.TypeDir, FileInfo: &files.ContentFileInfo{Mode: 0o700, Owner: "root", Group: "root"}},
 		file(filepath.Join(tmp, "multihome.8.gz"), ManPath, 0o644),
 		file(s.Bash, BashPath, 0o644),
 		file(s.Zsh, ZshPath, 0o644),

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -86,7 +87,7 @@ func tgz(t *testing.T, b []byte) map[string]entry {
 			t.Fatal(err)
 		}
 		data, _ := io.ReadAll(tr)
-		out["/"+strings.TrimPrefix(strings.TrimPrefix(h.Name, "./"), "/")] = entry{h, data}
+		out["/"+strings.Trim(strings.TrimPrefix(h.Name, "./"), "/")] = entry{h, data}
 	}
 }
 
@@ -209,7 +210,7 @@ func checkDeb(t *testing.T, arch, version, path string, real bool) {
 	}
 	want := map[string]int64{BinPath: 0o755, UnitPath: 0o644, ConfigPath: 0o600, ManPath: 0o644, BashPath: 0o644, ZshPath: 0o644,
 		GrafanaPath: 0o644, DocDir + "/README.md": 0o644, DocDir + "/config.md": 0o644, DocDir + "/import.md": 0o644,
-		DocDir + "/metrics.md": 0o644, DocDir + "/examples/minimal.yaml": 0o644}
+		DocDir + "/metrics.md": 0o644, DocDir + "/examples/minimal.yaml": 0o644, "/etc/multihome": 0o700}
 	for p, mode := range want {
 		e, ok := data[p]
 		if !ok {
@@ -234,7 +235,7 @@ func checkDeb(t *testing.T, arch, version, path string, real bool) {
 		}
 	}
 	unit := string(data[UnitPath].data)
-	if !strings.Contains(unit, "ExecStart="+BinPath+" run --config "+ConfigPath) || strings.Contains(unit, "/usr/local/bin") {
+	if !regexp.MustCompile(`(?m)^ExecStart=`+BinPath+` run .*--config `+ConfigPath+`$`).MatchString(unit) || strings.Contains(unit, "/usr/local/bin") {
 		t.Errorf("unit does not run %s:\n%s", BinPath, unit)
 	}
 	if _, err := config.Parse(ConfigPath, data[ConfigPath].data); err != nil {
