@@ -77,6 +77,29 @@ type Table struct {
 	known        []object // chains and sets after our last Apply; nil: list them
 	dirty        bool     // applied, listing not recorded yet
 	last         *Ruleset // what the last Apply wrote; nil: unknown
+
+	// gen, when set, lets Verify skip the listing while the namespace's
+	// nftables generation is still seen (the one read just before the
+	// listing that matched): nothing in nftables changed since.
+	gen    GenFunc
+	seen   uint32
+	seenOK bool
+}
+
+// SetGeneration makes Verify (and Record) read the namespace's nftables
+// generation with gen and list the table only when it changed. Listing
+// costs O(set elements) (nft fetches them even for a terse listing):
+// seconds with tens of thousands of sticky sources.
+func (t *Table) SetGeneration(gen GenFunc) { t.gen = gen }
+
+// generation reads the generation; ok is false without a GenFunc or on
+// error (then the listing decides).
+func (t *Table) generation(ctx context.Context) (uint32, bool) {
+	if t.gen == nil {
+		return 0, false
+	}
+	g, err := t.gen(ctx)
+	return g, err == nil
 }
 
 // NewTable returns a Table for family and name, run with run.
@@ -227,6 +250,7 @@ func (t *Table) Apply(ctx context.Context, rs Ruleset, flush []string) error {
 		return nil
 	}
 	t.known, t.applied, t.dirty, t.last = nil, "", false, nil
+	t.seenOK = false
 	if _, err := t.run(ctx, script, "-f", "-"); err != nil {
 		return err
 	}
@@ -249,11 +273,13 @@ func (t *Table) Record(ctx context.Context) error {
 	if !t.dirty {
 		return nil
 	}
+	g, gok := t.generation(ctx) // before the listing: a change after it shows
 	l, err := t.Listing(ctx)
 	if err != nil {
 		return err
 	}
 	t.applied, t.dirty = l, false
+	t.seen, t.seenOK = g, gok
 	return nil
 }
 
@@ -276,15 +302,20 @@ func (t *Table) Verify(ctx context.Context) (bool, error) {
 	if t.dirty {
 		return true, t.Record(ctx)
 	}
+	g, gok := t.generation(ctx)
+	if gok && t.seenOK && g == t.seen && t.applied != "" {
+		return true, nil // no nftables transaction since the listing that matched
+	}
 	l, err := t.Listing(ctx)
 	if errors.Is(err, ErrNoTable) {
-		t.known, t.last = nil, nil
+		t.known, t.last, t.seenOK = nil, nil, false
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
 	ok := t.applied != "" && l == t.applied
+	t.seen, t.seenOK = g, ok && gok
 	if !ok {
 		t.known, t.last = nil, nil
 	}
@@ -300,6 +331,7 @@ func (t *Table) Exists(ctx context.Context) (bool, error) {
 // Delete removes the table; a missing table is not an error.
 func (t *Table) Delete(ctx context.Context) error {
 	t.applied, t.known, t.dirty, t.last = "", nil, false, nil
+	t.seenOK = false
 	ok, err := t.Exists(ctx)
 	if err != nil || !ok {
 		return err

@@ -168,6 +168,8 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger, opts ...Optio
 	if c.table == nil {
 		c.table = nft.NewTable(nft.Command("nft"), TableFamily, TableName)
 	}
+	// Tamper checks list the table only after an nftables transaction.
+	c.table.SetGeneration(nft.Generation(c.nsName))
 	c.routes = route.NewManager(c.h, schemeOf(o))
 	c.view.Store(newFlowView(cfg, o))
 	return c, nil
