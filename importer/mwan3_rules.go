@@ -17,6 +17,7 @@ import (
 // becomes outbound.default_policy.
 func (m *mwan3) rules() {
 	all := m.f.Of("rule")
+	shadow := "" // the catch-all rule that ends IPv4 matching, once seen
 	for i, s := range all {
 		r := &rule{source: fmt.Sprintf("%s rule %s", m.pos(s.Line), s.Name), name: s.Name}
 		if s.Anonymous {
@@ -26,18 +27,32 @@ func (m *mwan3) rules() {
 			r.commentOut = r.policy != ""
 			r.dropped = r.policy == ""
 		}
-		if !r.commentOut && !r.dropped && r.proto == "" && r.sport == "" && r.dport == "" && r.iif == "" && len(r.src) == 0 && everything(r.dst) {
-			// A catch-all: mwan3's default_rule_v4/_v6.
+		fam := get(s, "family", "any")
+		for _, p := range append(slices.Clone(r.src), r.dst...) {
+			fam = map[bool]string{true: "ipv4", false: "ipv6"}[p.Addr().Is4()]
+		}
+		if shadow != "" && fam != "ipv6" && !r.dropped && !r.commentOut {
+			// mwan3 stops at the first match: after a catch-all, IPv4
+			// flows never reach this rule; multihome's default policy
+			// comes after every rule, so it would start matching.
+			m.note(&r.notes, s.Line, "rule %s comes after the catch-all rule %s: mwan3 never matches IPv4 flows with it: not imported", s.Name, shadow)
+			r.commentOut = true
+		}
+		catchAll := !r.commentOut && !r.dropped && r.proto == "" && r.sport == "" && r.dport == "" && r.iif == "" &&
+			len(r.src) == 0 && (len(r.dst) == 0 || everything(r.dst))
+		if catchAll && fam != "ipv6" && shadow == "" {
+			shadow = s.Name
+		}
+		if catchAll && (m.d.defaultPolicy == "" || m.d.defaultPolicy == r.policy) {
+			// mwan3's default_rule_v4/_v6.
 			m.d.notes = append(m.d.notes, r.notes...)
+			verb := "covered by"
 			if m.d.defaultPolicy == "" {
-				m.d.defaultPolicy = r.policy
-				m.note(&m.d.notes, s.Line, "rule %s matches every destination: it is outbound.default_policy %s", s.Name, r.policy)
-				continue
+				verb = "it is"
 			}
-			if m.d.defaultPolicy == r.policy {
-				m.note(&m.d.notes, s.Line, "rule %s matches every destination: covered by outbound.default_policy %s", s.Name, r.policy)
-				continue
-			}
+			m.d.defaultPolicy = r.policy
+			m.note(&m.d.notes, s.Line, "rule %s matches every destination: %s outbound.default_policy %s", s.Name, verb, r.policy)
+			continue
 		}
 		m.d.rules = append(m.d.rules, r)
 	}

@@ -214,3 +214,58 @@ func parseYAMLOnly(b []byte) (any, error) {
 	_, _ = config.Parse("fuzz.yaml", b) // must not panic
 	return v, nil
 }
+
+// TestMWAN3CatchAll: a rule without conditions is the default policy, and
+// rules after it, which mwan3 never reaches for IPv4, are not imported.
+func TestMWAN3CatchAll(t *testing.T) {
+	src := `
+config interface wan
+	option enabled 1
+	list track_ip 192.0.2.1
+config interface wanb
+	option enabled 1
+	list track_ip 192.0.2.2
+config member a
+	option interface wan
+config member b
+	option interface wanb
+config policy both
+	list use_member a
+	list use_member b
+config policy only_a
+	list use_member a
+config rule first
+	option proto tcp
+	option dest_port 22
+	option use_policy only_a
+config rule everything
+	option use_policy both
+config rule late
+	option proto tcp
+	option dest_port 443
+	option use_policy only_a
+config rule late6
+	option dest_ip 2001:db8::/32
+	option use_policy only_a
+`
+	f, err := uci.Parse("m", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := MWAN3(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := checkResult(t, r)
+	o := cfg.Outbound
+	var names []string
+	for _, x := range o.Rules {
+		names = append(names, x.Name)
+	}
+	if o.DefaultPolicy != "both" || strings.Join(names, " ") != "first late6" {
+		t.Errorf("default %s, rules %v; want both, [first late6]\n%s", o.DefaultPolicy, names, r.YAML)
+	}
+	if !strings.Contains(string(r.YAML), "    # - name: late\n") {
+		t.Errorf("rule late is not written commented out:\n%s", r.YAML)
+	}
+}
