@@ -111,7 +111,7 @@ func (s *Server) fastAnswer(v *view, in []byte, q *wireQuery, out []byte) (resp 
 	if nd == nil || nd.dyn == nil {
 		return nil, false
 	}
-	d := zv.dyn[nd.dyn]
+	d := zv.dynOf(nd.dyn)
 	f, rdlen := famA, 4
 	if qtype == mdns.TypeAAAA {
 		f, rdlen = famAAAA, 16

@@ -293,7 +293,7 @@ func (s *Server) lookup(a *answer, owner, name string, qtype uint16, depth int) 
 func (s *Server) dynAnswer(a *answer, n *dynName, f int, owner string) bool {
 	zv, resp := a.zv, a.resp
 	a.dyn = true
-	d := zv.dyn[n]
+	d := zv.dynOf(n)
 	if d == nil {
 		return true
 	}
@@ -335,7 +335,7 @@ func (s *Server) glue(a *answer, target string, referral bool) {
 	}
 	if n.dyn != nil && !referral {
 		a.dyn = true
-		if d := zv.dyn[n.dyn]; d != nil && !d.servfail {
+		if d := zv.dynOf(n.dyn); d != nil && !d.servfail {
 			ttl := d.ttlAt(s.now())
 			for f := range 2 {
 				resp.Extra = d.answer(resp.Extra, f, target, ttl, s.rot.Add(1))

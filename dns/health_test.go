@@ -248,9 +248,9 @@ func TestWeighted(t *testing.T) {
 // dyn returns the current view of a steered name.
 func (ts *testServer) dyn(name string) *dynView {
 	for _, zv := range ts.view.Load().all {
-		for n, d := range zv.dyn {
+		for _, n := range zv.z.names {
 			if n.name == name {
-				return d
+				return zv.dynOf(n)
 			}
 		}
 	}

@@ -23,11 +23,13 @@ var (
 	mTCPRej    = prometheus.NewDesc("multihome_dns_tcp_rejected_total", "TCP connections closed at accept, by cap (total, client).", []string{"cap"}, nil)
 	mTCPClosed = prometheus.NewDesc("multihome_dns_tcp_closed_total", "TCP connections closed by the server, by reason (idle, partial, max_queries, bad_message).", []string{"reason"}, nil)
 	mRRLEvict  = prometheus.NewDesc("multihome_dns_rrl_evicted_total", "Rate-limit buckets evicted because the table was full.", nil, nil)
+	mRebuilds  = prometheus.NewDesc("multihome_dns_rebuilds_total", "Views of every steered name rebuilt (link events, reloads).", nil, nil)
+	mRebuildS  = prometheus.NewDesc("multihome_dns_last_rebuild_seconds", "How long the last rebuild of the views took.", nil, nil)
 	mAnswers   = prometheus.NewDesc("multihome_dns_answers_total", "Address answers by name, policy and outcome (healthy, all_down, servfail).", []string{"name", "policy", "outcome"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{mQueries, mResponses, mTrunc, mRRL, mXfr, mNotify, mUpdates, mRecords, mSerial, mChanges, mAnswers, mTCPOpen, mTCPRej, mTCPClosed, mRRLEvict} {
+	for _, d := range []*prometheus.Desc{mQueries, mResponses, mTrunc, mRRL, mXfr, mNotify, mUpdates, mRecords, mSerial, mChanges, mAnswers, mTCPOpen, mTCPRej, mTCPClosed, mRRLEvict, mRebuilds, mRebuildS} {
 		ch <- d
 	}
 }
@@ -65,6 +67,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(mTCPClosed, v, k)
 	}
 	counter(mRRLEvict, st.RRLEvicted)
+	counter(mRebuilds, st.Rebuilds)
+	ch <- prometheus.MustNewConstMetric(mRebuildS, prometheus.GaugeValue, st.LastRebuild.Seconds())
 	for _, n := range st.Names {
 		counter(mAnswers, n.Answers, n.Name, n.Policy, "healthy")
 		counter(mAnswers, n.AllDown, n.Name, n.Policy, "all_down")

@@ -79,7 +79,7 @@ type pushState map[rrsetKey]rrset
 func desiredOf(zv *zoneView) pushState {
 	st := pushState{}
 	for _, n := range zv.z.names {
-		d := zv.dyn[n]
+		d := zv.dynOf(n)
 		for f := range 2 {
 			if !n.managed[f] {
 				continue // never managed: leave whatever is there

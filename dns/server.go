@@ -2,8 +2,10 @@ package dns
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -37,8 +39,8 @@ type Server struct {
 	links     map[string]*linkState
 	lastGood  lastGood
 	serials   map[string]uint32
-	content   map[string]string
-	prevDyn   map[string]*dynView
+	content   map[string]uint64 // contentHash by zone
+	seed      maphash.Seed
 	notifyGen map[string]*atomic.Uint64
 	rrl       *rrl
 	udpSize   int
@@ -69,8 +71,8 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Server, err
 		links:     map[string]*linkState{},
 		lastGood:  lastGood{},
 		serials:   map[string]uint32{},
-		content:   map[string]string{},
-		prevDyn:   map[string]*dynView{},
+		content:   map[string]uint64{},
+		seed:      maphash.MakeSeed(),
 		notifyGen: map[string]*atomic.Uint64{},
 		pushers:   map[string]*pusher{},
 		inNS:      func(f func() error) error { return f() },
@@ -377,64 +379,160 @@ func (s *Server) rebuild() { s.rebuildAll(false) }
 // rebuildAll is rebuild; with start set (Run starting) every served zone
 // is notified, and serial changes are not counted as bumps.
 func (s *Server) rebuildAll(start bool) {
+	t0 := time.Now()
 	now := s.now()
 	v := &view{zones: map[string]*zoneView{}, udpSize: s.udpSize, rrl: s.rrl}
+	old := map[string]*zoneView{}
+	if ov := s.view.Load(); ov != nil {
+		for _, zv := range ov.all {
+			old[zv.z.origin] = zv
+		}
+	}
+	var lt []*linkState
+	if s.cfg != nil {
+		for _, l := range s.cfg.Links {
+			lt = append(lt, s.links[l.Name])
+		}
+	}
 	for _, z := range s.zones {
-		zv := &zoneView{z: z, dyn: map[*dynName]*dynView{}}
-		var key strings.Builder
-		key.WriteString(z.staticKey)
-		for _, n := range z.names {
-			d := computeDyn(n, s.links, s.lastGood, now)
-			zv.dyn[n] = d
-			fmt.Fprintf(&key, "\n%s %d %v %v", n.name, n.ttl, d.servfail, d)
-			s.logChange(n, d)
+		zv := &zoneView{z: z, dyn: make([]*dynView, len(z.names))}
+		slab := make([]dynView, len(z.names)) // one allocation for all
+		for i, n := range z.names {
+			d := &slab[i]
+			d.n = n
+			d.compute(lt, s.lastGood, now)
+			zv.dyn[i] = d
 		}
-		ser, known := s.serials[z.origin]
-		changed := false
-		switch {
-		case !known:
-			ser = uint32(now.Unix())
-			if serialGreater(z.fileSer, ser) {
-				ser = z.fileSer
-			}
-			changed = true
-		case s.content[z.origin] != key.String():
-			ser = nextSerial(ser, now)
-			changed = true
-			if !start && z.serve {
-				s.ctr.serialBumps.Add(1)
-				s.log.Info("zone serial bumped", "zone", z.origin, "serial", ser)
-			}
-		}
-		changed = changed || start
-		s.serials[z.origin] = ser
-		s.content[z.origin] = key.String()
-		zv.serial = ser
-		soa := z.soa
-		soa.Serial = ser
-		zv.soa = &soa
+		s.logChanges(zv, old[z.origin])
+		s.setSerial(zv, now, start)
 		if z.serve {
 			v.zones[z.origin] = zv
 		}
 		v.all = append(v.all, zv)
-		if changed && s.running && z.serve {
-			s.notify(zv)
-		}
 		if p := s.pushers[z.origin]; p != nil {
 			p.set(desiredOf(zv))
 		}
 	}
 	s.view.Store(v)
+	s.ctr.rebuilds.Add(1)
+	s.ctr.rebuildNanos.Store(int64(time.Since(t0)))
 }
 
-// logChange logs a name's published addresses when they change, with
-// the link states behind the decision.
-func (s *Server) logChange(n *dynName, d *dynView) {
-	prev := s.prevDyn[n.name]
-	s.prevDyn[n.name] = d
-	if prev != nil && prev.servfail == d.servfail && prev.String() == d.String() {
-		return
+// setSerial gives zv its serial: the last one, or a new one when the
+// zone's content changed (then NOTIFY goes out).
+func (s *Server) setSerial(zv *zoneView, now time.Time, start bool) {
+	z := zv.z
+	key := s.contentHash(zv)
+	ser, known := s.serials[z.origin]
+	changed := false
+	switch {
+	case !known:
+		ser = uint32(now.Unix())
+		if serialGreater(z.fileSer, ser) {
+			ser = z.fileSer
+		}
+		changed = true
+	case s.content[z.origin] != key:
+		ser = nextSerial(ser, now)
+		changed = true
+		if !start && z.serve {
+			s.ctr.serialBumps.Add(1)
+			s.log.Info("zone serial bumped", "zone", z.origin, "serial", ser)
+		}
 	}
+	s.serials[z.origin] = ser
+	s.content[z.origin] = key
+	zv.serial = ser
+	soa := z.soa
+	soa.Serial = ser
+	zv.soa = &soa
+	if (changed || start) && s.running && z.serve {
+		s.notify(zv)
+	}
+}
+
+// contentHash fingerprints what a zone publishes: its static records and
+// every steered name's TTL and addresses.
+func (s *Server) contentHash(zv *zoneView) uint64 {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteString(zv.z.staticKey)
+	var b [16]byte
+	for i, n := range zv.z.names {
+		d := zv.dyn[i]
+		h.WriteString(n.name)
+		binary.BigEndian.PutUint32(b[:], n.ttl)
+		h.Write(b[:4])
+		if d.servfail {
+			h.WriteByte(1)
+		}
+		for f := range 2 {
+			for _, a := range d.published(f) {
+				b = a.As16()
+				h.Write(b[:])
+			}
+			h.WriteByte(0xff)
+		}
+	}
+	return h.Sum64()
+}
+
+// logEach is how many names' changes one rebuild logs one by one at
+// info level; beyond it (a link carrying thousands of names went down)
+// one summary is logged, and each name at debug level.
+const logEach = 16
+
+// logChanges logs the steered names whose published addresses changed
+// since old, the zone's previous view (nil at the start).
+func (s *Server) logChanges(zv, old *zoneView) {
+	var changed []int
+	var byName map[string]*dynView
+	if old != nil && old.z != zv.z {
+		// A reload compiled the zone anew: match names by name.
+		byName = map[string]*dynView{}
+		for i, n := range old.z.names {
+			byName[n.name] = old.dyn[i]
+		}
+	}
+	for i, n := range zv.z.names {
+		d := zv.dyn[i]
+		var prev *dynView
+		switch {
+		case byName != nil:
+			prev = byName[n.name]
+		case old != nil:
+			prev = old.dyn[i]
+		}
+		if prev == nil {
+			if s.log.Enabled(context.Background(), slog.LevelDebug) {
+				s.logChange(n, d, nil, slog.LevelDebug)
+			}
+			continue
+		}
+		if !sameAnswers(prev, d) {
+			s.ctr.answerChanges.Add(1)
+			changed = append(changed, i)
+			if len(changed) <= logEach {
+				s.logChange(n, d, prev, slog.LevelInfo)
+			} else if s.log.Enabled(context.Background(), slog.LevelDebug) {
+				s.logChange(n, d, prev, slog.LevelDebug)
+			}
+		}
+	}
+	if len(changed) > logEach {
+		s.log.Info("dns answers changed", "zone", zv.z.origin, "names", len(changed), "logged", logEach)
+	}
+}
+
+// sameAnswers reports whether two views of a name publish the same.
+func sameAnswers(a, b *dynView) bool {
+	return a.servfail == b.servfail && slices.Equal(a.published(famA), b.published(famA)) &&
+		slices.Equal(a.published(famAAAA), b.published(famAAAA))
+}
+
+// logChange logs a name's published addresses, with the link states
+// behind the decision.
+func (s *Server) logChange(n *dynName, d, prev *dynView, level slog.Level) {
 	var states []string
 	for _, l := range n.links {
 		st := "unknown"
@@ -461,12 +559,11 @@ func (s *Server) logChange(n *dynName, d *dynView) {
 		attrs = append(attrs, "why", d.why)
 	}
 	if prev == nil {
-		s.log.Debug("dns answer", attrs...)
+		s.log.Log(context.Background(), level, "dns answer", attrs...)
 		return
 	}
-	s.ctr.answerChanges.Add(1)
 	attrs = append(attrs, "was", prev.String())
-	s.log.Info("dns answer changed", attrs...)
+	s.log.Log(context.Background(), level, "dns answer changed", attrs...)
 }
 
 // dial opens a connection through the test hook's namespace.

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mdns "github.com/miekg/dns"
 )
@@ -36,6 +37,8 @@ type counters struct {
 	tcpClosedIdle, tcpClosedPartial atomic.Uint64
 	tcpClosedQueries, tcpClosedBad  atomic.Uint64
 	rrlEvicted                      atomic.Uint64
+	rebuilds                        atomic.Uint64
+	rebuildNanos                    atomic.Int64 // the last rebuild's duration
 	namesMu                         sync.Mutex
 	names                           map[string]*nameCounters
 }
@@ -91,6 +94,10 @@ type Stats struct {
 	// RRLEvicted counts rate-limit buckets evicted because the table was
 	// full of active clients.
 	RRLEvicted uint64
+	// Rebuilds counts the views built (one per batch of link events or
+	// reload); LastRebuild is how long the last one took.
+	Rebuilds    uint64
+	LastRebuild time.Duration
 	// Serials is each zone's current serial.
 	Serials map[string]uint32
 	// Names counts answers by name and policy.
@@ -131,7 +138,9 @@ func (s *Server) Stats() Stats {
 		TCPRejected:      map[string]uint64{"total": c.tcpRejectTotal.Load(), "client": c.tcpRejectClient.Load()},
 		TCPClosed: map[string]uint64{"idle": c.tcpClosedIdle.Load(), "partial": c.tcpClosedPartial.Load(),
 			"max_queries": c.tcpClosedQueries.Load(), "bad_message": c.tcpClosedBad.Load()},
-		RRLEvicted: c.rrlEvicted.Load(),
+		RRLEvicted:  c.rrlEvicted.Load(),
+		Rebuilds:    c.rebuilds.Load(),
+		LastRebuild: time.Duration(c.rebuildNanos.Load()),
 	}
 	for i := range c.rcodes {
 		if n := c.rcodes[i].Load(); n > 0 {

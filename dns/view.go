@@ -29,8 +29,16 @@ type view struct {
 type zoneView struct {
 	z      *zone
 	serial uint32
-	soa    *mdns.SOA // with the serial
-	dyn    map[*dynName]*dynView
+	soa    *mdns.SOA  // with the serial
+	dyn    []*dynView // by dynName.idx
+}
+
+// dynOf is the current view of one of the zone's steered names.
+func (zv *zoneView) dynOf(n *dynName) *dynView {
+	if n.idx < len(zv.dyn) {
+		return zv.dyn[n.idx]
+	}
+	return nil
 }
 
 // dynView is a name's answers for the current link states.
@@ -97,11 +105,75 @@ func (n *dynName) tier(ls *linkState) int {
 // lastGood remembers a name's last answers while some link was usable.
 type lastGood map[string][2][]netip.Addr
 
-// computeDyn decides a name's answers from the link states.
-func computeDyn(n *dynName, links map[string]*linkState, lg lastGood, now time.Time) *dynView {
-	d := &dynView{n: n}
-	for _, l := range n.links {
-		ls := links[l]
+// compute fills d (whose n is set) from the link states. A rebuild calls
+// it for every steered name, so it allocates nothing in the common case
+// (policy all, no demotion).
+//
+// lt is the links' states by their index in the config.
+func (d *dynView) compute(lt []*linkState, lg lastGood, now time.Time) {
+	n := d.n
+	d.setStable(lt, now)
+	var buf [2][2][8]addrRec
+	var chosen [2][]addrRec
+	var masks [2]uint64
+	var spare map[string]float64
+	if n.policy == config.DNSPolicyWeighted {
+		spare = map[string]float64{}
+	}
+	usable := false
+	var why []string
+	for f := range 2 {
+		tiers := [2][]addrRec{buf[f][0][:0], buf[f][1][:0]}
+		var tm [2]uint64
+		for i, r := range n.recs[f] {
+			ls := lt[r.li]
+			t := n.tier(ls)
+			if t < 0 {
+				continue
+			}
+			tiers[t] = append(tiers[t], r)
+			if i < 64 {
+				tm[t] |= 1 << i
+			}
+			if spare != nil {
+				spare[r.link] = ls.st.Spare()
+			}
+		}
+		for t := range tiers {
+			if len(tiers[t]) > 0 {
+				chosen[f] = tiers[t]
+				if len(n.recs[f]) <= 64 {
+					masks[f] = tm[t]
+				}
+				usable = true
+				if t == 1 {
+					why = append(why, mdns.TypeToString[famType(f)]+" from demoted links")
+				}
+				break
+			}
+		}
+	}
+	if !usable {
+		d.allDownSets(lg)
+		return
+	}
+	for f := range 2 {
+		if len(chosen[f]) > 0 { // else NODATA for this family
+			d.sets[f] = n.policySet(f, chosen[f], masks[f], spare)
+		}
+	}
+	if n.allDown == config.DNSAllDownLastGood {
+		lg[n.name] = [2][]netip.Addr{d.sets[0].addrs, d.sets[1].addrs}
+	}
+	if len(why) > 0 {
+		d.why = strings.Join(why, ", ")
+	}
+}
+
+// setStable dates the name's last change: its links' and its records'.
+func (d *dynView) setStable(lt []*linkState, now time.Time) {
+	for _, li := range d.n.linkIdx {
+		ls := lt[li]
 		if ls == nil {
 			continue
 		}
@@ -112,108 +184,75 @@ func computeDyn(n *dynName, links map[string]*linkState, lg lastGood, now time.T
 			d.holdDown = true
 		}
 	}
-	if n.recsChanged.After(d.stable) {
-		d.stable = n.recsChanged
+	if d.n.recsChanged.After(d.stable) {
+		d.stable = d.n.recsChanged
 	}
 	if d.stable.IsZero() {
 		d.stable = now
 	}
-	var chosen [2][]addrRec
-	var spare = map[string]float64{}
-	usable := false
-	var why []string
-	for f := range 2 {
-		var tiers [2][]addrRec
-		for _, r := range n.recs[f] {
-			ls := links[r.link]
-			t := n.tier(ls)
-			if t < 0 {
-				continue
+}
+
+// allDownSets gives the answer of a name none of whose links is usable,
+// by its all_down rule.
+func (d *dynView) allDownSets(lg lastGood) {
+	n := d.n
+	d.allDown = true
+	switch n.allDown {
+	case config.DNSAllDownServfail:
+		d.servfail = true
+		d.why = "all links down: SERVFAIL"
+		return
+	case config.DNSAllDownLastGood:
+		if g, ok := lg[n.name]; ok {
+			for f := range 2 {
+				d.sets[f] = fixedSet(g[f], true)
 			}
-			tiers[t] = append(tiers[t], r)
-			spare[r.link] = ls.st.Spare()
-		}
-		for t := range tiers {
-			if len(tiers[t]) > 0 {
-				chosen[f] = tiers[t]
-				usable = true
-				if t == 1 {
-					why = append(why, mdns.TypeToString[famType(f)]+" from demoted links")
-				}
-				break
-			}
+			d.why = "all links down: last known good"
+			return
 		}
 	}
-	if !usable {
-		d.allDown = true
-		switch n.allDown {
-		case config.DNSAllDownServfail:
-			d.servfail = true
-			d.why = "all links down: SERVFAIL"
-			return d
-		case config.DNSAllDownLastGood:
-			if g, ok := lg[n.name]; ok {
-				for f := range 2 {
-					d.sets[f] = fixedSet(g[f], true)
-				}
-				d.why = "all links down: last known good"
-				return d
-			}
-		}
-		for f := range 2 {
-			var addrs []netip.Addr
-			for _, r := range n.recs[f] {
-				addrs = append(addrs, r.addr)
-			}
-			d.sets[f] = fixedSet(addrs, true)
-		}
-		d.why = "all links down: every address"
-		return d
-	}
 	for f := range 2 {
-		c := chosen[f]
-		if len(c) == 0 {
-			continue // NODATA for this family
+		d.sets[f] = n.setOf(f, n.recs[f], n.allMask(f))
+	}
+	d.why = "all links down: every address"
+}
+
+// policySet applies the name's policy to the usable records c of family
+// f (mask: which of recs[f] they are). spare is the links' spare
+// capacity (weighted only).
+func (n *dynName) policySet(f int, c []addrRec, mask uint64, spare map[string]float64) answerSet {
+	switch n.policy {
+	case config.DNSPolicyFailover:
+		best := slices.MinFunc(c, func(a, b addrRec) int { return cmp.Compare(a.priority, b.priority) }).priority
+		c = slices.DeleteFunc(slices.Clone(c), func(r addrRec) bool { return r.priority != best })
+		return fixedSet(addrsOf(c), true)
+	case config.DNSPolicyFirst:
+		c = slices.Clone(c)
+		slices.SortStableFunc(c, func(a, b addrRec) int { return cmp.Compare(a.priority, b.priority) })
+		return fixedSet(addrsOf(c[:min(len(c), n.count)]), false)
+	case config.DNSPolicyWeighted:
+		s := fixedSet(addrsOf(c), false)
+		s.pick = min(n.count, len(c))
+		total := 0.0
+		w := make([]float64, len(c))
+		for i, r := range c {
+			w[i] = r.weight * spare[r.link]
+			total += w[i]
 		}
-		switch n.policy {
-		case config.DNSPolicyAll:
-			d.sets[f] = fixedSet(addrsOf(c), true)
-		case config.DNSPolicyFailover:
-			best := slices.MinFunc(c, func(a, b addrRec) int { return cmp.Compare(a.priority, b.priority) }).priority
-			c = slices.DeleteFunc(slices.Clone(c), func(r addrRec) bool { return r.priority != best })
-			d.sets[f] = fixedSet(addrsOf(c), true)
-		case config.DNSPolicyFirst:
-			c = slices.Clone(c)
-			slices.SortStableFunc(c, func(a, b addrRec) int { return cmp.Compare(a.priority, b.priority) })
-			d.sets[f] = fixedSet(addrsOf(c[:min(len(c), n.count)]), false)
-		case config.DNSPolicyWeighted:
-			s := fixedSet(addrsOf(c), false)
-			s.pick = min(n.count, len(c))
-			total := 0.0
-			w := make([]float64, len(c))
-			for i, r := range c {
-				w[i] = r.weight * spare[r.link]
-				total += w[i]
-			}
-			if total <= 0 {
-				for i := range w {
-					w[i] = 1
-				}
-			}
-			s.cum = make([]float64, len(c))
-			acc := 0.0
+		if total <= 0 {
 			for i := range w {
-				acc += w[i]
-				s.cum[i] = acc
+				w[i] = 1
 			}
-			d.sets[f] = s
 		}
+		s.cum = make([]float64, len(c))
+		acc := 0.0
+		for i := range w {
+			acc += w[i]
+			s.cum[i] = acc
+		}
+		return s
 	}
-	lg[n.name] = [2][]netip.Addr{d.sets[0].addrs, d.sets[1].addrs}
-	if len(why) > 0 {
-		d.why = strings.Join(why, ", ")
-	}
-	return d
+	return n.setOf(f, c, mask)
 }
 
 func addrsOf(rs []addrRec) []netip.Addr {

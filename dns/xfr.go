@@ -16,7 +16,7 @@ func zoneRecords(zv *zoneView) []mdns.RR {
 	out := []mdns.RR{zv.soa}
 	out = append(out, zv.z.static...)
 	for _, n := range zv.z.names {
-		d := zv.dyn[n]
+		d := zv.dynOf(n)
 		for f := range 2 {
 			for _, a := range d.published(f) {
 				h := mdns.RR_Header{Name: n.name, Rrtype: famType(f), Class: mdns.ClassINET, Ttl: n.ttl}

@@ -60,6 +60,7 @@ type dynName struct {
 	// delete the family's records at the primary rather than leave them.
 	managed [2]bool
 	links   []string // the links the name depends on
+	linkIdx []int    // their indices in the config's links
 	// recsKey fingerprints recs; recsChanged is when a config change
 	// (a reload, a renumbered prefix) last changed them, set by the
 	// server before the name is published. It lowers the TTL like a
@@ -67,11 +68,61 @@ type dynName struct {
 	recsKey     string
 	recsChanged time.Time
 	stats       *nameCounters
+	// idx is the name's index in its zone's names (and views' dyn).
+	idx int
+	// sets remembers the answer sets built for each combination of
+	// records (policy all), so a rebuild after a link event allocates
+	// none: the set for "every record" and for "all but one link's" are
+	// the same slices each time.
+	sets [2][]cachedSet
+}
+
+type cachedSet struct {
+	mask uint64 // which of recs[f]
+	set  answerSet
+}
+
+// setOf is the rotating answer set of records c (policy all), which are
+// the records of recs[f] that mask has (mask 0: more than 64 records,
+// not cached).
+func (n *dynName) setOf(f int, c []addrRec, mask uint64) answerSet {
+	if mask != 0 {
+		for _, cs := range n.sets[f] {
+			if cs.mask == mask {
+				return cs.set
+			}
+		}
+	}
+	set := fixedSet(addrsOf(c), true)
+	if mask != 0 && len(n.sets[f]) < 8 {
+		n.sets[f] = append(n.sets[f], cachedSet{mask: mask, set: set})
+	}
+	return set
+}
+
+// allMask is the mask of every record of family f (0 past 64).
+func (n *dynName) allMask(f int) uint64 {
+	if k := len(n.recs[f]); k > 0 && k <= 64 {
+		return ^uint64(0) >> (64 - k)
+	}
+	return 0
+}
+
+// linkIndex is the index of link name in cfg.Links, which is how the
+// server finds a link's state on the rebuild path.
+func linkIndex(cfg *config.Config, name string) int {
+	for i := range cfg.Links {
+		if cfg.Links[i].Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // addrRec is one address of a name on one link.
 type addrRec struct {
 	link     string
+	li       int // linkIndex of link
 	addr     netip.Addr
 	weight   float64
 	priority int
@@ -252,6 +303,7 @@ func compileZone(cfg *config.Config, zc *config.DNSZone, idx int, counters func(
 			return nil, fmt.Errorf("name %s is under a delegation", dn.name)
 		}
 		n.dyn = dn
+		dn.idx = len(z.names)
 		z.names = append(z.names, dn)
 	}
 
@@ -323,7 +375,7 @@ func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters
 		if r.Weight > 0 {
 			w = float64(r.Weight)
 		}
-		ar := addrRec{link: r.Link, weight: w, priority: l.Priority, order: i}
+		ar := addrRec{link: r.Link, li: linkIndex(cfg, r.Link), weight: w, priority: l.Priority, order: i}
 		if a := r.A.Resolve(l, 4); a.IsValid() && a.Is4() {
 			ar.addr = a
 			dn.recs[famA] = append(dn.recs[famA], ar)
@@ -360,11 +412,14 @@ func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters
 		dn.managed[famAAAA] = true
 		rec := config.DNSLinkRecord{Link: link, Host6: nc.Host6}
 		for _, a := range rec.Host6Addrs(cfg.IPv6) {
-			dn.recs[famAAAA] = append(dn.recs[famAAAA], addrRec{link: link, addr: a, weight: w, priority: l.Priority, order: len(nc.Records)})
+			dn.recs[famAAAA] = append(dn.recs[famAAAA], addrRec{link: link, li: linkIndex(cfg, link), addr: a, weight: w, priority: l.Priority, order: len(nc.Records)})
 		}
 		if !slices.Contains(dn.links, link) {
 			dn.links = append(dn.links, link)
 		}
+	}
+	for _, l := range dn.links {
+		dn.linkIdx = append(dn.linkIdx, linkIndex(cfg, l))
 	}
 	var key strings.Builder
 	for f := range 2 {

@@ -3,6 +3,8 @@
 //
 //	dnsserve -config bench.yaml
 //	dnsserve -mixed-queries FILE   # writes bench/dns.sh's mixed workload
+//	dnsserve -write-scale DIR -names N   # bench/dns-scale.sh's zone
+//	dnsserve -config DIR/multihome.yaml -flap 1s -probe hN.example.  # flaps on SIGUSR1
 //
 // bench/dns.sh runs it against dnsperf, next to Knot and gdnsd.
 package main
@@ -35,7 +37,18 @@ func main() {
 	path := flag.String("config", "", "config file")
 	prof := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	mixed := flag.String("mixed-queries", "", "write bench/dns.sh's mixed workload (dnsperf -B format) to this file and exit")
+	scaleDir := flag.String("write-scale", "", "write a config with -names steered names and a query file to this directory and exit")
+	names := flag.Int("names", 100, "steered names for -write-scale")
+	flap := flag.Duration("flap", 0, "from a SIGUSR1 to the next, toggle isp1 down and up this often, timing the answers (bench/dns-scale.sh)")
+	probe := flag.String("probe", "", "the name whose answers -flap times")
 	flag.Parse()
+	if *scaleDir != "" {
+		if err := writeScale(*scaleDir, *names); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		return
+	}
 	if *mixed != "" {
 		if err := mixedQueries(*mixed, 2000); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -69,10 +82,39 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	var fl *flapper
+	done := make(chan struct{})
+	if *flap > 0 {
+		fl = &flapper{src: src, srv: srv, log: log, probe: *probe, every: *flap}
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() {
+			defer close(done)
+			select {
+			case <-usr1:
+			case <-ctx.Done():
+				return
+			}
+			// The next SIGUSR1 stops the flapping.
+			fctx, cancel := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-usr1:
+				case <-ctx.Done():
+				}
+				cancel()
+			}()
+			fl.run(fctx)
+		}()
+	}
 	if err := srv.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return
 	}
 	st := srv.Stats()
 	log.Info("served", "queries", st.Queries, "udp", st.UDP, "tcp", st.TCP)
+	if fl != nil {
+		<-done
+		fmt.Println(fl.summary())
+	}
 }
