@@ -3,7 +3,7 @@
 // one by one and shows what the daemon decides, measured from outside
 // (the LAN host's connections, DNS answers, the routes at the ISPs' FRR
 // routers, the host's IPv6 addresses). Each scene of the script is in its
-// own file (ipv6.go, bgp.go, ...).
+// own file (ipv6.go, bgp.go, ha.go, ...).
 //
 // It is a separate package, run by cmd/multihome-lab, so that the daemon's
 // binary (cmd/multihome) links neither the lab nor the demo; it starts the
@@ -317,6 +317,9 @@ func Run(o Options) error {
 		d.say("dashboard: %s (live while the demo runs)", url)
 	}
 	err = d.script(ctx)
+	if err == nil && !o.Quick {
+		err = d.haScene(ctx, dir, logs)
+	}
 	if err == nil {
 		d.summary()
 	}

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -41,35 +39,16 @@ type pairNode struct {
 	events []monitor.Event
 }
 
-// nodeConfig is a pair node's config: two uplinks shared with the
-// partner, probes at two core servers every 100 ms, VRRP at 100 ms.
-func nodeConfig(p *lab.Pair, me, other int, runDir string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "api: {listen: \"off\"}\ndefaults:\n  health: {interval: 100ms, down_after: 3, up_after: 3, hold_down: 1s}\nlinks:\n")
-	for k, isp := range p.ISPs {
-		fmt.Fprintf(&b, "  - name: %s\n    interface: %s\n    gateway4: %s\n    address4: %s\n    probes: [{target: %s}, {target: %s}]\n",
-			isp.Name, isp.WAN, isp.Router, p.Nodes[me].WAN[k], lab.ProbeTarget1, lab.ProbeTarget2)
-	}
-	n, o := p.Nodes[me], p.Nodes[other]
-	advert := os.Getenv("MULTIHOME_HA_ADVERT") // bench/ha.sh compares keepalived's default 1s
-	if advert == "" {
-		advert = "100ms"
-	}
-	fmt.Fprintf(&b, "ha:\n  node: %s\n  partner: %s\n  advert_interval: %s\n  run_dir: %s\n", n.Role, o.Role, advert, runDir)
-	fmt.Fprintf(&b, "  sync: {interface: %s, address: %s, partner: %s}\n", lab.SyncIface, n.Sync, o.Sync.Addr())
-	fmt.Fprintf(&b, "  instances:\n    - {interface: %s, vrid: 51, virtual_addresses: [%s]}\n", lab.PairLANIface, p.LANVIP)
-	for k, isp := range p.ISPs {
-		fmt.Fprintf(&b, "    - {link: %s, vrid: %d, virtual_addresses: [%s]}\n", isp.Name, 52+k, p.WANVIP[k])
-	}
-	return b.String()
-}
-
 func startPair(t *testing.T, p *lab.Pair) [2]*pairNode {
 	dir := t.TempDir()
 	var nodes [2]*pairNode
 	for i := range 2 {
 		n := &pairNode{t: t, p: p, role: p.Nodes[i].Role, conf: filepath.Join(dir, p.Nodes[i].Role+".yaml")}
-		if err := os.WriteFile(n.conf, []byte(nodeConfig(p, i, 1-i, filepath.Join(dir, "run-"+n.role))), 0o600); err != nil {
+		advert := os.Getenv("MULTIHOME_HA_ADVERT") // bench/ha.sh compares keepalived's default 1s
+		if advert == "" {
+			advert = "100ms"
+		}
+		if err := os.WriteFile(n.conf, []byte(p.PairConfig(i, filepath.Join(dir, "run-"+n.role), advert)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		n.start()
@@ -159,53 +138,14 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	return l.w.Write(b)
 }
 
-// masters returns the gateways holding the LAN's virtual address.
-func masters(t *testing.T, p *lab.Pair) []string {
-	var out []string
-	for _, n := range p.Nodes {
-		has, err := p.Holds(n.Role, lab.PairLANIface, p.LANVIP.Addr())
-		if err != nil {
-			continue // a powered-off node's namespace is still there; errors mean no
-		}
-		if has {
-			out = append(out, n.Role)
-		}
-	}
-	return out
-}
-
 // waitOneMaster waits until exactly one gateway holds the LAN address.
 func waitOneMaster(t *testing.T, p *lab.Pair, within time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		if m := masters(t, p); len(m) == 1 {
-			return m[0]
-		}
-		time.Sleep(20 * time.Millisecond)
+	m, err := p.WaitOneMaster(t.Context(), within)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no single master within %s: %v", within, masters(t, p))
-	return ""
-}
-
-// watchMasters samples who holds the LAN address every 10 ms for d and
-// returns every distinct set seen, in order.
-func watchMasters(t *testing.T, p *lab.Pair, d time.Duration) [][]string {
-	var seen [][]string
-	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		m := masters(t, p)
-		if len(seen) == 0 || !slices.Equal(seen[len(seen)-1], m) {
-			seen = append(seen, m)
-		}
-	}
-	return seen
-}
-
-func other(role string) string {
-	if role == lab.RoleGWA {
-		return lab.RoleGWB
-	}
-	return lab.RoleGWA
+	return m
 }
 
 func nodeIndex(role string) int {
@@ -213,158 +153,6 @@ func nodeIndex(role string) int {
 		return 0
 	}
 	return 1
-}
-
-// flows holds n TCP connections from a LAN host to the echo server open,
-// each exchanging 8 bytes every 50 ms, and reports which ones broke.
-type flows struct {
-	conns []net.Conn
-	mu    sync.Mutex
-	err   []error
-	last  []time.Time
-	wg    sync.WaitGroup
-	stop  chan struct{}
-}
-
-func holdFlows(t *testing.T, p *lab.Pair, n int) *flows {
-	t.Helper()
-	f := &flows{stop: make(chan struct{}), err: make([]error, n), last: make([]time.Time, n)}
-	echo := netip.AddrPortFrom(p.Servers.Echo, 7).String()
-	for i := range n {
-		c, err := p.DialContext(context.Background(), p.Hosts[0].Name, "", "tcp", echo)
-		if err != nil {
-			f.close()
-			t.Fatalf("flow %d: %v", i, err)
-		}
-		f.conns = append(f.conns, c)
-	}
-	for i, c := range f.conns {
-		f.wg.Go(func() { f.talk(i, c) })
-	}
-	return f
-}
-
-func (f *flows) talk(i int, c net.Conn) {
-	msg := []byte(fmt.Sprintf("%08d", i))
-	buf := make([]byte, len(msg))
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-f.stop:
-			return
-		case <-tick.C:
-		}
-		c.SetDeadline(time.Now().Add(15 * time.Second))
-		_, err := c.Write(msg)
-		if err == nil {
-			_, err = io.ReadFull(c, buf)
-		}
-		if err == nil && !bytes.Equal(buf, msg) {
-			err = fmt.Errorf("echo %q, want %q", buf, msg)
-		}
-		f.mu.Lock()
-		if err != nil {
-			f.err[i] = err
-			f.mu.Unlock()
-			return
-		}
-		f.last[i] = time.Now()
-		f.mu.Unlock()
-	}
-}
-
-// alive counts the flows with no error and an echo after since.
-func (f *flows) alive(since time.Time) (n int, errs []string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i := range f.conns {
-		switch {
-		case f.err[i] != nil:
-			errs = append(errs, fmt.Sprintf("flow %d: %v", i, f.err[i]))
-		case f.last[i].After(since):
-			n++
-		default:
-			errs = append(errs, fmt.Sprintf("flow %d: no echo since %s", i, since.Format("15:04:05.000")))
-		}
-	}
-	return n, errs
-}
-
-// settled reports whether every flow has echoed after since or failed.
-func (f *flows) settled(since time.Time) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i := range f.conns {
-		if f.err[i] == nil && !f.last[i].After(since) {
-			return false
-		}
-	}
-	return true
-}
-
-func (f *flows) close() {
-	select {
-	case <-f.stop:
-	default:
-		close(f.stop)
-	}
-	for _, c := range f.conns {
-		c.Close()
-	}
-	f.wg.Wait()
-}
-
-// firstNewConnection opens a new connection from the LAN host to the
-// HTTP server every 20 ms (each given 300 ms) from start on, and returns
-// when the first one opened after start succeeded, measured from start.
-func firstNewConnection(p *lab.Pair, start time.Time, limit time.Duration) (time.Duration, error) {
-	http := netip.AddrPortFrom(p.Servers.HTTP, 80).String()
-	ok := make(chan time.Time, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	defer cancel()
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		wg.Go(func() {
-			dctx, dcancel := context.WithTimeout(ctx, 300*time.Millisecond)
-			defer dcancel()
-			c, err := p.DialContext(dctx, p.Hosts[0].Name, "", "tcp", http)
-			if err == nil {
-				c.Close()
-				select {
-				case ok <- time.Now():
-				default:
-				}
-			}
-		})
-		select {
-		case at := <-ok:
-			return at.Sub(start), nil
-		case <-ctx.Done():
-			return 0, fmt.Errorf("no new connection within %s", limit)
-		case <-tick.C:
-		}
-	}
-}
-
-// conntrackMarks lists the ct marks of the echo flows in role's kernel.
-func conntrackMarks(t *testing.T, p *lab.Pair, role string) map[string]int {
-	out, err := p.Run(context.Background(), role, "conntrack", "-L", "-p", "tcp", "--dport", "7").Output()
-	if err != nil {
-		t.Logf("conntrack -L in %s: %v", role, err)
-	}
-	marks := map[string]int{}
-	for _, line := range strings.Split(string(out), "\n") {
-		for _, f := range strings.Fields(line) {
-			if m, ok := strings.CutPrefix(f, "mark="); ok {
-				marks[m]++
-			}
-		}
-	}
-	return marks
 }
 
 // blackholeSource makes every ISP drop what its router receives from or
@@ -469,39 +257,40 @@ func TestPairSharedUplinks(t *testing.T) {
 // take the role back.
 func powerLoss(t *testing.T, p *lab.Pair, nodes [2]*pairNode, run, n int) (time.Duration, int) {
 	m := waitOneMaster(t, p, 10*time.Second)
-	f := holdFlows(t, p, n)
-	defer f.close()
+	f, err := p.HoldFlows(t.Context(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
 	time.Sleep(1500 * time.Millisecond) // conntrackd syncs the new flows
-	before := conntrackMarks(t, p, m)
+	before, err := p.ConntrackMarks(t.Context(), m)
+	if err != nil {
+		t.Logf("conntrack -L in %s: %v", m, err)
+	}
 	t0 := time.Now()
 	if err := p.PowerOff(m); err != nil {
 		t.Fatalf("power off %s: %v", m, err)
 	}
-	rec, err := firstNewConnection(p, t0, 10*time.Second)
+	rec, err := p.FirstNewConnection(t.Context(), t0, 10*time.Second)
 	if err != nil {
 		t.Fatalf("run %d: after %s lost power: %v", run, m, err)
 	}
 	// Every flow must exchange data again after the takeover; TCP's
 	// retransmission back-off decides when each one tries (seconds after
 	// a long outage), so wait until each has either worked or failed.
-	back := t0.Add(rec)
-	var alive int
-	var errs []string
-	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		alive, errs = f.alive(back)
-		if f.settled(back) {
-			break
-		}
+	alive, errs := f.WaitSettled(t0.Add(rec), 15*time.Second)
+	after, err := p.ConntrackMarks(t.Context(), p.Other(m))
+	if err != nil {
+		t.Logf("conntrack -L in %s: %v", p.Other(m), err)
 	}
-	after := conntrackMarks(t, p, other(m))
 	report(t, "run %d: %s lost power: new connections after %v, %d/%d flows alive; ct marks of the echo flows on %s before %v, on %s after %v",
-		run, m, rec.Round(time.Millisecond), alive, n, m, before, other(m), after)
+		run, m, rec.Round(time.Millisecond), alive, n, m, before, p.Other(m), after)
 	if len(errs) > 0 {
 		t.Logf("broken flows: %v", errs[:min(len(errs), 5)])
 	}
 	for mark, c := range before {
 		if mark != "0" && after[mark] < c*99/100 {
-			t.Errorf("run %d: %d flows had ct mark %s on %s, %d on %s after the takeover: marks not synced", run, c, mark, m, after[mark], other(m))
+			t.Errorf("run %d: %d flows had ct mark %s on %s, %d on %s after the takeover: marks not synced", run, c, mark, m, after[mark], p.Other(m))
 		}
 	}
 	if err := p.PowerOn(m); err != nil {
@@ -509,9 +298,9 @@ func powerLoss(t *testing.T, p *lab.Pair, nodes [2]*pairNode, run, n int) (time.
 	}
 	nodes[nodeIndex(m)].start()
 	// Preemption is off: the recovered node stays backup.
-	seen := watchMasters(t, p, 4*time.Second)
-	if !slices.EqualFunc(seen, [][]string{{other(m)}}, slices.Equal) {
-		t.Errorf("run %d: after %s came back, the LAN address was held by %v: want %s only (no takeback)", run, m, seen, other(m))
+	seen := p.WatchMasters(4*time.Second)
+	if !slices.EqualFunc(seen, [][]string{{p.Other(m)}}, slices.Equal) {
+		t.Errorf("run %d: after %s came back, the LAN address was held by %v: want %s only (no takeback)", run, m, seen, p.Other(m))
 	}
 	return rec, alive
 }
@@ -547,10 +336,10 @@ func uplinksFail(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 		return true
 	})
 	var took time.Time
-	waitFor(t, other(m)+" holds the LAN address", 5*time.Second, func() bool {
-		ms := masters(t, p)
+	waitFor(t, p.Other(m)+" holds the LAN address", 5*time.Second, func() bool {
+		ms := p.Masters()
 		took = time.Now()
-		return slices.Equal(ms, []string{other(m)})
+		return slices.Equal(ms, []string{p.Other(m)})
 	})
 	handover := took.Sub(verdict)
 	report(t, "all uplinks of the master failed: handover %v after the monitor's verdict (verdict %v after the fault)",
@@ -559,8 +348,8 @@ func uplinksFail(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 		t.Errorf("handover %v after the verdict, want ≤ 1 s", handover)
 	}
 	undo()
-	if seen := watchMasters(t, p, 5*time.Second); !slices.EqualFunc(seen, [][]string{{other(m)}}, slices.Equal) {
-		t.Errorf("after %s's uplinks recovered, the LAN address was held by %v: want %s only (no takeback)", m, seen, other(m))
+	if seen := p.WatchMasters(5*time.Second); !slices.EqualFunc(seen, [][]string{{p.Other(m)}}, slices.Equal) {
+		t.Errorf("after %s's uplinks recovered, the LAN address was held by %v: want %s only (no takeback)", m, seen, p.Other(m))
 	}
 }
 
@@ -569,7 +358,7 @@ func uplinksFail(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 func uplinkFlaps(t *testing.T, p *lab.Pair) {
 	m := waitOneMaster(t, p, 10*time.Second)
 	done := make(chan [][]string)
-	go func() { done <- watchMasters(t, p, 6*time.Second) }()
+	go func() { done <- p.WatchMasters(6*time.Second) }()
 	for range 3 {
 		undo := blackholeSource(t, p, p.ISPs[:1], p.Nodes[nodeIndex(m)].WAN[0])
 		time.Sleep(700 * time.Millisecond)
@@ -590,7 +379,7 @@ func splitBrain(t *testing.T, p *lab.Pair) {
 		t.Fatal(err)
 	}
 	defer p.SetLinkUp(lab.RoleGWA, lab.SyncIface, true)
-	seen := watchMasters(t, p, 4*time.Second)
+	seen := p.WatchMasters(4*time.Second)
 	if !slices.EqualFunc(seen, [][]string{{m}}, slices.Equal) {
 		t.Errorf("sync link cut: LAN address held by %v, want exactly one master (%s) throughout", seen, m)
 	}
