@@ -298,7 +298,7 @@ func powerLoss(t *testing.T, p *lab.Pair, nodes [2]*pairNode, run, n int) (time.
 	}
 	nodes[nodeIndex(m)].start()
 	// Preemption is off: the recovered node stays backup.
-	seen := p.WatchMasters(4*time.Second)
+	seen := p.WatchMasters(4 * time.Second)
 	if !slices.EqualFunc(seen, [][]string{{p.Other(m)}}, slices.Equal) {
 		t.Errorf("run %d: after %s came back, the LAN address was held by %v: want %s only (no takeback)", run, m, seen, p.Other(m))
 	}
@@ -348,7 +348,7 @@ func uplinksFail(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 		t.Errorf("handover %v after the verdict, want ≤ 1 s", handover)
 	}
 	undo()
-	if seen := p.WatchMasters(5*time.Second); !slices.EqualFunc(seen, [][]string{{p.Other(m)}}, slices.Equal) {
+	if seen := p.WatchMasters(5 * time.Second); !slices.EqualFunc(seen, [][]string{{p.Other(m)}}, slices.Equal) {
 		t.Errorf("after %s's uplinks recovered, the LAN address was held by %v: want %s only (no takeback)", m, seen, p.Other(m))
 	}
 }
@@ -358,7 +358,7 @@ func uplinksFail(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 func uplinkFlaps(t *testing.T, p *lab.Pair) {
 	m := waitOneMaster(t, p, 10*time.Second)
 	done := make(chan [][]string)
-	go func() { done <- p.WatchMasters(6*time.Second) }()
+	go func() { done <- p.WatchMasters(6 * time.Second) }()
 	for range 3 {
 		undo := blackholeSource(t, p, p.ISPs[:1], p.Nodes[nodeIndex(m)].WAN[0])
 		time.Sleep(700 * time.Millisecond)
@@ -379,7 +379,7 @@ func splitBrain(t *testing.T, p *lab.Pair) {
 		t.Fatal(err)
 	}
 	defer p.SetLinkUp(lab.RoleGWA, lab.SyncIface, true)
-	seen := p.WatchMasters(4*time.Second)
+	seen := p.WatchMasters(4 * time.Second)
 	if !slices.EqualFunc(seen, [][]string{{m}}, slices.Equal) {
 		t.Errorf("sync link cut: LAN address held by %v, want exactly one master (%s) throughout", seen, m)
 	}
