@@ -36,6 +36,14 @@ func TestEventLogRing(t *testing.T) {
 	if got, _ := l.since(0, 2); len(got) != 2 || got[0].Seq != 4 {
 		t.Errorf("limit 2: %+v", got)
 	}
+	for _, seq := range []uint64{5, 6, 100} {
+		if got, _ := l.since(seq, 0); len(got) != 0 {
+			t.Errorf("since %d (nothing newer): %+v", seq, got)
+		}
+	}
+	if got, _ := l.since(3, 1); len(got) != 1 || got[0].Seq != 5 {
+		t.Errorf("since 3 limit 1: %+v", got)
+	}
 	if l.last() != 5 {
 		t.Errorf("last %d", l.last())
 	}

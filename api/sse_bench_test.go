@@ -2,8 +2,9 @@ package api_test
 
 // Scale benchmark of the event stream (bench/scale.sh), gated behind
 // MULTIHOME_BENCH=1: N server-sent-event clients on the API's unix
-// socket, link events published by a fake daemon; how long until every
-// client has each event, and what each client costs the process.
+// socket, link events published by a fake daemon whose decision log is
+// full (1000 entries); how long until every client has each event, and
+// what each client costs the process.
 
 import (
 	"bufio"
@@ -45,6 +46,17 @@ func TestBenchScaleSSE(t *testing.T) {
 		f := apitest.NewFake(apitest.Links()...)
 		_, addr := apitest.Start(t, f, api.Options{})
 		path := strings.TrimPrefix(addr, "unix:")
+		// A daemon that has run a while: the decision log's ring is full.
+		for range api.DefaultHistory {
+			f.Update("lte", "bench: fill the ring", func(s *monitor.Status) {
+				if s.State == monitor.Degraded {
+					s.State = monitor.Up
+				} else {
+					s.State = monitor.Degraded
+				}
+			})
+		}
+		time.Sleep(100 * time.Millisecond)
 
 		var sentAt [events]atomic.Int64
 		var got [events]atomic.Int32
