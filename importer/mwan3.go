@@ -139,8 +139,12 @@ func (m *mwan3) num(s *uci.Section, name string, def int, notes *[]Note) int {
 		return def
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil {
-		m.note(notes, line(s, name), "%s %s: %s %q is not a number: using mwan3's default %d", s.Type, s.Name, name, v, def)
+	low := 1
+	if strings.HasSuffix(name, "_loss") {
+		low = 0 // a loss percentage may be 0
+	}
+	if err != nil || n < low {
+		m.note(notes, line(s, name), "%s %s: %s %q is not a number of at least %d: using mwan3's default %d", s.Type, s.Name, name, v, low, def)
 		return def
 	}
 	return n

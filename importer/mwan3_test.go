@@ -185,6 +185,28 @@ func FuzzMWAN3(f *testing.F) {
 		nb, _ := os.ReadFile("testdata/mwan3/network.uci")
 		f.Add(b, nb)
 	}
+	// Odd but parseable inputs: bad numbers, unknown references, an IPv6
+	// target on a TCP tracker, an alias loop, hostnames, an empty policy.
+	f.Add([]byte(`config interface wan
+	option enabled yes
+	option track_method nping-tcp
+	list track_ip '2001:db8::1'
+	list track_ip 192.0.2.1
+	option reliability 9
+	option interval x
+	option down -1
+config member m
+	option interface nowhere
+	option metric z
+config policy p
+	list use_member m
+	list use_member missing
+config rule r
+	option dest_ip example.com
+	option src_port 1:2:3
+	option proto tcp
+	option use_policy p
+`), []byte("config interface wan\n\toption device '@wan'\n\toption proto static\n\toption ipaddr 192.0.2.9/24\n"))
 	f.Fuzz(func(t *testing.T, m, n []byte) {
 		mf, err := uci.Parse("mwan3", m)
 		if err != nil {
