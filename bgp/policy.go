@@ -44,6 +44,22 @@ func decide(b *config.BGP, usable map[string]bool, down map[netip.Addr]bool) []a
 	return out
 }
 
+// drain applies on_drain to the neighbours of drained links that decide
+// left announced: a drained link takes no new inbound traffic either.
+func drain(b *config.BGP, ann []announce, drained map[string]bool) []announce {
+	for i, n := range b.Neighbors {
+		if i >= len(ann) || !drained[n.Link] || ann[i].Withdraw {
+			continue
+		}
+		if b.OnDrain == config.BGPWithdraw {
+			ann[i] = announce{Withdraw: true}
+		} else {
+			ann[i].Prepend = max(ann[i].Prepend, b.DownPrepend)
+		}
+	}
+	return ann
+}
+
 // policies renders the whole GoBGP policy for b and the decisions: one
 // export statement per neighbour and family, matching the site's prefixes
 // and that neighbour only; everything else is rejected, on import too.

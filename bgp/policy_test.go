@@ -125,3 +125,30 @@ func TestUsable(t *testing.T) {
 		t.Error("degraded_is_down")
 	}
 }
+
+// A drained link's neighbours are prepended (on_drain: prepend, the
+// default) or withdrawn (on_drain: withdraw); other links are untouched,
+// and a neighbour already withdrawn stays so.
+func TestDrain(t *testing.T) {
+	both := map[string]bool{"wan1": true, "wan2": true}
+	drained := map[string]bool{"wan1": true}
+	b := testBGP(t, "withdraw").BGP
+	if b.OnDrain != config.BGPPrepend {
+		t.Fatalf("on_drain default %q, want prepend", b.OnDrain)
+	}
+	got := strings.TrimSpace(render(b, drain(b, decide(b, both, nil), drained)))
+	want := `198.51.100.1 AS64501 via wan1: announced, prepend 6, communities 64501:100
+2001:db8:1::1 AS64501 via wan1: announced, prepend 6
+198.51.100.17 AS64502 via wan2: announced, prepend 3`
+	if got != want {
+		t.Errorf("wan1 drained, on_drain prepend:\n%s\nwant\n%s", got, want)
+	}
+	b.OnDrain = config.BGPWithdraw
+	got = strings.TrimSpace(render(b, drain(b, decide(b, both, nil), drained)))
+	want = `198.51.100.1 AS64501 via wan1: withdrawn
+2001:db8:1::1 AS64501 via wan1: withdrawn
+198.51.100.17 AS64502 via wan2: announced, prepend 3`
+	if got != want {
+		t.Errorf("wan1 drained, on_drain withdraw:\n%s\nwant\n%s", got, want)
+	}
+}

@@ -177,6 +177,7 @@ type runState struct {
 	srv     *server.BgpServer
 	cfg     *config.BGP
 	usable  map[string]bool
+	drained map[string]bool     // links under an operator's drain
 	bfd     map[netip.Addr]bool // BFD session down after having been up
 	damp    map[netip.Addr]*damping
 	healthy map[netip.Addr]bool // per neighbour: link usable and BFD not down
@@ -270,7 +271,7 @@ func (s *Speaker) startServer(ctx context.Context) (srv *server.BgpServer, stop 
 func (s *Speaker) newRunState(srv *server.BgpServer) *runState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &runState{srv: srv, cfg: s.cfg, usable: map[string]bool{}, bfd: map[netip.Addr]bool{}, paths: map[netip.Prefix]uuid.UUID{},
+	return &runState{srv: srv, cfg: s.cfg, usable: map[string]bool{}, drained: map[string]bool{}, bfd: map[netip.Addr]bool{}, paths: map[netip.Prefix]uuid.UUID{},
 		damp: map[netip.Addr]*damping{}, healthy: map[netip.Addr]bool{}, bfdSubs: map[netip.Addr]*bfdClient{}, imp: newImportState(s.links)}
 }
 
@@ -280,8 +281,9 @@ func (s *Speaker) setup(ctx context.Context, st *runState) error {
 	cfg, srv := st.cfg, st.srv
 	for _, ls := range s.src.Snapshot() {
 		st.usable[ls.Link] = usable(cfg, ls)
+		st.drained[ls.Link] = ls.Admin == monitor.AdminDrain
 	}
-	st.ann = decide(cfg, st.usable, s.updateDamping(st, time.Now()))
+	st.ann = drain(cfg, decide(cfg, st.usable, s.updateDamping(st, time.Now())), st.drained)
 	pr := policies(cfg, st.ann)
 	if err := srv.SetPolicies(ctx, pr); err != nil {
 		return fmt.Errorf("set export policy: %w", err)
@@ -379,12 +381,17 @@ func (s *Speaker) linkEvent(ctx context.Context, st *runState, e monitor.Event) 
 	if e.Kind == monitor.StateChanged && e.To != monitor.Down {
 		s.onLinkEvent(st, e.Link)
 	}
-	u := usable(st.cfg, e.Status)
-	if prev, seen := st.usable[e.Link]; seen && prev == u {
+	u, d := usable(st.cfg, e.Status), e.Status.Admin == monitor.AdminDrain
+	prev, seen := st.usable[e.Link]
+	if seen && prev == u && st.drained[e.Link] == d {
 		return
 	}
-	st.usable[e.Link] = u
-	s.apply(ctx, st, fmt.Sprintf("link %s %s: %s", e.Link, map[bool]string{true: "usable", false: "not usable"}[u], e.Reason))
+	st.usable[e.Link], st.drained[e.Link] = u, d
+	what := map[bool]string{true: "usable", false: "not usable"}[u]
+	if d {
+		what += ", drained"
+	}
+	s.apply(ctx, st, fmt.Sprintf("link %s %s: %s", e.Link, what, e.Reason))
 }
 
 // apply recomputes the decisions and, if any changed, installs the new
@@ -397,7 +404,7 @@ func (s *Speaker) apply(ctx context.Context, st *runState, why string) {
 // with force); it logs the neighbours whose decision differs from prev
 // (by address; default: the current decisions).
 func (s *Speaker) applyPolicy(ctx context.Context, st *runState, why string, force bool, prev map[netip.Addr]announce) {
-	ann := decide(st.cfg, st.usable, s.updateDamping(st, time.Now()))
+	ann := drain(st.cfg, decide(st.cfg, st.usable, s.updateDamping(st, time.Now())), st.drained)
 	if !force && slices.Equal(ann, st.ann) {
 		return
 	}

@@ -30,6 +30,10 @@ type BGP struct {
 	// DownPrepend is the number of prepends with on_down: prepend
 	// (default 6).
 	DownPrepend int `yaml:"down_prepend"`
+	// OnDrain is what a neighbour of a drained link gets (multihome link
+	// drain): "prepend" (default: announce with DownPrepend extra copies
+	// of the ASN, so the ISP keeps the path as a backup) or "withdraw".
+	OnDrain string `yaml:"on_drain"`
 	// DegradedIsDown applies on_down to degraded links too (default:
 	// a degraded link keeps its announcements).
 	DegradedIsDown bool `yaml:"degraded_is_down"`
@@ -258,6 +262,7 @@ func checkBGPPrefixes(k *checker, b *BGP) {
 // (on_down, down_prepend, damping) and the session timers.
 func checkBGPActions(k *checker, b *BGP) {
 	oneOf(k, "bgp.on_down", &b.OnDown, BGPWithdraw, BGPWithdraw, BGPPrepend)
+	oneOf(k, "bgp.on_drain", &b.OnDrain, BGPPrepend, BGPWithdraw, BGPPrepend)
 	if b.DownPrepend == 0 {
 		b.DownPrepend = DefaultBGPDownPrepend
 	}

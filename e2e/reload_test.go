@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -44,6 +45,21 @@ func (d *daemon) hup(t *testing.T) error {
 	}
 	t.Fatalf("no reload outcome logged within 10 s of SIGHUP:\n%s", d.logText())
 	return nil
+}
+
+// getBody returns the body of GET path from the API at sock.
+func getBody(t *testing.T, sock, path string) []byte {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := c.Get("http://localhost" + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return b
 }
 
 // get asks the daemon's API at sock for path with token (if any) and
