@@ -4,8 +4,10 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/multihome/multihome/api"
+	"github.com/multihome/multihome/config"
 )
 
 // LinksFromAPI returns the links a multihome daemon on this machine says
@@ -45,4 +47,26 @@ func LinksFromAPI(ctx context.Context, c *api.Client) ([]Link, error) {
 		}
 	}
 	return out, nil
+}
+
+// FromDaemon returns a dialer over the links of the multihome daemon
+// whose API listens at addr ("" for the default socket,
+// config.DefaultAPIListen). If no daemon answers within a second, the
+// dialer has no links (the kernel picks the source) and err says why: the
+// dialer works either way.
+func FromDaemon(ctx context.Context, addr, token string) (*Dialer, error) {
+	if addr == "" {
+		addr = config.DefaultAPIListen
+	}
+	c, err := api.NewClient(addr, token)
+	if err != nil {
+		return &Dialer{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	links, err := LinksFromAPI(ctx, c)
+	if err != nil {
+		return &Dialer{}, err
+	}
+	return &Dialer{Links: links}, nil
 }

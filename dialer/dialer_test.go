@@ -137,3 +137,27 @@ func TestResolutionDelay(t *testing.T) {
 		t.Errorf("IPv6 300 ms late: %v %v after %v, want IPv4 alone after 50 ms", addrs, err, time.Since(start))
 	}
 }
+
+// TestFromDaemonAbsent: with no daemon, the dialer still works, with the
+// kernel's choice of source, and says why it has no links.
+func TestFromDaemonAbsent(t *testing.T) {
+	d, err := FromDaemon(context.Background(), "unix:"+t.TempDir()+"/none.sock", "")
+	if err == nil || d == nil || len(d.Links) != 0 {
+		t.Fatalf("no daemon: %+v, %v", d, err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	c, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
