@@ -97,8 +97,15 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 	var dash struct {
 		Panels []struct {
+			ID      int    `json:"id"`
 			Title   string `json:"title"`
 			Type    string `json:"type"`
+			GridPos struct {
+				X, Y, W, H int
+			} `json:"gridPos"`
+			Datasource *struct {
+				UID string `json:"uid"`
+			} `json:"datasource"`
 			Targets []struct {
 				Expr   string `json:"expr"`
 				Legend string `json:"legendFormat"`
@@ -122,7 +129,18 @@ func TestGrafanaDashboard(t *testing.T) {
 	}
 	have := exported(t)
 	n := 0
+	ids := map[int]bool{}
 	for _, p := range dash.Panels {
+		if ids[p.ID] || p.ID == 0 {
+			t.Errorf("panel %q: id %d missing or not unique", p.Title, p.ID)
+		}
+		ids[p.ID] = true
+		if g := p.GridPos; g.W < 1 || g.H < 1 || g.X < 0 || g.X+g.W > 24 {
+			t.Errorf("panel %q: gridPos %+v outside Grafana's 24 columns", p.Title, g)
+		}
+		if p.Type != "row" && (p.Datasource == nil || p.Datasource.UID != "${datasource}") {
+			t.Errorf("panel %q does not use the dashboard's datasource variable", p.Title)
+		}
 		for _, tg := range p.Targets {
 			n++
 			for _, e := range checkPromQL(tg.Expr, tg.Legend, have) {
