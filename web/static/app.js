@@ -696,6 +696,14 @@
       case 'reload':
         td.append(e.error ? h('span', 'to to-down', 'reload rejected') : h('span', 'to to-up', 'config reloaded'));
         break;
+      case 'bgp': {
+        // A BGP announcement decision: announce, prepend N or withdraw.
+        const cls = e.to === 'withdraw' ? 'down' : e.to === 'announce' ? 'up' : 'degraded';
+        td.append('bgp ');
+        if (e.from) td.append(e.from, h('span', 'arrow', '→'));
+        td.append(h('span', 'to to-' + cls, e.to));
+        break;
+      }
       default:
         td.append(e.kind);
     }
@@ -709,7 +717,7 @@
       tr.dataset.seq = e.seq;
       const t = h('td', 't', fmtTime(e.time));
       t.title = new Date(e.time).toString();
-      const r = h('td', 'r', e.reason);
+      const r = h('td', 'r', e.neighbor ? `neighbor ${e.neighbor}: ${e.reason}` : e.reason);
       if (e.error) r.append(h('span', 'err', e.error));
       tr.append(t, h('td', 'l', e.link || '—'), eventCell(e), r);
       return tr;
