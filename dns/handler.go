@@ -63,34 +63,9 @@ func (s *Server) respondDyn(v *view, req *mdns.Msg, tcp bool, src netip.Addr) (_
 		resp.Rcode = mdns.RcodeFormatError
 		return resp, false
 	}
-	var ropt *mdns.OPT
-	if opt := req.IsEdns0(); opt != nil {
-		ropt = &mdns.OPT{Hdr: mdns.RR_Header{Name: ".", Rrtype: mdns.TypeOPT}}
-		ropt.SetUDPSize(uint16(v.udpSize))
-		if opt.Do() {
-			ropt.SetDo()
-		}
-		if opt.Version() != 0 {
-			// The question stays: the client matches the answer to it.
-			resp.Rcode = mdns.RcodeBadVers
-			resp.Extra = append(resp.Extra, ropt)
-			return resp, false
-		}
-		for _, o := range opt.Option {
-			if e, ok := o.(*mdns.EDNS0_SUBNET); ok {
-				if !validECS(e) {
-					resp.Rcode = mdns.RcodeFormatError
-					resp.Extra = append(resp.Extra, ropt)
-					return resp, false
-				}
-				// Our answers do not depend on the client's network:
-				// scope /0 lets resolvers cache them for everyone.
-				ropt.Option = append(ropt.Option, &mdns.EDNS0_SUBNET{
-					Code: mdns.EDNS0SUBNET, Family: e.Family,
-					SourceNetmask: e.SourceNetmask, SourceScope: 0, Address: e.Address,
-				})
-			}
-		}
+	ropt, done := s.ednsReply(v, req, resp)
+	if done {
+		return resp, false
 	}
 	defer func() {
 		if ropt != nil {
@@ -137,6 +112,43 @@ func (s *Server) respondDyn(v *view, req *mdns.Msg, tcp bool, src netip.Addr) (_
 	a := &answer{zv: zv, resp: resp, tcp: tcp}
 	s.lookup(a, q.Name, name, q.Qtype, 0)
 	return resp, a.dyn
+}
+
+// ednsReply makes the OPT of the response to req: our buffer size, DO
+// copied, ECS echoed with scope /0. done means resp is complete: BADVERS,
+// or FORMERR for a malformed ECS option (both with the OPT).
+func (s *Server) ednsReply(v *view, req, resp *mdns.Msg) (ropt *mdns.OPT, done bool) {
+	opt := req.IsEdns0()
+	if opt == nil {
+		return nil, false
+	}
+	ropt = &mdns.OPT{Hdr: mdns.RR_Header{Name: ".", Rrtype: mdns.TypeOPT}}
+	ropt.SetUDPSize(uint16(v.udpSize))
+	if opt.Do() {
+		ropt.SetDo()
+	}
+	if opt.Version() != 0 {
+		// The question stays: the client matches the answer to it.
+		resp.Rcode = mdns.RcodeBadVers
+		resp.Extra = append(resp.Extra, ropt)
+		return ropt, true
+	}
+	for _, o := range opt.Option {
+		if e, ok := o.(*mdns.EDNS0_SUBNET); ok {
+			if !validECS(e) {
+				resp.Rcode = mdns.RcodeFormatError
+				resp.Extra = append(resp.Extra, ropt)
+				return ropt, true
+			}
+			// Our answers do not depend on the client's network:
+			// scope /0 lets resolvers cache them for everyone.
+			ropt.Option = append(ropt.Option, &mdns.EDNS0_SUBNET{
+				Code: mdns.EDNS0SUBNET, Family: e.Family,
+				SourceNetmask: e.SourceNetmask, SourceScope: 0, Address: e.Address,
+			})
+		}
+	}
+	return ropt, false
 }
 
 // validECS checks an ECS option as RFC 7871 section 7.1.1 asks.
@@ -191,22 +203,7 @@ func withOwner(rr mdns.RR, owner string) mdns.RR {
 func (s *Server) lookup(a *answer, owner, name string, qtype uint16, depth int) {
 	zv, resp, tcp := a.zv, a.resp, a.tcp
 	z := zv.z
-	// A delegation between the apex and the name: refer.
-	cut := ""
-	for p := name; p != z.origin && p != "."; p = parentName(p) {
-		if n := z.nodes[p]; n != nil && n.cut {
-			cut = p
-		}
-	}
-	if cut != "" && !(cut == name && qtype == mdns.TypeDS) {
-		if depth == 0 {
-			resp.Authoritative = false
-		}
-		ns := z.nodes[cut].rrs[mdns.TypeNS]
-		resp.Ns = append(resp.Ns, ns...)
-		for _, rr := range ns {
-			s.glue(a, rr.(*mdns.NS).Ns, true)
-		}
+	if z.cuts && s.refer(a, name, qtype, depth) {
 		return
 	}
 	n := z.nodes[name]
@@ -286,6 +283,30 @@ func (s *Server) lookup(a *answer, owner, name string, qtype uint16, depth int) 
 	if len(resp.Answer) == start && resp.Rcode == mdns.RcodeSuccess {
 		resp.Ns = append(resp.Ns, negSOA(zv)) // NODATA
 	}
+}
+
+// refer answers with a referral when a delegation lies between the apex
+// and the name (DS at the cut itself is ours), and reports whether it did.
+func (s *Server) refer(a *answer, name string, qtype uint16, depth int) bool {
+	z := a.zv.z
+	cut := ""
+	for p := name; p != z.origin && p != "."; p = parentName(p) {
+		if n := z.nodes[p]; n != nil && n.cut {
+			cut = p
+		}
+	}
+	if cut == "" || cut == name && qtype == mdns.TypeDS {
+		return false
+	}
+	if depth == 0 {
+		a.resp.Authoritative = false
+	}
+	ns := z.nodes[cut].rrs[mdns.TypeNS]
+	a.resp.Ns = append(a.resp.Ns, ns...)
+	for _, rr := range ns {
+		s.glue(a, rr.(*mdns.NS).Ns, true)
+	}
+	return true
 }
 
 // dynAnswer appends a health-steered name's addresses of family f. It

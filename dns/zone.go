@@ -185,128 +185,24 @@ func compileZone(cfg *config.Config, zc *config.DNSZone, idx int, counters func(
 		return nil, fmt.Errorf("bad zone name %q", zc.Name)
 	}
 	z := &zone{origin: origin, serve: zc.Mode != config.DNSModePush, nodes: map[string]*node{}}
-	ttl := orDur(zc.TTL, config.DefaultDNSZoneTTL)
-
-	var rrs []mdns.RR
-	if zc.File != "" {
-		path := cfg.ZoneFile(zc)
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		frrs, err := config.ParseZoneText(string(b), origin, path, ttl)
-		if err != nil {
-			return nil, err
-		}
-		rrs = append(rrs, frrs...)
+	rrs, err := zoneRecordsOf(cfg, zc, origin)
+	if err != nil {
+		return nil, err
 	}
-	for j, s := range zc.Records {
-		r, err := config.ParseZoneText(s, origin, "", ttl)
-		if err != nil {
-			return nil, fmt.Errorf("records[%d]: %w", j, err)
-		}
-		rrs = append(rrs, r...)
+	soa, firstNS, err := z.addStatic(rrs)
+	if err != nil {
+		return nil, err
 	}
-
-	var soa *mdns.SOA
-	var firstNS string
-	for _, rr := range rrs {
-		h := rr.Header()
-		h.Name = mdns.CanonicalName(h.Name)
-		if !mdns.IsSubDomain(origin, h.Name) {
-			return nil, fmt.Errorf("%s is outside the zone", h.Name)
-		}
-		if h.Class != mdns.ClassINET {
-			return nil, fmt.Errorf("%s: only class IN is served", h.Name)
-		}
-		switch r := rr.(type) {
-		case *mdns.SOA:
-			if h.Name != origin {
-				return nil, fmt.Errorf("SOA at %s: only at the apex", h.Name)
-			}
-			if soa != nil {
-				return nil, fmt.Errorf("more than one SOA")
-			}
-			soa = r
-			continue
-		case *mdns.NS:
-			if h.Name == origin && firstNS == "" {
-				firstNS = r.Ns
-			}
-		}
-		z.add(rr)
-	}
-	if soa == nil {
-		s := zc.SOA
-		soa = &mdns.SOA{
-			Hdr:     mdns.RR_Header{Name: origin, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: secs(orDur(s.TTL, config.DefaultDNSZoneTTL))},
-			Ns:      firstNS,
-			Mbox:    "hostmaster." + origin,
-			Refresh: secs(orDur(s.Refresh, config.DefaultDNSSOARefresh)),
-			Retry:   secs(orDur(s.Retry, config.DefaultDNSSOARetry)),
-			Expire:  secs(orDur(s.Expire, config.DefaultDNSSOAExpire)),
-			Minttl:  secs(orDur(s.Minimum, config.DefaultDNSSOAMinimum)),
-		}
-		if soa.Ns == "" {
-			soa.Ns = "ns." + origin
-		}
-		if s.MName != "" {
-			soa.Ns, _ = config.AbsName(s.MName, origin)
-		}
-		if s.RName != "" {
-			soa.Mbox, _ = config.AbsName(s.RName, origin)
-		}
-	} else {
-		z.fileSer = soa.Serial
-	}
-	z.soa = *soa
-	z.soa.Hdr.Name = origin
+	z.setSOA(zc.SOA, soa, firstNS)
 	if z.serve && len(z.nodes[origin].rrsOf(mdns.TypeNS)) == 0 {
 		return nil, fmt.Errorf("no NS records at the apex: add e.g. \"@ NS ns1.%s\" to records", origin)
 	}
-
-	// Check the static data hangs together.
-	for name, n := range z.nodes {
-		if cn := n.rrs[mdns.TypeCNAME]; len(cn) > 0 {
-			if len(cn) > 1 {
-				return nil, fmt.Errorf("%s: more than one CNAME", name)
-			}
-			if len(n.rrs) > 1 {
-				return nil, fmt.Errorf("%s: CNAME next to other records", name)
-			}
-			if name == origin {
-				return nil, fmt.Errorf("CNAME at the zone apex")
-			}
-		}
-		if name != origin && len(n.rrs[mdns.TypeNS]) > 0 {
-			n.cut = true
-			z.cuts = true
-		}
+	if err := z.checkStatic(); err != nil {
+		return nil, err
 	}
-
-	for j := range zc.Names {
-		nc := &zc.Names[j]
-		dn, err := compileName(cfg, nc, origin, counters)
-		if err != nil {
-			return nil, fmt.Errorf("names[%d]: %w", j, err)
-		}
-		n := z.node(dn.name)
-		if n.dyn != nil {
-			return nil, fmt.Errorf("name %s given twice", dn.name)
-		}
-		for _, t := range []uint16{mdns.TypeA, mdns.TypeAAAA, mdns.TypeCNAME} {
-			if len(n.rrs[t]) > 0 {
-				return nil, fmt.Errorf("name %s: also has static %s records", dn.name, mdns.TypeToString[t])
-			}
-		}
-		if z.below(dn.name) {
-			return nil, fmt.Errorf("name %s is under a delegation", dn.name)
-		}
-		n.dyn = dn
-		dn.idx = len(z.names)
-		z.names = append(z.names, dn)
+	if err := z.addNames(cfg, zc, counters); err != nil {
+		return nil, err
 	}
-
 	for _, rr := range rrs {
 		if _, ok := rr.(*mdns.SOA); !ok {
 			z.static = append(z.static, rr)
@@ -333,6 +229,144 @@ func compileZone(cfg *config.Config, zc *config.DNSZone, idx int, counters func(
 		z.push = pc
 	}
 	return z, nil
+}
+
+// zoneRecordsOf parses a zone's static records: its file, then records.
+func zoneRecordsOf(cfg *config.Config, zc *config.DNSZone, origin string) ([]mdns.RR, error) {
+	ttl := orDur(zc.TTL, config.DefaultDNSZoneTTL)
+	var rrs []mdns.RR
+	if zc.File != "" {
+		path := cfg.ZoneFile(zc)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		frrs, err := config.ParseZoneText(string(b), origin, path, ttl)
+		if err != nil {
+			return nil, err
+		}
+		rrs = append(rrs, frrs...)
+	}
+	for j, s := range zc.Records {
+		r, err := config.ParseZoneText(s, origin, "", ttl)
+		if err != nil {
+			return nil, fmt.Errorf("records[%d]: %w", j, err)
+		}
+		rrs = append(rrs, r...)
+	}
+	return rrs, nil
+}
+
+// addStatic adds the static records but the SOA, which it returns with
+// the first apex NS target.
+func (z *zone) addStatic(rrs []mdns.RR) (soa *mdns.SOA, firstNS string, err error) {
+	for _, rr := range rrs {
+		h := rr.Header()
+		h.Name = mdns.CanonicalName(h.Name)
+		if !mdns.IsSubDomain(z.origin, h.Name) {
+			return nil, "", fmt.Errorf("%s is outside the zone", h.Name)
+		}
+		if h.Class != mdns.ClassINET {
+			return nil, "", fmt.Errorf("%s: only class IN is served", h.Name)
+		}
+		switch r := rr.(type) {
+		case *mdns.SOA:
+			if h.Name != z.origin {
+				return nil, "", fmt.Errorf("SOA at %s: only at the apex", h.Name)
+			}
+			if soa != nil {
+				return nil, "", fmt.Errorf("more than one SOA")
+			}
+			soa = r
+			continue
+		case *mdns.NS:
+			if h.Name == z.origin && firstNS == "" {
+				firstNS = r.Ns
+			}
+		}
+		z.add(rr)
+	}
+	return soa, firstNS, nil
+}
+
+// setSOA sets the zone's SOA: the file's, or one made from the soa
+// settings (MNAME defaulting to the first apex NS).
+func (z *zone) setSOA(s config.DNSSOA, soa *mdns.SOA, firstNS string) {
+	origin := z.origin
+	if soa == nil {
+		soa = &mdns.SOA{
+			Hdr:     mdns.RR_Header{Name: origin, Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: secs(orDur(s.TTL, config.DefaultDNSZoneTTL))},
+			Ns:      firstNS,
+			Mbox:    "hostmaster." + origin,
+			Refresh: secs(orDur(s.Refresh, config.DefaultDNSSOARefresh)),
+			Retry:   secs(orDur(s.Retry, config.DefaultDNSSOARetry)),
+			Expire:  secs(orDur(s.Expire, config.DefaultDNSSOAExpire)),
+			Minttl:  secs(orDur(s.Minimum, config.DefaultDNSSOAMinimum)),
+		}
+		if soa.Ns == "" {
+			soa.Ns = "ns." + origin
+		}
+		if s.MName != "" {
+			soa.Ns, _ = config.AbsName(s.MName, origin)
+		}
+		if s.RName != "" {
+			soa.Mbox, _ = config.AbsName(s.RName, origin)
+		}
+	} else {
+		z.fileSer = soa.Serial
+	}
+	z.soa = *soa
+	z.soa.Hdr.Name = origin
+}
+
+// checkStatic checks the static data hangs together (CNAMEs alone) and
+// marks the delegations.
+func (z *zone) checkStatic() error {
+	for name, n := range z.nodes {
+		if cn := n.rrs[mdns.TypeCNAME]; len(cn) > 0 {
+			if len(cn) > 1 {
+				return fmt.Errorf("%s: more than one CNAME", name)
+			}
+			if len(n.rrs) > 1 {
+				return fmt.Errorf("%s: CNAME next to other records", name)
+			}
+			if name == z.origin {
+				return fmt.Errorf("CNAME at the zone apex")
+			}
+		}
+		if name != z.origin && len(n.rrs[mdns.TypeNS]) > 0 {
+			n.cut = true
+			z.cuts = true
+		}
+	}
+	return nil
+}
+
+// addNames compiles the zone's health-steered names.
+func (z *zone) addNames(cfg *config.Config, zc *config.DNSZone, counters func(name, policy string) *nameCounters) error {
+	for j := range zc.Names {
+		nc := &zc.Names[j]
+		dn, err := compileName(cfg, nc, z.origin, counters)
+		if err != nil {
+			return fmt.Errorf("names[%d]: %w", j, err)
+		}
+		n := z.node(dn.name)
+		if n.dyn != nil {
+			return fmt.Errorf("name %s given twice", dn.name)
+		}
+		for _, t := range []uint16{mdns.TypeA, mdns.TypeAAAA, mdns.TypeCNAME} {
+			if len(n.rrs[t]) > 0 {
+				return fmt.Errorf("name %s: also has static %s records", dn.name, mdns.TypeToString[t])
+			}
+		}
+		if z.below(dn.name) {
+			return fmt.Errorf("name %s is under a delegation", dn.name)
+		}
+		n.dyn = dn
+		dn.idx = len(z.names)
+		z.names = append(z.names, dn)
+	}
+	return nil
 }
 
 func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters func(name, policy string) *nameCounters) (*dynName, error) {
@@ -398,8 +432,27 @@ func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters
 			dn.links = append(dn.links, r.Link)
 		}
 	}
-	// A name-level host6: the host on every link with LAN prefixes that
-	// no record gives IPv6 addresses for.
+	dn.addHost6(cfg, nc)
+	for _, l := range dn.links {
+		dn.linkIdx = append(dn.linkIdx, linkIndex(cfg, l))
+	}
+	var key strings.Builder
+	for f := range 2 {
+		if len(dn.recs[f]) > 0 {
+			dn.managed[f] = true
+		}
+		for _, r := range dn.recs[f] {
+			fmt.Fprintf(&key, "%d %s %s\n", f, r.link, r.addr)
+		}
+	}
+	dn.recsKey = key.String()
+	dn.stats = counters(name, dn.policy)
+	return dn, nil
+}
+
+// addHost6 adds a name-level host6: the host on every link with LAN
+// prefixes that no record gives IPv6 addresses for.
+func (dn *dynName) addHost6(cfg *config.Config, nc *config.DNSName) {
 	for _, link := range nc.Host6Links(cfg) {
 		l := cfg.LinkByName(link)
 		w := float64(l.Weight)
@@ -418,21 +471,6 @@ func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters
 			dn.links = append(dn.links, link)
 		}
 	}
-	for _, l := range dn.links {
-		dn.linkIdx = append(dn.linkIdx, linkIndex(cfg, l))
-	}
-	var key strings.Builder
-	for f := range 2 {
-		if len(dn.recs[f]) > 0 {
-			dn.managed[f] = true
-		}
-		for _, r := range dn.recs[f] {
-			fmt.Fprintf(&key, "%d %s %s\n", f, r.link, r.addr)
-		}
-	}
-	dn.recsKey = key.String()
-	dn.stats = counters(name, dn.policy)
-	return dn, nil
 }
 
 func def(s, d string) string {
