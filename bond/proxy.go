@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/multihome/multihome/dialer"
 )
 
 // ProxyOptions configure the gateway's transparent proxy (config.Bond).
@@ -27,6 +29,10 @@ type ProxyOptions struct {
 	// CheckInterval is how often the aggregator is tried while it is
 	// considered down (and checked while up).
 	CheckInterval time.Duration
+	// Links are the sources the first subflow to the aggregator may
+	// start from, best first: the links that take new flows (nil: the
+	// kernel's choice).
+	Links func() []dialer.Link
 	// Fallback dials the destination directly, for connections that
 	// cannot be bonded (aggregator unreachable): the rule's normal
 	// policy. Nil: such connections are refused.
@@ -181,14 +187,25 @@ func (p *Proxy) check(ctx context.Context) {
 	}
 }
 
+// dialAggregator opens an MPTCP connection to the aggregator. Its first
+// subflow races the links that take new flows (Happy Eyeballs, package
+// dialer), so a dead link, even the main table's default, costs at most
+// one stagger; the path manager's endpoints then add the other links.
 func (p *Proxy) dialAggregator(ctx context.Context) (*net.TCPConn, error) {
-	d := &net.Dialer{Timeout: p.o().DialTimeout, KeepAlive: 10 * time.Second}
-	d.SetMultipathTCP(true)
-	c, err := d.DialContext(ctx, "tcp", p.o().Aggregator.String())
+	o := p.o()
+	var links []dialer.Link
+	if o.Links != nil {
+		links = o.Links()
+	}
+	d := &dialer.Dialer{Links: links, Timeout: o.DialTimeout}
+	c, err := d.DialContext(ctx, "tcp", o.Aggregator.String())
 	if err != nil {
 		return nil, err
 	}
-	return c.(*net.TCPConn), nil
+	tc := c.(*net.TCPConn)
+	tc.SetKeepAlive(true)
+	tc.SetKeepAlivePeriod(10 * time.Second)
+	return tc, nil
 }
 
 // handle relays one redirected connection.

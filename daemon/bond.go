@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/multihome/multihome/bond"
 	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/dialer"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/route"
 )
@@ -67,7 +69,52 @@ func (s *bondSub) options(cfg *config.Config) (bond.ProxyOptions, error) {
 	}
 	b := cfg.Bond
 	return bond.ProxyOptions{Aggregator: b.Aggregator, Key: key, MaxConns: b.MaxConns, DialTimeout: b.DialTimeout.D(),
-		IdleTimeout: b.IdleTimeout.D(), CheckInterval: b.CheckInterval.D(), Fallback: s.fallback}, nil
+		IdleTimeout: b.IdleTimeout.D(), CheckInterval: b.CheckInterval.D(), Fallback: s.fallback, Links: s.links}, nil
+}
+
+// links are the links that take new flows, best first (priority, then
+// weight), with their addresses: the sources the proxy's connections to
+// the aggregator start from.
+func (s *bondSub) links() []dialer.Link {
+	cfg := s.config()
+	status := map[string]monitor.Status{}
+	for _, st := range s.src.Snapshot() {
+		status[st.Link] = st
+	}
+	var out []dialer.Link
+	var order []config.Link
+	for _, l := range cfg.Links {
+		if status[l.Name].AcceptsNew() {
+			order = append(order, l)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b config.Link) int {
+		if a.Priority != b.Priority {
+			return a.Priority - b.Priority
+		}
+		return b.Weight - a.Weight
+	})
+	for _, l := range order {
+		dl := dialer.Link{Name: l.Name, Addr4: l.Address4, Addr6: l.Address6}
+		if ifc, err := net.InterfaceByName(l.Interface); err == nil {
+			addrs, _ := ifc.Addrs()
+			for _, ad := range addrs {
+				p, err := netip.ParsePrefix(ad.String())
+				if err != nil || !p.Addr().IsGlobalUnicast() {
+					continue
+				}
+				if a := p.Addr().Unmap(); a.Is4() && !dl.Addr4.IsValid() {
+					dl.Addr4 = a
+				} else if a.Is6() && !dl.Addr6.IsValid() {
+					dl.Addr6 = a
+				}
+			}
+		}
+		if dl.Addr4.IsValid() || dl.Addr6.IsValid() {
+			out = append(out, dl)
+		}
+	}
+	return out
 }
 
 // Run listens on the proxy port (IPv4 and, if the host has it, IPv6).

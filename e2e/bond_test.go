@@ -180,9 +180,19 @@ func TestBondDownload(t *testing.T) {
 	if err != nil || gap > 2500*time.Millisecond || mbit(n, 5*time.Second) < 8 {
 		t.Errorf("bonded download after isp1's blackhole: err %v, stall %v, %.1f Mbit/s: want no error, stall ≤ 2.5 s, ≥ 8 Mbit/s", err, gap, mbit(n, 5*time.Second))
 	}
+	// A new download while isp1 (the main table's default route) is dead
+	// is bonded too: its first subflow starts from a link that works.
+	d.waitState(10*time.Second, "isp1", monitor.Down)
+	start := time.Now()
+	s2 := download(t, l)
+	n, _, err = s2.phase(3 * time.Second)
+	t.Logf("new download with isp1 down: %.1f Mbit/s", mbit(n, 3*time.Second))
+	if err != nil || mbit(n, 3*time.Second) < 8 {
+		t.Errorf("new download with isp1 down: %.1f Mbit/s, err %v", mbit(n, 3*time.Second), err)
+	}
 	page := d.scrape()
-	if v := metricValue(page, `multihome_bond_connections_total{result="bonded"}`); v < 1 {
-		t.Errorf("multihome_bond_connections_total{bonded} = %v", v)
+	if v := metricValue(page, `multihome_bond_connections_total{result="bonded"}`); v != 2 {
+		t.Errorf("multihome_bond_connections_total{bonded} = %v, want 2 (the second made %v after isp1 went down)", v, time.Since(start))
 	}
 	for _, link := range []string{"isp1", "isp2"} {
 		if v := metricValue(page, fmt.Sprintf(`multihome_bond_link_bytes_total{direction="down",link=%q}`, link)); v < 1e6 {
