@@ -310,20 +310,22 @@ func withAddrs(cfg *config.Config, learned map[string]learnedAddr) *config.Confi
 
 // reportMissing logs, once per change, every use of an address that is
 // not known: a DNS "self" record on a link whose interface has no such
-// address (yet). It returns them for the status.
-func (d *Daemon) reportMissing(cfg *config.Config) []string {
-	var out []string
-	for _, n := range config.SelfAddressNeeds(cfg) {
-		out = append(out, n.String())
-	}
+// address (yet); the status shows them (Snapshot).
+func (d *Daemon) reportMissing(cfg *config.Config) {
+	out := config.SelfAddressNeeds(cfg)
 	d.mu.Lock()
 	same := slices.Equal(out, d.missing)
 	d.missing = out
 	d.mu.Unlock()
-	if !same {
-		for _, m := range out {
-			d.log.Warn("address not known yet", "need", m)
-		}
+	if same {
+		return
 	}
-	return out
+	const most = 20 // a zone of many names on one link: a sample is enough
+	for i, n := range out {
+		if i == most {
+			d.log.Warn("address not known yet: more uses", "more", len(out)-most)
+			break
+		}
+		d.log.Warn("address not known yet", "need", n.String())
+	}
 }

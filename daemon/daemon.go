@@ -76,7 +76,7 @@ type Daemon struct {
 	// addrs learns the addresses the config leaves unset; missing are the
 	// uses of addresses not known (yet), as last reported.
 	addrs   *addrSub
-	missing []string
+	missing []config.SelfNeed
 
 	reloadMu sync.Mutex
 
@@ -174,10 +174,18 @@ func (d *Daemon) Snapshot() []monitor.Status {
 		if l := cfg.LinkByName(s.Link); l != nil {
 			s.Address4, s.Address6 = l.Address4, l.Address6
 		}
-		for _, n := range config.SelfAddressNeeds(cfg) {
-			if n.Link == s.Link && slices.Contains(missing, n.String()) {
+		more := 0
+		for _, n := range missing {
+			switch {
+			case n.Link != s.Link:
+			case len(s.Warnings) < 20:
 				s.Warnings = append(s.Warnings, n.String())
+			default:
+				more++
 			}
+		}
+		if more > 0 {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("and %d more uses of the link's addresses not known yet", more))
 		}
 	}
 	return snap
