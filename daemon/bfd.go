@@ -170,6 +170,12 @@ func (b *linkBFD) Run(ctx context.Context) error {
 		for _, s := range sessions {
 			b.stopSession(s)
 		}
+		// The daemon stops: its manager is not looked up again.
+		bfdManagersMu.Lock()
+		if bfdManagers[b.src] == b.mgr {
+			delete(bfdManagers, b.src)
+		}
+		bfdManagersMu.Unlock()
 	}()
 	b.apply(ctx, sessions, linkSpecs(b.cfg))
 	for {
