@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mdlayher/netlink"
+	"github.com/multihome/multihome/bound"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/monitor"
 	"github.com/ti-mo/conntrack"
@@ -287,6 +288,7 @@ func (c *Controller) queueFlush(name string, others []string, reason string) {
 		c.flushing[name] = cancelled
 	default:
 		c.log.Warn("conntrack work queue full: flush deferred", "link", name)
+		bound.Dropped("outbound.conntrack", 1, "flush of link "+name+" deferred (still pending)")
 	}
 }
 
@@ -309,6 +311,7 @@ func (c *Controller) queueMigrate(r config.OutboundRule, policy, from, to string
 	case c.ctJobs <- job:
 	default:
 		c.log.Warn("conntrack work queue full: migration dropped", "rule", r.Name, "from", from)
+		bound.Dropped("outbound.conntrack", 1, "migration of rule "+r.Name+" dropped")
 	}
 }
 
