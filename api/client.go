@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/multihome/multihome/ha"
 	"io"
 	"net"
 	"net/http"
@@ -143,6 +144,13 @@ func (c *Client) Status(ctx context.Context) (Overview, error) {
 func (c *Client) IPv6(ctx context.Context) (IPv6Status, error) {
 	var s IPv6Status
 	return s, c.do(ctx, "GET", "/api/v1/ipv6", nil, &s)
+}
+
+// HA returns this node's view of the HA pair; an *APIError with Code 404
+// when the daemon has no ha section.
+func (c *Client) HA(ctx context.Context) (ha.Status, error) {
+	var s ha.Status
+	return s, c.do(ctx, "GET", "/api/v1/ha", nil, &s)
 }
 
 // BGP returns the BGP speaker's neighbours; an *APIError with Code 404

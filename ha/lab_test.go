@@ -249,6 +249,44 @@ func TestPairSharedUplinks(t *testing.T) {
 	t.Run("uplinks fail", func(t *testing.T) { uplinksFail(t, p, nodes) })
 	t.Run("one uplink flaps", func(t *testing.T) { uplinkFlaps(t, p) })
 	t.Run("split brain", func(t *testing.T) { splitBrain(t, p) })
+	t.Run("reload", func(t *testing.T) { reload(t, p, nodes) })
+}
+
+// reload changes the master's VRRP priority: applied live (keepalived
+// reloads its rendered config), the role stays; a changed sync link is
+// refused and logged with the reason.
+func reload(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
+	m := waitOneMaster(t, p, 10*time.Second)
+	n := nodes[nodeIndex(m)]
+	orig, err := os.ReadFile(n.conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sighup := func(text string) {
+		if err := os.WriteFile(n.conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.cmd.Process.Signal(syscall.SIGHUP)
+	}
+	done := make(chan [][]string)
+	go func() { done <- p.WatchMasters(3 * time.Second) }()
+	sighup(strings.Replace(string(orig), "  advert_interval:", "  priority: 90\n  advert_interval:", 1))
+	if seen := <-done; !slices.EqualFunc(seen, [][]string{{m}}, slices.Equal) {
+		t.Errorf("reloading a new priority moved the role: %v", seen)
+	}
+	waitFor(t, "keepalived reloaded", 5*time.Second, func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return strings.Contains(n.log.String(), "keepalived reloading its rendered config") && strings.Contains(n.log.String(), "priority from 120 to 110")
+	})
+	bad := strings.Replace(string(orig), "  sync: {interface: sync0,", "  sync: {port: 3781, interface: sync0,", 1)
+	sighup(bad)
+	waitFor(t, "the sync change refused", 5*time.Second, func() bool {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return strings.Contains(n.log.String(), "conntrackd cannot reload")
+	})
+	sighup(string(orig))
 }
 
 // powerLoss holds flows through the master, cuts its power and measures

@@ -16,7 +16,8 @@ import (
 // childEnv, when set, makes the test binary a multihome daemon: it runs
 // the config file it names in the namespace it was started in (a pair
 // lab's gateway), writes the link monitor's events as JSON lines on
-// stdout and its log on stderr, and stops on SIGTERM (sent by the kernel
+// stdout and its log on stderr, reloads its config on SIGHUP and stops
+// on SIGTERM (sent by the kernel
 // too when the test process dies).
 const childEnv = "MULTIHOME_HA_CHILD"
 
@@ -41,6 +42,13 @@ func runChild(path string) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer cancel()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			d.ReloadSignal()
+		}
+	}()
 	if err := d.Run(ctx); err != nil {
 		log.Error("daemon", "err", err)
 		return 1

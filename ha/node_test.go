@@ -2,6 +2,7 @@ package ha
 
 import (
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/multihome/multihome/config"
@@ -71,5 +72,29 @@ func TestHealthOf(t *testing.T) {
 		if got.Points != tc.points || got.Fault != tc.fault {
 			t.Errorf("%v: %+v, want %d points, fault %v", tc.links, got, tc.points, tc.fault)
 		}
+	}
+}
+
+// A reload that changes what conntrackd reads, or the node's identity, is
+// refused with the reason; nothing is applied.
+func TestUpdateRefuses(t *testing.T) {
+	old := parse(t, pairYAML)
+	n, err := New(old, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ from, to, want string }{
+		{"address: 203.0.113.249/30, partner: 203.0.113.250", "address: 203.0.113.253/30, partner: 203.0.113.254", "the sync link or the links' own addresses changed: conntrackd cannot reload"},
+		{"partner: gwb", "partner: gwc", "node/partner changed (gwa/gwb → gwa/gwc): restart multihome"},
+		{"run_dir: /run/multihome/ha-gwa", "run_dir: /run/multihome/other", "run_dir, keepalived or conntrackd changed"},
+	} {
+		err := n.Update(parse(t, strings.Replace(pairYAML, tc.from, tc.to, 1)))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s → %s: %v, want %q", tc.from, tc.to, err, tc.want)
+		}
+	}
+	noHA := strings.Split(pairYAML, "ha:\n")[0]
+	if err := n.Update(parse(t, noHA)); err == nil || !strings.Contains(err.Error(), "the section was removed") {
+		t.Errorf("section removed: %v", err)
 	}
 }

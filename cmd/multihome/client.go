@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/multihome/multihome/ha"
 	"io"
 	"net"
 	"os"
@@ -84,7 +85,7 @@ func runStatus(ctx context.Context, w io.Writer, args []string) error {
 	cf.register(fs)
 	asJSON := fs.Bool("json", false, "print the API's JSON answer")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: multihome status [--json] [--api ADDR] [--token T]\n\nShows every link's state, quality and load; with BGP, every neighbour's session,\nannouncements, received and imported routes and BFD; with IPv6, the LAN prefixes.")
+		fmt.Fprintln(fs.Output(), "usage: multihome status [--json] [--api ADDR] [--token T]\n\nShows every link's state, quality and load; with BGP, every neighbour's session,\nannouncements, received and imported routes and BFD; with IPv6, the LAN prefixes;\nwith HA, this node's role in the pair, the partner and the sync.")
 		fs.PrintDefaults()
 	}
 	if pos, err := parseInterleaved(fs, args); err != nil {
@@ -116,6 +117,15 @@ func runStatus(ctx context.Context, w io.Writer, args []string) error {
 		fmt.Fprintln(w)
 		writeBGP(w, o.Time, b)
 	}
+	h, err := c.HA(ctx)
+	switch {
+	case errors.As(err, &ae) && ae.Code == 404: // no ha section
+	case err != nil:
+		return cf.explain(fmt.Errorf("ha: %w", err))
+	default:
+		fmt.Fprintln(w)
+		writeHA(w, o.Time, h)
+	}
 	st, err := c.IPv6(ctx)
 	switch {
 	case errors.As(err, &ae) && ae.Code == 404:
@@ -126,6 +136,43 @@ func runStatus(ctx context.Context, w io.Writer, args []string) error {
 	fmt.Fprintln(w)
 	writeIPv6(w, st)
 	return nil
+}
+
+// writeHA prints the "HA" block: this node's role in the pair, the
+// partner and the sync, the last takeover and the two daemons.
+func writeHA(w io.Writer, now time.Time, h ha.Status) {
+	fmt.Fprintln(w, "HA")
+	fault := ""
+	if h.Fault {
+		fault = " (fault: " + h.FaultReason + ")"
+	}
+	fmt.Fprintf(w, "  node %s: %s for %s, priority %d (links +%d)%s\n", h.Node, h.Role, fmtSince(now, h.RoleSince), h.Priority, h.LinksPoints, fault)
+	seen := "not seen"
+	if h.Sync.PartnerSeen {
+		seen = "seen " + fmtSince(now, h.Sync.LastSeen) + " ago"
+	}
+	fmt.Fprintf(w, "  partner %s: %s; sync: %d own flows, %d of the partner's held\n", h.Partner, seen, h.Sync.Internal, h.Sync.External)
+	if h.Sync.Error != "" {
+		fmt.Fprintf(w, "  sync error: %s\n", h.Sync.Error)
+	}
+	if h.Takeovers > 0 {
+		fmt.Fprintf(w, "  last takeover %s ago (%d in all), commit took %s", fmtSince(now, h.LastTakeover), h.Takeovers, h.LastCommit.Round(time.Microsecond))
+		if h.LastCommitErr != "" {
+			fmt.Fprintf(w, ", error: %s", h.LastCommitErr)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, p := range h.Programs {
+		state := "stopped"
+		if p.Running {
+			state = fmt.Sprintf("running (pid %d) for %s", p.PID, fmtSince(now, p.Since))
+		}
+		fmt.Fprintf(w, "  %-10s %s, %d restarts", p.Name, state, p.Restarts)
+		if p.LastExit != "" {
+			fmt.Fprintf(w, ", last exit: %s", p.LastExit)
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 // writeBGP prints the "BGP" table: per neighbour its session state and
