@@ -292,7 +292,8 @@ func (p *Proxy) relayBonded(lan, agg *net.TCPConn) {
 	p.mu.Unlock()
 	p.active.Inc()
 	up, down := p.bytes.WithLabelValues("up"), p.bytes.WithLabelValues("down")
-	Relay(lan, agg, p.o().IdleTimeout, func(n int) { up.Add(float64(n)) }, func(n int) { down.Add(float64(n)) })
+	// The last bytes per link are counted before the connection closes.
+	relay(lan, agg, p.o().IdleTimeout, func(n int) { up.Add(float64(n)) }, func(n int) { down.Add(float64(n)) }, p.sample)
 	p.active.Dec()
 	p.mu.Lock()
 	delete(p.conns, agg)

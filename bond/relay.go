@@ -23,6 +23,12 @@ type halfCloser interface {
 // (may be nil) count the bytes a→b and b→a as they go. Relay closes both
 // connections before returning.
 func Relay(a, b net.Conn, idle time.Duration, up, down func(int)) {
+	relay(a, b, idle, up, down, nil)
+}
+
+// relay is Relay; before (may be nil) runs when both directions have
+// ended, before the connections are closed.
+func relay(a, b net.Conn, idle time.Duration, up, down func(int), before func()) {
 	var last atomic.Int64
 	last.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
@@ -30,6 +36,9 @@ func Relay(a, b net.Conn, idle time.Duration, up, down func(int)) {
 	go func() { defer wg.Done(); pipe(b, a, idle, &last, up) }()
 	go func() { defer wg.Done(); pipe(a, b, idle, &last, down) }()
 	wg.Wait()
+	if before != nil {
+		before()
+	}
 	a.Close()
 	b.Close()
 }
