@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -15,7 +14,6 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/apiutil"
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/multihome/multihome/config"
 	mhroute "github.com/multihome/multihome/route"
@@ -43,10 +41,13 @@ const (
 // may take a moment to arrive.
 var defaultGrace = 3 * time.Second
 
-// linkTable is where one link's imported routes go.
+// linkTable is where one link's imported routes go: its table and
+// interface, and the lease of the links' tables the BGP owner has in the
+// route manager (the same for every link).
 type linkTable struct {
 	table int
 	iface string
+	lease mhroute.Lease
 }
 
 // linkTables maps every link of cfg to its routing table and interface.
@@ -54,7 +55,7 @@ func linkTables(cfg *config.Config) map[string]linkTable {
 	s := mhroute.SchemeFor(cfg)
 	out := map[string]linkTable{}
 	for i, l := range cfg.Links {
-		out[l.Name] = linkTable{table: s.Table(i), iface: l.Interface}
+		out[l.Name] = linkTable{table: s.Table(i), iface: l.Interface, lease: s.BGPLease()}
 	}
 	return out
 }
@@ -67,7 +68,7 @@ type imported struct {
 
 // importState is the import side of the run state, owned by Run.
 type importState struct {
-	h       *netlink.Handle
+	routes  *mhroute.Manager // writes the routes (the BGP owner's lease); nil until the first install
 	links   map[string]linkTable
 	got     map[netip.Addr][]imported // per neighbour: routes taken (filtered, limited), sorted
 	limited map[netip.Addr]bool       // max_prefixes reached
@@ -108,7 +109,7 @@ func newImportState(links map[string]linkTable) *importState {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	im := &importState{
-		h: &netlink.Handle{}, links: links, got: map[netip.Addr][]imported{}, limited: map[netip.Addr]bool{},
+		links: links, got: map[netip.Addr][]imported{}, limited: map[netip.Addr]bool{},
 		hasDef: map[netip.Addr]bool{}, defLost: map[netip.Addr]bool{}, tables: map[int]bool{}, timer: t, recheck: map[netip.Addr]*time.Timer{}, held: map[netip.Addr]string{},
 	}
 	return im
@@ -473,23 +474,11 @@ func (s *Speaker) installImports(st *runState) {
 		}
 	}
 	count := map[netip.Addr]int{}
-	var errs []error
-	changes := 0
-	for _, t := range slices.Sorted(maps.Keys(im.tables)) {
-		n, ok, err := reconcileTable(im.h, t, want[t])
-		changes += n
-		for _, o := range ok {
-			count[o]++
+	if len(im.tables) > 0 {
+		var err error
+		if count, err = s.writeImports(im, want); err != nil {
+			s.log.Error("bgp import: install routes", "err", err)
 		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		s.log.Error("bgp import: install routes", "err", err)
-	}
-	if changes > 0 {
-		s.log.Debug("bgp import: routes synced", "changes", changes)
 	}
 	s.mu.Lock()
 	for a, p := range s.peers {
@@ -509,80 +498,74 @@ func (s *Speaker) clearImports(st *runState) {
 		t.Stop()
 		delete(im.recheck, a)
 	}
-	for _, t := range slices.Sorted(maps.Keys(im.tables)) {
-		if _, _, err := reconcileTable(im.h, t, nil); err != nil {
-			s.log.Error("bgp import: remove routes", "table", t, "err", err)
-		}
+	if len(im.tables) == 0 {
+		return
+	}
+	if im.routes == nil {
+		return // nothing was ever written
+	}
+	if err := im.routes.Release(mhroute.BGP); err != nil {
+		s.log.Error("bgp import: remove routes", "err", err)
 	}
 }
 
-// reconcileTable makes the protocol-bgp routes of table equal to want:
-// missing or different ones are replaced, others deleted. It returns the
-// number of changes and, per route present afterwards, its neighbour.
-func reconcileTable(h *netlink.Handle, table int, want map[netip.Prefix]owned) (int, []netip.Addr, error) {
-	have := map[netip.Prefix]netlink.Route{}
-	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		rts, err := h.RouteListFiltered(fam, &netlink.Route{Table: table, Protocol: mhroute.ProtoBGP}, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
-		if err != nil {
-			return 0, nil, fmt.Errorf("table %d: list routes: %w", table, err)
-		}
-		for _, r := range rts {
-			have[routeDst(r, fam)] = r
+// routeManager is the route manager (an alias, for the Speaker field).
+type routeManager = mhroute.Manager
+
+// UseRoutes makes the speaker write its imported routes through m, the
+// route manager the daemon shares between all owners. Call it before Run.
+func (s *Speaker) UseRoutes(m *mhroute.Manager) error {
+	s.routes = m
+	return nil
+}
+
+// writeImports makes the kernel's bgp routes in the links' tables equal to
+// want through the route manager (the BGP owner's lease): missing or
+// different ones are replaced, others deleted. It returns, per neighbour,
+// how many of its routes are in the kernel afterwards.
+func (s *Speaker) writeImports(im *importState, want map[int]map[netip.Prefix]owned) (map[netip.Addr]int, error) {
+	if im.routes == nil {
+		im.routes = s.routes
+		if im.routes == nil {
+			im.routes = mhroute.NewManager(nil)
 		}
 	}
-	var errs []error
-	var ok []netip.Addr
-	n := 0
-	idx := map[string]int{}
-	for dst, w := range want {
-		i, seen := idx[w.iface]
-		if !seen {
-			l, err := h.LinkByName(w.iface)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("interface %s: %w", w.iface, err))
-			} else {
-				i = l.Attrs().Index
+	var lease mhroute.Lease
+	for _, lt := range im.links {
+		lease = lt.lease
+	}
+	if err := im.routes.Lease(mhroute.BGP, lease); err != nil {
+		return nil, err
+	}
+	var st mhroute.State
+	from := map[mhroute.Route]netip.Addr{}
+	for _, t := range slices.Sorted(maps.Keys(want)) {
+		for _, dst := range slices.SortedFunc(maps.Keys(want[t]), comparePrefix) {
+			w := want[t][dst]
+			r := mhroute.Route{Family: 4, Table: t, Dst: dst, Gateway: w.nh, Dev: w.iface, Metric: importMetric}
+			if dst.Addr().Is6() {
+				r.Family = 6
 			}
-			idx[w.iface] = i
+			st.Routes = append(st.Routes, r)
+			from[r] = w.from
 		}
-		if i == 0 {
-			continue
-		}
-		if r, there := have[dst]; there && r.LinkIndex == i && r.Priority == importMetric && sameIP(r.Gw, w.nh) && len(r.MultiPath) == 0 {
-			ok = append(ok, w.from)
-			continue
-		}
-		nr := &netlink.Route{
-			Table: table, Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), dst.Addr().BitLen())},
-			Gw: w.nh.AsSlice(), LinkIndex: i, Protocol: mhroute.ProtoBGP, Priority: importMetric, Type: unix.RTN_UNICAST,
-		}
-		if dst.Addr().Is4() {
-			nr.Family = netlink.FAMILY_V4
-		} else {
-			nr.Family = netlink.FAMILY_V6
-		}
-		if r, there := have[dst]; there && r.Priority != importMetric {
-			// A different metric is another route for the kernel: remove it.
-			h.RouteDel(&r)
-		}
-		if err := h.RouteReplace(nr); err != nil {
-			errs = append(errs, fmt.Errorf("table %d: %s via %s dev %s: %w", table, dst, w.nh, w.iface, err))
-			continue
-		}
-		n++
-		ok = append(ok, w.from)
 	}
-	for dst, r := range have {
-		if _, keep := want[dst]; keep {
-			continue
-		}
-		if err := h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("table %d: delete %s: %w", table, dst, err))
-			continue
-		}
-		n++
+	n, err := im.routes.Set(mhroute.BGP, st)
+	if n > 0 {
+		s.log.Debug("bgp import: routes synced", "changes", n)
 	}
-	return n, ok, errors.Join(errs...)
+	var failed []mhroute.Route
+	var se *mhroute.SetError
+	if errors.As(err, &se) {
+		failed = se.Routes
+	}
+	count := map[netip.Addr]int{}
+	for _, r := range st.Routes {
+		if !slices.Contains(failed, r) {
+			count[from[r]]++
+		}
+	}
+	return count, err
 }
 
 func routeDst(r netlink.Route, fam int) netip.Prefix {
@@ -598,11 +581,6 @@ func routeDst(r netlink.Route, fam int) netip.Prefix {
 		return netip.PrefixFrom(netip.IPv6Unspecified(), 0)
 	}
 	return netip.PrefixFrom(netip.IPv4Unspecified(), 0)
-}
-
-func sameIP(ip net.IP, a netip.Addr) bool {
-	b, ok := netip.AddrFromSlice(ip)
-	return ok && b.Unmap() == a.Unmap()
 }
 
 // importLogAttrs describes the import settings of n, for the start log.

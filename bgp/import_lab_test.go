@@ -177,21 +177,24 @@ func TestLabBGPImport(t *testing.T) {
 
 	// (h) package route's Manager, with the usual desired state for both
 	// links, leaves the imported routes alone, and so does Clear.
-	m := mhroute.NewManager(h, mhroute.DefaultScheme)
+	m := mhroute.NewManager(h)
+	if err := m.Lease(mhroute.Outbound, mhroute.DefaultScheme.Lease()); err != nil {
+		t.Fatal(err)
+	}
 	links := []mhroute.Link{
 		{Index: 0, Interface: "wan1", Gateway4: netip.MustParseAddr("198.51.100.1"), Gateway6: netip.MustParseAddr("2001:db8:1::1"), Address4: netip.MustParseAddr("198.51.100.2")},
 		{Index: 1, Interface: "wan2", Gateway4: netip.MustParseAddr("198.51.100.17"), Address4: netip.MustParseAddr("198.51.100.18")},
 	}
-	if _, err := m.Set(mhroute.DefaultScheme.Desired(links)); err != nil {
+	if _, err := m.Set(mhroute.Outbound, mhroute.DefaultScheme.Desired(links)); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := m.Set(mhroute.DefaultScheme.Desired(links)); err != nil || n != 0 {
+	if n, err := m.Set(mhroute.Outbound, mhroute.DefaultScheme.Desired(links)); err != nil || n != 0 {
 		t.Errorf("second Set: %d changes, %v", n, err)
 	}
 	if got := bgpRoutes(t, h, t1); !slices.Equal(got, sortedCopy(full1)) {
 		t.Errorf("after route.Manager.Set, table %d: %v", t1, got)
 	}
-	if _, err := m.Clear(); err != nil {
+	if _, err := m.Clear(mhroute.Outbound); err != nil {
 		t.Fatal(err)
 	}
 	if got := bgpRoutes(t, h, t2); !slices.Equal(got, only2) {

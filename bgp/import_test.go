@@ -323,7 +323,7 @@ func TestInstallImportsKernel(t *testing.T) {
 		}
 	}
 	s, st := importSpeaker(t, &fakeSource{})
-	st.imp.h = h
+	st.imp.routes = mhroute.NewManager(h)
 	t1, t2 := mhroute.DefaultScheme.Table(0), mhroute.DefaultScheme.Table(1)
 
 	// A static default (package route's) and a leftover bgp route.
@@ -376,10 +376,8 @@ multihome_bgp_imported_routes{link="wan2",neighbor="198.51.100.9"} 1
 		t.Errorf("promlint: %v %v", probs, err)
 	}
 	// Idempotent.
-	for _, tbl := range []int{t1, t2} {
-		if n, _, err := reconcileTable(h, tbl, desiredImports(st.cfg, st.imp.links, st.imp.got)[tbl]); err != nil || n != 0 {
-			t.Errorf("table %d re-synced: %d changes, %v", tbl, n, err)
-		}
+	if n := st.imp.routes.Repair(discard()); n != 0 {
+		t.Errorf("re-synced: %d changes", n)
 	}
 
 	// 198.51.100.1 goes: its default gives way to 198.51.100.3's.

@@ -34,6 +34,7 @@ type Speaker struct {
 	dampC   chan struct{}
 	ifaces  map[string]string // link → interface
 	links   map[string]linkTable
+	routes  *routeManager // the daemon's (UseRoutes); nil: the imports make their own
 
 	impMu    sync.Mutex // guards impDirty, written by GoBGP's callbacks
 	impDirty map[netip.Addr]bool

@@ -26,6 +26,7 @@ import (
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/metrics"
 	"github.com/multihome/multihome/monitor"
+	"github.com/multihome/multihome/route"
 )
 
 // netlinkTimeout bounds each netlink request made without a handle of
@@ -66,6 +67,8 @@ type Daemon struct {
 	subs []*named
 	reg  *prometheus.Registry
 	api  *api.Server
+	// routes writes every owner's ip rules and routes (routeOwner).
+	routes *route.Manager
 
 	mu  sync.Mutex // guards cfg and file; reloads are serialised by reloadMu
 	cfg *config.Config
@@ -93,7 +96,10 @@ type Daemon struct {
 // New builds every subsystem the config asks for. Nothing touches the
 // kernel until Run.
 func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
-	d := &Daemon{log: log, opts: opts, file: cfg, reg: metrics.NewRegistry()}
+	d := &Daemon{log: log, opts: opts, file: cfg, reg: metrics.NewRegistry(), routes: route.NewManager(nil)}
+	if err := d.reg.Register(d.routes.Collector()); err != nil {
+		return nil, err
+	}
 	// Calls that could hang are bounded (nft runs: nft.Timeout; kernel
 	// requests: netlinkTimeout); what hits a bound is logged and counted.
 	bound.SetLogger(log)
@@ -133,6 +139,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 		d.cfg = d.withLearned(d.file)
 	}
 	d.reportMissing(d.cfg)
+	d.subs = append(d.subs, &named{name: "routes", sub: routesSub{d.routes, log.With("subsystem", "route")}})
 	if cfg.API.Listen != "off" {
 		token, err := apiToken(cfg.API)
 		if err != nil {

@@ -75,6 +75,12 @@ func (d *Daemon) build(b builder, cfg *config.Config) (*named, error) {
 	if p, ok := s.(*pdSub); ok {
 		p.apply = d.relearn
 	}
+	if r, ok := s.(routeOwner); ok {
+		if err := r.UseRoutes(d.routes); err != nil {
+			d.unregister(rec.cols)
+			return nil, fmt.Errorf("%s: %w", b.name, err)
+		}
+	}
 	return &named{name: b.name, sub: s, cols: rec.cols}, nil
 }
 

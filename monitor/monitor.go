@@ -480,5 +480,5 @@ func linkMark(cfg *config.Config, i int) uint32 {
 	if mask == 0 || i+1 >= config.MarkSlots(mask) {
 		return 0
 	}
-	return route.Scheme{MarkMask: mask}.Mark(i)
+	return route.SchemeFor(cfg).Mark(i)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/multihome/multihome/bound"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/monitor"
+	"github.com/multihome/multihome/route"
 	"github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
 )
@@ -263,7 +264,7 @@ func (c *Controller) queueFlush(name string, others []string, reason string) {
 		return
 	}
 	i := c.linkIndex(name)
-	mark, mask := schemeOf(c.o).Mark(i), c.o.MarkMask
+	mark, mask := route.SchemeOf(c.o).Mark(i), c.o.MarkMask
 	cancelled := new(atomic.Bool)
 	queued := time.Now()
 	job := ctJob{link: name, flag: cancelled, run: func() error {

@@ -170,13 +170,27 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger, opts ...Optio
 	}
 	// Tamper checks list the table only after an nftables transaction.
 	c.table.SetGeneration(nft.Generation(c.nsName))
-	c.routes = route.NewManager(c.h, schemeOf(o))
+	if c.routes == nil {
+		c.routes = route.NewManager(c.h)
+	}
+	if err := c.routes.Lease(route.Outbound, route.SchemeOf(o).Lease()); err != nil {
+		c.close()
+		return nil, fmt.Errorf("outbound: %w", err)
+	}
 	c.view.Store(newFlowView(cfg, o))
 	return c, nil
 }
 
-func schemeOf(o config.Outbound) route.Scheme {
-	return route.Scheme{TableBase: o.TableBase, PriorityBase: o.RulePriority, MarkMask: o.MarkMask}
+// UseRoutes makes the controller write through m, the route manager the
+// daemon shares between all owners, instead of its own. Call it before
+// Run.
+func (c *Controller) UseRoutes(m *route.Manager) error {
+	l, _ := c.routes.LeaseOf(route.Outbound)
+	if err := m.Lease(route.Outbound, l); err != nil {
+		return fmt.Errorf("outbound: %w", err)
+	}
+	c.routes = m
+	return nil
 }
 
 func (c *Controller) close() {
@@ -201,10 +215,12 @@ func (c *Controller) Update(cfg *config.Config) error {
 	c.mu.Lock()
 	if !c.running {
 		c.cfg, c.o = cfg, o
-		c.routes.SetScheme(schemeOf(o))
-		c.view.Store(newFlowView(cfg, o))
+		err := c.routes.Lease(route.Outbound, route.SchemeOf(o).Lease())
+		if err == nil {
+			c.view.Store(newFlowView(cfg, o))
+		}
 		c.mu.Unlock()
-		return nil
+		return err
 	}
 	c.mu.Unlock()
 	req := updateReq{cfg: cfg, err: make(chan error, 1)}
@@ -327,7 +343,7 @@ func (c *Controller) apply(ctx context.Context, reason string, deferRecord ...bo
 	start := time.Now()
 	var rerr error
 	if c.last == nil || !c.inSync || p.routes.String() != c.last.routes.String() {
-		_, rerr = c.routes.Set(p.routes)
+		_, rerr = c.routes.Set(route.Outbound, p.routes)
 	}
 	nerr := c.table.Apply(ctx, p.ruleset, p.flush)
 	took := time.Since(start)
@@ -428,7 +444,7 @@ func (c *Controller) migrate(recovered string) {
 	if c.last == nil || !c.inSync {
 		return
 	}
-	s := schemeOf(c.o)
+	s := route.SchemeOf(c.o)
 	for _, r := range c.o.Rules {
 		if !r.MigrateOnRecovery {
 			continue
@@ -464,17 +480,19 @@ func (c *Controller) onUpdate(ctx context.Context, cfg *config.Config) error {
 			c.log.Warn("link moved in the config: its mark and table change; its existing flows lose their link", "link", l.Name, "from", j, "to", i)
 		}
 	}
-	if schemeOf(o) != schemeOf(oldO) {
-		if _, err := c.routes.Clear(); err != nil {
+	if route.SchemeOf(o) != route.SchemeOf(oldO) {
+		// The new lease: what the old one held is removed first.
+		if err := c.routes.Lease(route.Outbound, route.SchemeOf(o).Lease()); err != nil {
 			c.log.Warn("clearing the old rule/table ranges", "err", err)
 		}
-		c.routes.SetScheme(schemeOf(o))
 	}
 	c.cfg, c.o = cfg, o
 	c.inSync = false
 	if err := c.apply(ctx, "config update"); err != nil {
 		c.cfg, c.o = old, oldO
-		c.routes.SetScheme(schemeOf(oldO))
+		if err := c.routes.Lease(route.Outbound, route.SchemeOf(oldO).Lease()); err != nil {
+			c.log.Warn("restoring the old rule/table ranges", "err", err)
+		}
 		c.last = oldLast
 		c.inSync = false
 		if err2 := c.apply(ctx, "config update rolled back"); err2 != nil {
@@ -505,7 +523,7 @@ func (c *Controller) verify(ctx context.Context) {
 		c.inSync = false
 	}
 	if c.inSync {
-		n, err := c.routes.Set(c.last.routes)
+		n, err := c.routes.Set(route.Outbound, c.last.routes)
 		if n > 0 {
 			c.log.Warn("ip rules/routes changed outside multihome: repaired", "changes", n)
 			c.metrics.repairs.WithLabelValues("routes").Add(float64(n))
@@ -629,7 +647,7 @@ func (c *Controller) cleanup() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	err := c.table.Delete(ctx)
-	_, rerr := c.routes.Clear()
+	_, rerr := c.routes.Clear(route.Outbound)
 	if err := errors.Join(err, rerr); err != nil {
 		return fmt.Errorf("outbound: cleanup: %w", err)
 	}

@@ -19,7 +19,7 @@ type flowView struct {
 }
 
 func newFlowView(cfg *config.Config, o config.Outbound) *flowView {
-	v := &flowView{scheme: schemeOf(o), links: make([]string, len(cfg.Links))}
+	v := &flowView{scheme: route.SchemeOf(o), links: make([]string, len(cfg.Links))}
 	for i, l := range cfg.Links {
 		v.links[i] = l.Name
 	}

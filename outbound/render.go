@@ -263,7 +263,7 @@ func stickySet(j, i, f int) string { return fmt.Sprintf("sticky%d_%d_v%d", j, i,
 
 // build computes the desired kernel state.
 func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
-	s := route.Scheme{TableBase: o.TableBase, PriorityBase: o.RulePriority, MarkMask: o.MarkMask}
+	s := route.SchemeOf(o)
 	byName := map[string]int{}
 	for _, v := range views {
 		byName[v.cfg.Name] = v.idx

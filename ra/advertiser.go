@@ -35,6 +35,9 @@ type Options struct {
 	Enter func(fn func() error) error
 	// NFT runs nft (nil: nft.Command("nft")), for the nptv6 table.
 	NFT nft.Runner
+	// Routes writes the source rules (nil: a route.Manager of its own on
+	// Handle); the daemon shares one between all owners of rules/routes.
+	Routes *route.Manager
 }
 
 // Advertiser is the IPv6 LAN subsystem: RAs, source rules, addresses.
@@ -43,6 +46,8 @@ type Advertiser struct {
 	src  monitor.Source
 	opts Options
 	h    *netlink.Handle
+	// routes writes the source rules, in the RA owner's lease.
+	routes *route.Manager
 
 	mu      sync.Mutex
 	cfg     *config.Config
@@ -72,7 +77,11 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger, opts Options)
 	if run == nil {
 		run = nft.Command("nft")
 	}
-	return &Advertiser{log: log, src: src, opts: opts, h: h, cfg: cfg, usable: map[string]bool{},
+	routes := opts.Routes
+	if routes == nil {
+		routes = route.NewManager(h)
+	}
+	return &Advertiser{log: log, src: src, opts: opts, h: h, routes: routes, cfg: cfg, usable: map[string]bool{},
 		retired: map[netip.Prefix]retired{}, added: map[netip.Prefix]bool{}, kick: make(chan struct{}, 1),
 		// nptOn: a table left by a killed run is deleted by the first sync
 		// in sadr mode (a missing table is not an error).
@@ -208,101 +217,51 @@ func ipnet(p netip.Prefix) *net.IPNet {
 	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-func toNetlink(r Rule) *netlink.Rule {
-	nr := netlink.NewRule()
-	nr.Family = netlink.FAMILY_V6
-	nr.Priority = r.Priority
-	nr.Src = ipnet(r.Src)
-	if r.Suppress {
-		nr.Table = unix.RT_TABLE_MAIN
-		nr.SuppressPrefixlen = 0
-	} else {
-		nr.Table = r.Table
-	}
-	if r.Mask != 0 {
-		mask := r.Mask
-		nr.Mask = &mask
-	}
-	return nr
-}
-
-// observe lists the IPv6 rules at our two priorities.
-func (a *Advertiser) observe(prio int) ([]Rule, []netlink.Rule, error) {
-	nrs, err := a.h.RuleList(netlink.FAMILY_V6)
-	if err != nil {
-		return nil, nil, err
-	}
-	var rs []Rule
-	var raw []netlink.Rule
-	for _, nr := range nrs {
-		if nr.Priority != prio && nr.Priority != prio+1 {
-			continue
-		}
-		r := Rule{Priority: nr.Priority, Table: nr.Table}
-		if nr.Src != nil {
-			ip, _ := netip.AddrFromSlice(nr.Src.IP)
-			ones, _ := nr.Src.Mask.Size()
-			r.Src = netip.PrefixFrom(ip, ones)
-		}
-		if nr.SuppressPrefixlen == 0 {
-			r.Suppress, r.Table = true, 0
-		}
-		if nr.Mask != nil && nr.Mark == 0 {
-			r.Mask = *nr.Mask
-		} else if nr.Mark != 0 {
-			r.Mask = ^uint32(0) // not a rule of ours: never equal to a wanted one
-		}
-		rs = append(rs, r)
-		raw = append(raw, nr)
-	}
-	return rs, raw, nil
+// UseRoutes makes the advertiser write its source rules through m, the
+// route manager the daemon shares between all owners. Call it before Run.
+func (a *Advertiser) UseRoutes(m *route.Manager) error {
+	a.routes = m
+	return nil
 }
 
 // syncRules makes the rules at ipv6.rule_priority and +1 equal to Rules:
-// multihome owns those two priorities.
+// multihome owns those two priorities (the RA owner's lease of the route
+// manager; a reload that moves them moves the lease, which removes what
+// was at the old ones).
 func (a *Advertiser) syncRules() error {
 	want := Rules(a.cfg, route.SchemeFor(a.cfg), a.active)
-	var errs []error
-	// Old priorities (a reload may move them): clear what we installed.
-	for _, r := range a.rules {
-		if r.Priority != a.cfg.IPv6.RulePriority && r.Priority != a.cfg.IPv6.RulePriority+1 {
-			if err := a.h.RuleDel(toNetlink(r)); err != nil && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, fmt.Errorf("delete rule from %s: %w", r.Src, err))
-			}
-		}
-	}
-	have, raw, err := a.observe(a.cfg.IPv6.RulePriority)
-	if err != nil {
+	if err := a.routes.Lease(route.RA, route.RuleLease(6, a.cfg.IPv6.RulePriority, 2)); err != nil {
 		return err
 	}
-	for i, r := range have {
-		if !slices.Contains(want, r) {
-			if err := a.h.RuleDel(&raw[i]); err != nil && !errors.Is(err, unix.ENOENT) {
-				errs = append(errs, fmt.Errorf("delete rule pref %d from %s: %w", r.Priority, r.Src, err))
-			}
-		}
+	st := route.State{}
+	for _, r := range want {
+		st.Rules = append(st.Rules, r.routeRule())
+	}
+	_, err := a.routes.Set(route.RA, st)
+	var failed []route.Rule
+	var se *route.SetError
+	if errors.As(err, &se) {
+		failed = se.Rules
 	}
 	for _, r := range want {
-		if slices.Contains(have, r) {
-			continue
+		if !slices.Contains(a.rules, r) && !slices.Contains(failed, r.routeRule()) {
+			a.log.Info("source rule added", "pref", r.Priority, "from", r.Src, "table", r.Table, "suppress", r.Suppress)
 		}
-		if err := a.h.RuleAdd(toNetlink(r)); err != nil && !errors.Is(err, unix.EEXIST) {
-			errs = append(errs, fmt.Errorf("add rule pref %d from %s: %w", r.Priority, r.Src, err))
-			continue
-		}
-		a.log.Info("source rule added", "pref", r.Priority, "from", r.Src, "table", r.Table, "suppress", r.Suppress)
 	}
 	a.rules = want
-	return errors.Join(errs...)
+	return err
+}
+
+// routeRule is r as the route manager writes it.
+func (r Rule) routeRule() route.Rule {
+	return route.Rule{Family: 6, Priority: r.Priority, Src: r.Src, Table: r.Table, Suppress: r.Suppress, Mask: r.Mask}
 }
 
 // clear removes the rules and addresses the advertiser added.
 func (a *Advertiser) clear() error {
 	var errs []error
-	for _, r := range a.rules {
-		if err := a.h.RuleDel(toNetlink(r)); err != nil && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("delete rule from %s: %w", r.Src, err))
-		}
+	if err := a.routes.Release(route.RA); err != nil {
+		errs = append(errs, err)
 	}
 	a.rules = nil
 	if a.nptOn {

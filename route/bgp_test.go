@@ -13,9 +13,9 @@ import (
 // or Clear, while the same routes with another protocol are removed.
 func TestSetLeavesBGPRoutes(t *testing.T) {
 	_, h := testNS(t)
-	m := NewManager(h, DefaultScheme)
+	m := outboundManager(t, h)
 	want := DefaultScheme.Desired(testLinks())
-	if _, err := m.Set(want); err != nil {
+	if _, err := m.Set(Outbound, want); err != nil {
 		t.Fatal(err)
 	}
 	wan1, err := h.LinkByName("wan1")
@@ -49,22 +49,22 @@ func TestSetLeavesBGPRoutes(t *testing.T) {
 			t.Fatalf("add %v: %v", r, err)
 		}
 	}
-	if n, err := m.Set(want); err != nil || n != 0 {
+	if n, err := m.Set(Outbound, want); err != nil || n != 0 {
 		t.Fatalf("Set with bgp routes present: %d changes, %v; want 0, nil", n, err)
 	}
-	if got, _ := m.Current(); got.String() != want.String() {
+	if got, _ := m.Current(Outbound); got.String() != want.String() {
 		t.Fatalf("Current reports the bgp routes:\n%s\nwant:\n%s", got, want)
 	}
 	if n := count(ProtoBGP); n != 3 {
 		t.Fatalf("%d bgp routes after Set, want 3", n)
 	}
-	if _, err := m.Clear(); err != nil {
+	if _, err := m.Clear(Outbound); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(ProtoBGP); n != 3 {
 		t.Fatalf("%d bgp routes after Clear, want 3", n)
 	}
-	if got, _ := m.Current(); len(got.Routes) != 0 {
+	if got, _ := m.Current(Outbound); len(got.Routes) != 0 {
 		t.Fatalf("after Clear:\n%s", got)
 	}
 
@@ -76,7 +76,7 @@ func TestSetLeavesBGPRoutes(t *testing.T) {
 			t.Fatalf("add %v: %v", r, err)
 		}
 	}
-	if n, err := m.Set(want); err != nil || n != 2+len(want.Rules)+len(want.Routes) {
+	if n, err := m.Set(Outbound, want); err != nil || n != 2+len(want.Rules)+len(want.Routes) {
 		t.Fatalf("Set with static routes present: %d changes, %v; want %d", n, err, 2+len(want.Rules)+len(want.Routes))
 	}
 	if n := count(unix.RTPROT_STATIC); n != 0 {

@@ -58,7 +58,7 @@ func testLinks() []Link {
 
 func TestSetKernel(t *testing.T) {
 	_, h := testNS(t)
-	m := NewManager(h, DefaultScheme)
+	m := outboundManager(t, h)
 	want := DefaultScheme.Desired(testLinks())
 
 	// A foreign rule outside our range must survive everything.
@@ -70,21 +70,21 @@ func TestSetKernel(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	n, err := m.Set(want)
+	n, err := m.Set(Outbound, want)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n == 0 {
 		t.Fatal("first Set changed nothing")
 	}
-	got, err := m.Current()
+	got, err := m.Current(Outbound)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.String() != want.String() {
 		t.Fatalf("read back differs:\ngot:\n%s\nwant:\n%s", got, want)
 	}
-	if n, err := m.Set(want); err != nil || n != 0 {
+	if n, err := m.Set(Outbound, want); err != nil || n != 0 {
 		t.Fatalf("second Set: %d changes, %v; want 0, nil", n, err)
 	}
 
@@ -108,24 +108,24 @@ func TestSetKernel(t *testing.T) {
 	if err := h.RuleAdd(stray); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := m.Set(want); err != nil || n != 3 {
+	if n, err := m.Set(Outbound, want); err != nil || n != 3 {
 		t.Fatalf("repair: %d changes, %v; want 3, nil", n, err)
 	}
-	if got, _ := m.Current(); got.String() != want.String() {
+	if got, _ := m.Current(Outbound); got.String() != want.String() {
 		t.Fatalf("after repair:\n%s\nwant:\n%s", got, want)
 	}
 
 	// A changed desired state (link 1 gains an address) is a small diff.
 	links := testLinks()
 	links[1].Address4 = netip.MustParseAddr("198.51.100.6")
-	if n, err := m.Set(DefaultScheme.Desired(links)); err != nil || n != 1 {
+	if n, err := m.Set(Outbound, DefaultScheme.Desired(links)); err != nil || n != 1 {
 		t.Fatalf("add source rule: %d changes, %v; want 1, nil", n, err)
 	}
 
-	if _, err := m.Clear(); err != nil {
+	if _, err := m.Clear(Outbound); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := m.Current(); len(got.Rules)+len(got.Routes) != 0 {
+	if got, _ := m.Current(Outbound); len(got.Rules)+len(got.Routes) != 0 {
 		t.Fatalf("after Clear:\n%s", got)
 	}
 	nrs, _ = h.RuleList(netlink.FAMILY_V4)
@@ -155,5 +155,143 @@ func TestSchemeMarks(t *testing.T) {
 	}
 	if s.LinkOf(s.LastResort()) != -1 || s.LinkOf(0x1234) != -1 {
 		t.Fatal("LinkOf accepts non-link marks")
+	}
+}
+
+// outboundManager is a manager in h with the outbound owner's lease of
+// the default scheme.
+func outboundManager(t *testing.T, h *netlink.Handle) *Manager {
+	t.Helper()
+	m := NewManager(h)
+	if err := m.Lease(Outbound, DefaultScheme.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestLeases: owners' leases may not overlap (the BGP owner shares
+// outbound's tables through another protocol), desired state outside an
+// owner's lease is refused whole, and a moved lease removes what the owner
+// had in the old one.
+func TestLeases(t *testing.T) {
+	m := NewManager(nil)
+	if err := m.Lease(Outbound, DefaultScheme.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Lease(BGP, DefaultScheme.BGPLease()); err != nil {
+		t.Errorf("bgp's lease of outbound's tables (protocol bgp): %v", err)
+	}
+	if err := m.Lease(RA, RuleLease(6, DefaultScheme.PriorityBase+599, 2)); err == nil {
+		t.Error("an RA lease overlapping outbound's priorities was accepted")
+	}
+	if err := m.Lease(HA, Lease{FirstTable: DefaultScheme.TableBase + 255, Tables: 1}); err == nil {
+		t.Error("an HA lease of one of outbound's tables (same protocol) was accepted")
+	}
+	if err := m.Lease(RA, RuleLease(6, DefaultScheme.PriorityBase-100, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Set(RA, State{Rules: []Rule{{Family: 4, Priority: DefaultScheme.PriorityBase - 100, Table: 5}}}); err == nil {
+		t.Error("an IPv4 rule in an IPv6-only lease was accepted")
+	}
+	if _, err := m.Set(BGP, State{Rules: []Rule{{Family: 6, Priority: DefaultScheme.PriorityBase + 10, Table: 5}}}); err == nil {
+		t.Error("a rule in a lease without rules was accepted")
+	}
+	if _, err := m.Set(HA, State{}); err == nil {
+		t.Error("Set of an owner without a lease was accepted")
+	}
+}
+
+// TestOwnersKernel: three owners in one namespace through one manager.
+// Source rules with suppress and fwmark 0/mask (RA), routes with a metric
+// and protocol bgp next to outbound's default (BGP): each owner's Set
+// leaves the others' state alone, Current shows each its own, a moved
+// RA lease removes the rules at the old priorities, and Repair puts back
+// what someone deleted, for every owner.
+func TestOwnersKernel(t *testing.T) {
+	_, h := testNS(t)
+	m := outboundManager(t, h)
+	if err := m.Lease(BGP, DefaultScheme.BGPLease()); err != nil {
+		t.Fatal(err)
+	}
+	ra := func(p int) Lease { return RuleLease(6, p, 2) }
+	if err := m.Lease(RA, ra(30900)); err != nil {
+		t.Fatal(err)
+	}
+	out := DefaultScheme.Desired(testLinks())
+	src := netip.MustParsePrefix("2001:db8:1:100::/64")
+	raState := func(p int) State {
+		return State{Rules: []Rule{
+			{Family: 6, Priority: p, Src: src, Suppress: true},
+			{Family: 6, Priority: p + 1, Src: src, Table: DefaultScheme.Table(0), Mask: DefaultScheme.MarkMask},
+		}}
+	}
+	bgp := State{Routes: []Route{
+		{Family: 4, Table: DefaultScheme.Table(0), Dst: netip.MustParsePrefix("0.0.0.0/0"), Gateway: netip.MustParseAddr("198.51.100.1"), Dev: "wan1", Metric: 2048},
+		{Family: 4, Table: DefaultScheme.Table(0), Dst: netip.MustParsePrefix("203.0.113.0/25"), Gateway: netip.MustParseAddr("198.51.100.1"), Dev: "wan1", Metric: 2048},
+	}}
+	for o, st := range map[Owner]State{Outbound: out, RA: raState(30900), BGP: bgp} {
+		if _, err := m.Set(o, st); err != nil {
+			t.Fatalf("%s: %v", o, err)
+		}
+	}
+	for o, st := range map[Owner]State{Outbound: out, RA: raState(30900), BGP: bgp} {
+		if n, err := m.Set(o, st); n != 0 || err != nil {
+			t.Errorf("%s: second Set: %d changes, %v", o, n, err)
+		}
+		if got, err := m.Current(o); err != nil || got.String() != st.String() {
+			t.Errorf("%s: Current:\n%s\nwant:\n%s(%v)", o, got, st, err)
+		}
+	}
+	want := "ip -6 rule add pref 30901 from 2001:db8:1:100::/64 fwmark 0x0/0xff0000 lookup 31000\n"
+	if s := raState(30900).Rules[1].String() + "\n"; s != want {
+		t.Errorf("RA rule renders as %q, want %q", s, want)
+	}
+
+	// Someone deletes one rule and one route of each owner: one repair.
+	nrs, _ := h.RuleList(netlink.FAMILY_V6)
+	for _, r := range nrs {
+		if r.Priority == 30900 || r.Priority == DefaultScheme.PriorityBase+1 {
+			if err := h.RuleDel(&r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rts, _ := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: DefaultScheme.Table(0)}, netlink.RT_FILTER_TABLE)
+	for _, r := range rts {
+		if r.Dst != nil && r.Dst.IP.Equal(net.ParseIP("203.0.113.0")) {
+			if err := h.RouteDel(&r); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := m.Repair(slogDiscard()); n != 3 {
+		t.Errorf("repair: %d changes, want 3", n)
+	}
+	for o, st := range map[Owner]State{Outbound: out, RA: raState(30900), BGP: bgp} {
+		if got, _ := m.Current(o); got.String() != st.String() {
+			t.Errorf("%s after repair:\n%s\nwant:\n%s", o, got, st)
+		}
+	}
+
+	// The RA lease moves (a reload changed ipv6.rule_priority).
+	if err := m.Lease(RA, ra(30800)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Set(RA, raState(30800)); err != nil {
+		t.Fatal(err)
+	}
+	nrs, _ = h.RuleList(netlink.FAMILY_V6)
+	for _, r := range nrs {
+		if r.Priority == 30900 || r.Priority == 30901 {
+			t.Errorf("rule left at the old RA priority: %+v", r)
+		}
+	}
+	for _, o := range []Owner{Outbound, RA, BGP} {
+		if _, err := m.Clear(o); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := m.Current(o); len(got.Rules)+len(got.Routes) != 0 {
+			t.Errorf("%s after Clear:\n%s", o, got)
+		}
 	}
 }

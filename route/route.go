@@ -1,9 +1,14 @@
-// Package route owns multihome's policy routing: one routing table per
-// link holding its default route, and the ip rules that select a table by
-// packet mark (fwmark) or by source address. State is declarative: build
-// the desired [State], and [Manager.Set] adds, replaces and deletes only
-// what differs from the kernel, inside the priority and table ranges that
-// multihome owns (see [Scheme]); calling it twice changes nothing.
+// Package route is the only writer of multihome's ip rules and routes.
+// Several owners share the kernel's policy routing, each in its own
+// [Lease] of rule priorities and tables: outbound (one routing table per
+// link holding its default route, and the rules that select a table by
+// packet mark or source address), ra (IPv6 source rules), bgp (imported
+// routes, protocol bgp, in the links' tables) and a slot for ha. Each
+// declares its desired [State] with [Manager.Set](owner, state), which
+// adds, replaces and deletes only what differs from the kernel inside that
+// owner's lease; calling it twice changes nothing. One loop
+// ([Manager.Watch]) repairs drift for every owner on the kernel's own rule
+// and route events. No other package writes rules or routes (a test greps).
 //
 // The mark scheme is shared with the link monitor: a probe socket with
 // SO_MARK = [Scheme.Mark] of its link is routed through that link's table
@@ -40,13 +45,17 @@ type Scheme struct {
 }
 
 // DefaultScheme is the scheme of a config without an outbound section.
-var DefaultScheme = Scheme{TableBase: config.DefaultTableBase, PriorityBase: config.DefaultRulePriority, MarkMask: config.DefaultMarkMask}
+var DefaultScheme = SchemeOf(config.Outbound{TableBase: config.DefaultTableBase, RulePriority: config.DefaultRulePriority, MarkMask: config.DefaultMarkMask})
 
-// SchemeFor returns the scheme of cfg (defaults filled in).
-func SchemeFor(cfg *config.Config) Scheme {
-	o := cfg.EffectiveOutbound()
+// SchemeOf is the one constructor of a scheme: the marks, tables and
+// priorities of an outbound section (with its defaults filled in, as
+// config.Config.EffectiveOutbound returns it).
+func SchemeOf(o config.Outbound) Scheme {
 	return Scheme{TableBase: o.TableBase, PriorityBase: o.RulePriority, MarkMask: o.MarkMask}
 }
+
+// SchemeFor returns the scheme of cfg: SchemeOf(cfg.EffectiveOutbound()).
+func SchemeFor(cfg *config.Config) Scheme { return SchemeOf(cfg.EffectiveOutbound()) }
 
 // Mark returns the packet mark of the link at index i with the default
 // scheme. Use SchemeFor(cfg).Mark(i) when the config may override it.
@@ -89,8 +98,9 @@ func (s Scheme) OwnsPriority(p int) bool {
 	return p >= s.PriorityBase && p < s.PriorityBase+config.RulePriorityRange
 }
 
-// Rule is one ip rule. Exactly one selector form is used: Suppress (lookup
-// main suppress_prefixlength 0), Mark/Mask, or Src.
+// Rule is one ip rule. Its selectors are Src (from) and Mark/Mask (fwmark
+// Mark/Mask, set when Mask is not 0); its action is Suppress (lookup main
+// suppress_prefixlength 0) or a lookup of Table.
 type Rule struct {
 	Family   int // 4 or 6
 	Priority int
@@ -101,8 +111,10 @@ type Rule struct {
 	Src      netip.Prefix
 }
 
-// Route is one route in one of our tables: a default route via Gateway on
-// Dev, a device route when Gateway is unset, or an unreachable default.
+// Route is one route in a leased table: to Dst via Gateway on Dev, a
+// device route when Gateway is unset, or unreachable. Metric 0 is the
+// kernel's default (1024 for IPv6). Its protocol is its owner's
+// ([Lease].Protocol).
 type Route struct {
 	Family      int
 	Table       int
@@ -110,6 +122,7 @@ type Route struct {
 	Gateway     netip.Addr
 	Dev         string
 	Unreachable bool
+	Metric      int
 }
 
 // State is the desired (or observed) policy routing.
@@ -119,6 +132,9 @@ type State struct {
 }
 
 func (r Rule) key() string {
+	if r.Src.IsValid() {
+		return fmt.Sprintf("%d/%d/%s", r.Family, r.Priority, r.Src)
+	}
 	return fmt.Sprintf("%d/%d", r.Family, r.Priority)
 }
 
@@ -130,14 +146,15 @@ func (r Route) key() string {
 func (r Rule) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ip -%d rule add pref %d", r.Family, r.Priority)
-	switch {
-	case r.Suppress:
+	if r.Src.IsValid() {
+		fmt.Fprintf(&b, " from %s", r.Src)
+	}
+	if r.Mask != 0 {
+		fmt.Fprintf(&b, " fwmark %#x/%#x", r.Mark, r.Mask)
+	}
+	if r.Suppress {
 		b.WriteString(" lookup main suppress_prefixlength 0")
 		return b.String()
-	case r.Mark != 0:
-		fmt.Fprintf(&b, " fwmark %#x/%#x", r.Mark, r.Mask)
-	case r.Src.IsValid():
-		fmt.Fprintf(&b, " from %s", r.Src)
 	}
 	fmt.Fprintf(&b, " lookup %d", r.Table)
 	return b.String()
@@ -163,6 +180,9 @@ func (r Route) String() string {
 		}
 	}
 	fmt.Fprintf(&b, " table %d", r.Table)
+	if r.Metric != 0 {
+		fmt.Fprintf(&b, " metric %d", r.Metric)
+	}
 	return b.String()
 }
 
