@@ -198,6 +198,9 @@ type linkState struct {
 	adminReason string
 	since       time.Time
 	reason      string
+	// reasonUp is how many targets answered when reason was written: the
+	// status adds the live count when it differs (liveReason).
+	reasonUp int
 
 	carrier      bool
 	carrierKnown bool
@@ -730,7 +733,7 @@ func (l *linkState) setHealth(now time.Time, h State, reason string) {
 	l.health = h
 	to := l.state()
 	if from != to {
-		l.since, l.reason = now, reason
+		l.since, l.reason, l.reasonUp = now, reason, l.targetsUp()
 		l.out = append(l.out, decision{at: now, kind: StateChanged, from: from, to: to, reason: reason, publish: true})
 		return
 	}
@@ -841,7 +844,7 @@ func (l *linkState) setAdmin(now time.Time, a Admin, reason string) {
 		if reason != "" {
 			r += ": " + reason
 		}
-		l.since, l.reason = now, r
+		l.since, l.reason, l.reasonUp = now, r, l.targetsUp()
 		l.out = append(l.out, decision{at: now, kind: StateChanged, from: from, to: to, reason: r, publish: true})
 	}
 }
@@ -872,7 +875,13 @@ func (l *linkState) status() Status {
 		BytesUp:   l.sat.lastTx,
 		TargetsUp: l.targetsUp(),
 		Since:     l.since,
-		Reason:    l.reason,
+		Reason:    l.liveReason(),
+	}
+	if l.health == Down {
+		// A link down on its probes' failures shows the loss that took it
+		// down: the window's probes, outage streaks included (its
+		// decisions leave them out: that loss describes a working link).
+		st.Loss = l.win.lossWithOutages()
 	}
 	for i, t := range l.targets {
 		st.Targets = append(st.Targets, TargetStatus{
@@ -890,6 +899,18 @@ func (l *linkState) status() Status {
 		st.Loss = 0
 	}
 	return st
+}
+
+// liveReason is the reason of the current state, as written at the
+// transition, plus the live count of answering targets when the reason
+// quotes a count that is no longer true ("1/3 targets answering (quorum
+// 1); now 3/3 answering").
+func (l *linkState) liveReason() string {
+	up := l.targetsUp()
+	if up == l.reasonUp || !strings.Contains(l.reason, " targets answering") {
+		return l.reason
+	}
+	return fmt.Sprintf("%s; now %d/%d answering", l.reason, up, len(l.targets))
 }
 
 // satState tracks interface counters and the saturated state.

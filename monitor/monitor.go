@@ -47,6 +47,8 @@ type Monitor struct {
 
 	msgs chan linkMsg
 	reqs chan func()
+	// verdicts are other subsystems' Evidence, Hold and Release, in order.
+	verdicts *verdicts
 	// nl reads interface counters on demand, in the loop (nil without
 	// netlink).
 	nl      *netlink.Handle
@@ -115,6 +117,7 @@ func New(cfg *config.Config, log *slog.Logger) (*Monitor, error) {
 		cfg:       cfg,
 		msgs:      make(chan linkMsg, 1024),
 		reqs:      make(chan func()),
+		verdicts:  newVerdicts(),
 		stopped:   make(chan struct{}),
 		newProber: probe.New,
 	}
@@ -188,20 +191,15 @@ func (m *Monitor) do(fn func() error) error {
 // session to the link's next hop. Down marks the link down at once, as a
 // carrier loss does; up needs nothing more: the probes prove the link
 // again (up_after successes, then the hold-down). It does not block.
+// Evidence, Hold and Release are applied in the order they are called.
 func (m *Monitor) Evidence(link string, up bool, reason string) {
 	if up {
 		return
 	}
-	go m.do(func() error {
-		l := m.link(link)
-		if l == nil {
-			return nil
-		}
+	m.verdicts.put(link, func(l *linkState, now time.Time) {
 		if l.state() != Down {
-			l.outage(time.Now(), reason)
-			m.flush(l)
+			l.outage(now, reason)
 		}
-		return nil
 	})
 }
 
@@ -211,27 +209,16 @@ func (m *Monitor) Evidence(link string, up bool, reason string) {
 // bring the link back while any hold is set; after the last Release they
 // must prove it (up_after successes, then the hold-down). source names the
 // verdict ("bgp 198.51.100.1 default"); calling Hold again with another
-// reason only updates the reason. It does not block.
+// reason only updates the reason. It does not block; Hold and Release
+// take effect in the order they are called (one queue, one goroutine).
 func (m *Monitor) Hold(link, source, reason string) {
-	go m.do(func() error {
-		if l := m.link(link); l != nil {
-			l.setHold(time.Now(), source, reason, true)
-			m.flush(l)
-		}
-		return nil
-	})
+	m.verdicts.put(link, func(l *linkState, now time.Time) { l.setHold(now, source, reason, true) })
 }
 
 // Release ends source's hold on link (a no-op without one). It does not
 // block.
 func (m *Monitor) Release(link, source string) {
-	go m.do(func() error {
-		if l := m.link(link); l != nil {
-			l.setHold(time.Now(), source, "", false)
-			m.flush(l)
-		}
-		return nil
-	})
+	m.verdicts.put(link, func(l *linkState, now time.Time) { l.setHold(now, source, "", false) })
 }
 
 // SetAdmin overrides a link's state: AdminDown forces it down, AdminDrain
@@ -311,6 +298,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		m.startLink(l)
 		m.flush(l)
 	}
+	m.applyVerdicts() // given before Run
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -327,6 +315,8 @@ func (m *Monitor) Run(ctx context.Context) error {
 			m.handle(msg)
 		case fn := <-m.reqs:
 			fn()
+		case <-m.verdicts.kick:
+			m.applyVerdicts()
 		case <-timer.C:
 			now := time.Now()
 			for _, l := range m.links {

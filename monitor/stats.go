@@ -86,6 +86,26 @@ func (w *window) quality() quality {
 	return q
 }
 
+// lossWithOutages returns the loss over the window counting the outage
+// streaks too (silent targets' failures still left out): what a link that
+// is down loses. NaN without samples.
+func (w *window) lossWithOutages() float64 {
+	var n, lost int
+	for _, s := range w.s {
+		if s.silent {
+			continue
+		}
+		n++
+		if s.fail {
+			lost++
+		}
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return float64(lost) / float64(n)
+}
+
 // targetLoss returns the loss of one target over the window (its own
 // failures, silent or not, outages excluded).
 func (w *window) targetLoss(target int) float64 {
