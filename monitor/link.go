@@ -363,7 +363,9 @@ func errString(err error) string {
 	return err.Error()
 }
 
-// result takes one probe result.
+// result takes one probe result: the bookkeeping (the target, the link's
+// failure streak, the window, the quorum streak), then what the evidence
+// amounts to for the state machine (judge).
 func (l *linkState) result(r probeResult) {
 	if r.target < 0 || r.target >= len(l.targets) {
 		return
@@ -374,13 +376,22 @@ func (l *linkState) result(r probeResult) {
 	if len(l.holds) > 0 || r.sent.Before(l.heldSince) {
 		return // held down by another subsystem's verdict
 	}
+	s := l.recordTarget(r)
+	l.recordStreak(r, &s)
+	l.win.add(s)
+	l.recordQuorum(r)
+	l.judge(r, s.silent)
+}
+
+// recordTarget updates the target's measurements with r and returns the
+// window sample for it (silent when the target is down on its own).
+func (l *linkState) recordTarget(r probeResult) sample {
 	t := l.targets[r.target]
 	now := r.at
 	ok := r.err == nil
 	t.sent++
 	s := sample{at: now, target: r.target, fail: !ok, sent: r.sent}
-	newest := !r.sent.Before(t.latest)
-	if newest {
+	if !r.sent.Before(t.latest) {
 		t.latest = r.sent
 		t.up = ok
 	}
@@ -401,41 +412,46 @@ func (l *linkState) result(r probeResult) {
 		if r.sent.After(t.lastOK) {
 			t.lastOK = r.sent
 		}
-	} else {
-		t.lost++
-		t.lastErr = errString(r.err)
-		t.hasPrev = false
-		// A timeout while the link receives traffic may be an answer
-		// still waiting in a queue: like TCP (RFC 6298 5.5), give the
-		// target's next probes twice as long, up to max_timeout, until it
-		// answers. On a link that receives nothing there is no queue to
-		// wait for, and no backoff to slow the detection down.
-		if errors.Is(r.err, probe.ErrTimeout) && t.backoff < maxBackoff && l.rxFlowing(now) {
-			t.backoff++
-		}
-		if t.consecFail == 0 {
-			t.failStart = r.sent
-		}
-		t.consecFail++
-		// A target that keeps failing while another answers is down on
-		// its own: its failures say nothing about the link. "Keeps
-		// failing": a run the other targets' loss makes improbable
-		// (DownAfter on a clean link); "while another answers": a probe
-		// sent less than one interval before this one succeeded.
-		s.silent = len(l.targets) > 1 && t.consecFail >= l.s.downAfter &&
-			l.otherAnsweredSince(r.target, r.sent.Add(-l.s.interval)) &&
-			(t.silent || t.consecFail >= streakNeeded(l.backgroundWithout(r.target), falseDownP, l.s.downAfter, l.maxStreak()))
-		if s.silent && !t.silent {
-			l.silence(r.target)
-		}
-		t.silent = s.silent
-	}
-
-	// The link's failure streak, ordered by send time: a failure of a
-	// probe sent before the newest success does not extend it.
-	h := histEntry{fail: !ok, target: r.target, sent: r.sent}
-	if ok {
 		t.silent = false
+		return s
+	}
+	t.lost++
+	t.lastErr = errString(r.err)
+	t.hasPrev = false
+	// A timeout while the link receives traffic may be an answer still
+	// waiting in a queue: like TCP (RFC 6298 5.5), give the target's next
+	// probes twice as long, up to max_timeout, until it answers. On a link
+	// that receives nothing there is no queue to wait for, and no backoff
+	// to slow the detection down.
+	if errors.Is(r.err, probe.ErrTimeout) && t.backoff < maxBackoff && l.rxFlowing(now) {
+		t.backoff++
+	}
+	if t.consecFail == 0 {
+		t.failStart = r.sent
+	}
+	t.consecFail++
+	// A target that keeps failing while another answers is down on its
+	// own: its failures say nothing about the link. "Keeps failing": a run
+	// the other targets' loss makes improbable (DownAfter on a clean link);
+	// "while another answers": a probe sent less than one interval before
+	// this one succeeded.
+	s.silent = len(l.targets) > 1 && t.consecFail >= l.s.downAfter &&
+		l.otherAnsweredSince(r.target, r.sent.Add(-l.s.interval)) &&
+		(t.silent || t.consecFail >= streakNeeded(l.backgroundWithout(r.target), falseDownP, l.s.downAfter, l.maxStreak()))
+	if s.silent && !t.silent {
+		l.silence(r.target)
+	}
+	t.silent = s.silent
+	return s
+}
+
+// recordStreak updates the link's failure streak, ordered by send time: a
+// failure of a probe sent before the newest success does not extend it.
+// It marks s as part of an outage when it is.
+func (l *linkState) recordStreak(r probeResult, s *sample) {
+	h := histEntry{fail: s.fail, target: r.target, sent: r.sent}
+	switch {
+	case !s.fail:
 		if r.sent.After(l.failStart) {
 			// The streak is over. A streak that took the link down was
 			// an outage, not background loss.
@@ -452,95 +468,106 @@ func (l *linkState) result(r probeResult) {
 		if r.sent.After(l.lastOK) {
 			l.lastOK = r.sent
 		}
-	} else if !s.silent {
-		if r.sent.Before(l.lastOK) {
-			// Late news: a probe sent after this one succeeded already.
-			// Sent during the last outage, it belongs to it.
-			if !r.sent.Before(l.outageFrom) && r.sent.Before(l.outageTo) {
-				s.outage = true
-			} else {
-				l.hist.add(h)
-			}
+	case s.silent:
+	case r.sent.Before(l.lastOK):
+		// Late news: a probe sent after this one succeeded already. Sent
+		// during the last outage, it belongs to it.
+		if !r.sent.Before(l.outageFrom) && r.sent.Before(l.outageTo) {
+			s.outage = true
 		} else {
-			if l.fail == 0 {
-				l.failStart, l.failSeen = r.sent, now
-			}
-			l.fail++
-			l.pending = append(l.pending, h)
-			l.lastErr = t.lastErr
-			s.outage = l.failOutage
+			l.hist.add(h)
 		}
+	default:
+		if l.fail == 0 {
+			l.failStart, l.failSeen = r.sent, r.at
+		}
+		l.fail++
+		l.pending = append(l.pending, h)
+		l.lastErr = l.targets[r.target].lastErr
+		s.outage = l.failOutage
 	}
-	l.win.add(s)
+}
 
-	up, q := l.targetsUp(), l.quorum()
-	if up < q {
-		if l.quorumFail == 0 {
-			l.quorumBegan, l.quorumSeen = r.sent, now
-		}
-		l.quorumFail++
-	} else {
+// recordQuorum counts consecutive results after which fewer than the
+// quorum of targets answer.
+func (l *linkState) recordQuorum(r probeResult) {
+	if l.targetsUp() >= l.quorum() {
 		l.quorumFail = 0
+		return
 	}
+	if l.quorumFail == 0 {
+		l.quorumBegan, l.quorumSeen = r.sent, r.at
+	}
+	l.quorumFail++
+}
 
-	switch l.health {
-	case Unknown, Up, Degraded:
-		need := l.needDown()
-		if l.fail >= need || l.quorumFail >= need {
-			// Before declaring the link down, ask its byte counters
-			// whether anything kept arriving since the streak began.
-			began, seen := l.failStart, l.failSeen
-			if l.fail < need {
-				began, seen = l.quorumBegan, l.quorumSeen
-			}
-			why, hold := l.aliveCheck(now, began, seen)
-			if !hold {
-				l.goDown(now, need, why)
-				return
-			}
-			if !l.held {
-				l.held = true
-				st := l.state()
-				l.out = append(l.out, decision{at: now, kind: StateChanged, from: st, to: st, msg: "link failure verdict held",
-					reason: fmt.Sprintf("probes failing (%s) but %s: congested, not down", l.failureEvidence(need), why)})
-			}
-		} else {
-			l.held = false
-		}
-		if l.health == Unknown {
-			if up >= q {
-				l.setHealth(now, Up, fmt.Sprintf("%d/%d targets answering (quorum %d)", up, len(l.targets), q))
-			}
-			return
-		}
-		l.evalQuality(now)
-	case Down:
-		reset := l.needReset()
-		if (!ok && !s.silent && l.fail >= reset) || l.quorumFail >= reset {
-			if l.holdDown {
-				l.holdDown = false
-				st := l.state()
-				l.out = append(l.out, decision{at: now, kind: HoldDownAborted, from: st, to: st, publish: true,
-					reason: fmt.Sprintf("failure during the hold-down: %s; %d successful probes needed again", l.failureEvidence(reset), l.s.upAfter)})
-			}
-			l.up = 0
-			return
-		}
-		if ok && up >= q && !r.sent.Before(l.downAt) {
-			l.up++
-			if !l.holdDown && l.up >= l.s.upAfter {
-				ev := fmt.Sprintf("%d successful probes, %d/%d targets answering (quorum %d)", l.up, up, len(l.targets), q)
-				if l.s.holdDown <= 0 {
-					l.recover(now, ev)
-					return
-				}
-				l.holdDown = true
-				l.holdUntil = now.Add(l.s.holdDown)
-				l.out = append(l.out, decision{at: now, kind: HoldDownStarted, from: l.state(), to: l.state(), publish: true,
-					reason: fmt.Sprintf("%s; hold-down %v", ev, l.s.holdDown)})
-			}
-		}
+// judge works out what the evidence after r amounts to, and moves the
+// link by the table (fire).
+func (l *linkState) judge(r probeResult, silent bool) {
+	now := r.at
+	up, q := l.targetsUp(), l.quorum()
+	if l.phase() == pDown || l.phase() == pHoldDown {
+		l.judgeRecovery(r, silent)
+		return
 	}
+	need := l.needDown()
+	if l.fail >= need || l.quorumFail >= need {
+		// Before declaring the link down, ask its byte counters whether
+		// anything kept arriving since the streak began.
+		began, seen := l.failStart, l.failSeen
+		if l.fail < need {
+			began, seen = l.quorumBegan, l.quorumSeen
+		}
+		why, hold := l.aliveCheck(now, began, seen)
+		if !hold {
+			reason := l.failureEvidence(need)
+			if why != "" {
+				reason += "; " + why
+			}
+			l.goDown(now)
+			l.fire(now, inFailStreak, reason)
+			return
+		}
+		if !l.held {
+			l.held = true
+			l.fire(now, inFailHeld, fmt.Sprintf("probes failing (%s) but %s: congested, not down", l.failureEvidence(need), why))
+		}
+	} else {
+		l.held = false
+	}
+	if l.health == Unknown {
+		if up >= q {
+			l.fire(now, inQuorum, fmt.Sprintf("%d/%d targets answering (quorum %d)", up, len(l.targets), q))
+		}
+		return
+	}
+	l.evalQuality(now)
+}
+
+// judgeRecovery is judge for a link that is down: a failure streak
+// restarts the count, good probes with quorum prove the link.
+func (l *linkState) judgeRecovery(r probeResult, silent bool) {
+	now, ok := r.at, r.err == nil
+	up, q := l.targetsUp(), l.quorum()
+	reset := l.needReset()
+	if (!ok && !silent && l.fail >= reset) || l.quorumFail >= reset {
+		l.fire(now, inReset, fmt.Sprintf("failure during the hold-down: %s; %d successful probes needed again", l.failureEvidence(reset), l.s.upAfter))
+		l.up = 0
+		return
+	}
+	if !ok || up < q || r.sent.Before(l.downAt) {
+		return
+	}
+	l.up++
+	if l.holdDown || l.up < l.s.upAfter {
+		return
+	}
+	ev := fmt.Sprintf("%d successful probes, %d/%d targets answering (quorum %d)", l.up, up, len(l.targets), q)
+	if l.s.holdDown <= 0 {
+		l.recover(now, ev)
+		return
+	}
+	l.fire(now, inProven, fmt.Sprintf("%s; hold-down %v", ev, l.s.holdDown))
 }
 
 // silence takes back the failures of target i's current streak, now
@@ -596,13 +623,8 @@ func (l *linkState) failureEvidence(need int) string {
 	return b.String()
 }
 
-// goDown takes the link down after a failure streak of need probes;
-// rx is what the byte counters said ("" when they could not tell).
-func (l *linkState) goDown(now time.Time, need int, rx string) {
-	reason := l.failureEvidence(need)
-	if rx != "" {
-		reason += "; " + rx
-	}
+// goDown is the bookkeeping of a failure streak that takes the link down.
+func (l *linkState) goDown(now time.Time) {
 	l.held = false
 	// The streak was an outage, not loss of a working link: keep it out
 	// of the loss figures and of the background failure rate.
@@ -613,21 +635,19 @@ func (l *linkState) goDown(now time.Time, need int, rx string) {
 			s.outage = true
 		}
 	}
-	l.up, l.holdDown, l.downAt = 0, false, now
-	l.setHealth(now, Down, reason)
+	l.up, l.downAt = 0, now
 }
 
 // recover ends a recovery: Up, or Degraded if the window says so.
 func (l *linkState) recover(now time.Time, evidence string) {
-	l.holdDown = false
 	l.up = 0
-	st := Up
+	in := inRecovered
 	q := l.win.quality()
 	if why, bad := l.degradedBy(q); bad && q.n >= l.minQualitySamples() {
-		st = Degraded
+		in = inRecoveredLossy
 		evidence += "; " + why
 	}
-	l.setHealth(now, st, evidence)
+	l.fire(now, in, evidence)
 }
 
 // tick handles deadlines: the end of a hold-down.
@@ -658,11 +678,11 @@ func (l *linkState) evalQuality(now time.Time) {
 	switch l.health {
 	case Up:
 		if why, bad := l.degradedBy(q); bad {
-			l.setHealth(now, Degraded, why)
+			l.fire(now, inQualityBad, why)
 		}
 	case Degraded:
 		if why, good := l.recoveredBy(q); good {
-			l.setHealth(now, Up, why)
+			l.fire(now, inQualityGood, why)
 		}
 	}
 }
@@ -721,6 +741,46 @@ func round(d time.Duration) time.Duration {
 		return d.Round(time.Microsecond)
 	}
 	return d
+}
+
+// phase is where the link is in the state machine's table.
+func (l *linkState) phase() phase {
+	switch l.health {
+	case Up:
+		return pUp
+	case Degraded:
+		return pDegraded
+	case Down:
+		if l.holdDown {
+			return pHoldDown
+		}
+		return pDown
+	}
+	return pUnknown
+}
+
+// fire moves the link by the table for input in (nothing if the table
+// has no row for its phase and in); reason explains the move. The table
+// says where to go and which event to record; fire carries it out.
+func (l *linkState) fire(now time.Time, in input, reason string) {
+	t, ok := next(l.phase(), in)
+	if !ok {
+		return
+	}
+	if t.to == pHoldDown && t.from != pHoldDown {
+		l.holdUntil = now.Add(l.s.holdDown)
+	}
+	l.holdDown = t.to == pHoldDown
+	st := l.state()
+	switch t.event {
+	case evHeld:
+		l.out = append(l.out, decision{at: now, kind: StateChanged, from: st, to: st, msg: "link failure verdict held", reason: reason})
+	case evStarted:
+		l.out = append(l.out, decision{at: now, kind: HoldDownStarted, from: st, to: st, publish: true, reason: reason})
+	case evAborted:
+		l.out = append(l.out, decision{at: now, kind: HoldDownAborted, from: st, to: st, publish: true, reason: reason})
+	}
+	l.setHealth(now, t.to.health(), reason) // StateChanged when the state changes
 }
 
 // setHealth changes the link's health and records the decision.
@@ -807,13 +867,13 @@ func (l *linkState) holdList() []string {
 // probes said is forgotten, and failures until the first success after it
 // belong to this outage. Probes must then prove the link again.
 func (l *linkState) outage(now time.Time, why string) {
-	l.fail, l.pending, l.failOutage, l.quorumFail, l.up, l.holdDown, l.held = 0, nil, true, 0, 0, false, false
+	l.fail, l.pending, l.failOutage, l.quorumFail, l.up, l.held = 0, nil, true, 0, 0, false
 	l.failStart = time.Time{}
 	for _, t := range l.targets {
 		t.up, t.consecFail, t.hasPrev, t.silent, t.backoff = false, 0, false, false, 0
 	}
 	l.downAt = now
-	l.setHealth(now, Down, why)
+	l.fire(now, inOutage, why)
 }
 
 // setAdmin applies an operator's override.
