@@ -463,12 +463,31 @@ func defDur(d *Duration, def time.Duration) {
 	}
 }
 
-// checkDNS fills in the dns section's defaults and validates it.
+// checkDNS fills in the dns section's defaults and validates it: the
+// server's limits and listeners, rate limiting, TSIG keys, then each zone.
 func checkDNS(c *Config, k *checker) {
 	d := c.DNS
 	if d == nil {
 		return
 	}
+	checkDNSServer(d, k)
+	checkDNSRRL(c, k, &d.RRL)
+	keys := checkDNSKeys(d, k)
+	zones := map[string]int{}
+	serving := false
+	for i := range d.Zones {
+		z := &d.Zones[i]
+		if checkDNSZone(c, k, fmt.Sprintf("dns.zones[%d]", i), z, keys, zones, i) && z.Mode != DNSModePush {
+			serving = true
+		}
+	}
+	if serving && len(d.Listen) == 0 {
+		k.errorf("dns.listen", "missing: the addresses to answer on, e.g. [\"198.51.100.2:53\"]")
+	}
+}
+
+// checkDNSServer checks the server's sockets, TCP limits and listeners.
+func checkDNSServer(d *DNS, k *checker) {
 	if d.UDPSockets < 0 || d.UDPSockets > 64 {
 		k.errorf("dns.udp_sockets", "must be 1..64, got %d", d.UDPSockets)
 	}
@@ -508,7 +527,10 @@ func checkDNS(c *Config, k *checker) {
 		seen[ap] = i
 	}
 
-	r := &d.RRL
+}
+
+// checkDNSRRL fills in and checks response rate limiting.
+func checkDNSRRL(c *Config, k *checker, r *DNSRRL) {
 	if r.Rate < 0 || r.Burst < 0 || r.Slip < 0 {
 		k.errorf("dns.rrl", "rate, burst and slip must not be negative")
 	}
@@ -532,6 +554,11 @@ func checkDNS(c *Config, k *checker) {
 		k.errorf("dns.rrl.ipv6_prefix", "must be 16..128, got %d", r.IPv6Prefix)
 	}
 
+}
+
+// checkDNSKeys checks the TSIG keys and returns their (absolute) names,
+// each with its index.
+func checkDNSKeys(d *DNS, k *checker) map[string]int {
 	keys := map[string]int{}
 	for i := range d.Keys {
 		key := &d.Keys[i]
@@ -562,88 +589,91 @@ func checkDNS(c *Config, k *checker) {
 			}
 		}
 	}
-	knownKey := func(path, name string) string {
-		if name == "" {
-			return ""
-		}
-		n, _ := AbsName(name, ".")
-		if _, ok := keys[n]; !ok {
-			k.errorf(path, "unknown key %q: define it under dns.keys", name)
-		}
-		return n
-	}
+	return keys
+}
 
-	zones := map[string]int{}
-	serving := false
-	for i := range d.Zones {
-		z := &d.Zones[i]
-		p := fmt.Sprintf("dns.zones[%d]", i)
-		origin, ok := AbsName(z.Name, ".")
-		if z.Name == "" || !ok {
-			k.errorf(p+".name", "missing or bad zone name %q", z.Name)
-			continue
+// knownKey returns the absolute name of a key a zone refers to at path,
+// reporting a key that dns.keys does not define.
+func knownKey(k *checker, keys map[string]int, path, name string) string {
+	if name == "" {
+		return ""
+	}
+	n, _ := AbsName(name, ".")
+	if _, ok := keys[n]; !ok {
+		k.errorf(path, "unknown key %q: define it under dns.keys", name)
+	}
+	return n
+}
+
+// checkDNSZone fills in and checks zone i at path p; zones maps the origins
+// seen so far to their index. It returns false when the zone has no
+// usable name.
+func checkDNSZone(c *Config, k *checker, p string, z *DNSZone, keys, zones map[string]int, i int) bool {
+	origin, ok := AbsName(z.Name, ".")
+	if z.Name == "" || !ok {
+		k.errorf(p+".name", "missing or bad zone name %q", z.Name)
+		return false
+	}
+	z.Name = origin
+	if j, dup := zones[origin]; dup {
+		k.errorf(p+".name", "duplicate zone %q (also dns.zones[%d])", origin, j)
+	}
+	zones[origin] = i
+	def := DNSModeServe
+	if z.Push != nil {
+		def = DNSModeBoth
+	}
+	oneOf(k, p+".mode", &z.Mode, def, DNSModeServe, DNSModePush, DNSModeBoth)
+	if z.Mode != DNSModeServe && z.Push == nil {
+		k.errorf(p+".mode", "mode %s needs a push section", z.Mode)
+	}
+	defDur(&z.TTL, DefaultDNSZoneTTL)
+	checkSOA(k, p+".soa", &z.SOA)
+	checkStatic(c, k, p, z)
+	names := map[string]int{}
+	for j := range z.Names {
+		checkDNSName(c, k, fmt.Sprintf("%s.names[%d]", p, j), origin, &z.Names[j], names, j)
+	}
+	z.Transfer.Key = knownKey(k, keys, p+".transfer.key", z.Transfer.Key)
+	for j, ap := range z.Transfer.Notify {
+		if ap.Port() == 0 {
+			k.errorf(fmt.Sprintf("%s.transfer.notify[%d]", p, j), "%s: give a port, e.g. %s", ap, netip.AddrPortFrom(ap.Addr(), 53))
 		}
-		z.Name = origin
-		if j, dup := zones[origin]; dup {
-			k.errorf(p+".name", "duplicate zone %q (also dns.zones[%d])", origin, j)
-		}
-		zones[origin] = i
-		def := DNSModeServe
-		if z.Push != nil {
-			def = DNSModeBoth
-		}
-		oneOf(k, p+".mode", &z.Mode, def, DNSModeServe, DNSModePush, DNSModeBoth)
-		if z.Mode != DNSModeServe && z.Push == nil {
-			k.errorf(p+".mode", "mode %s needs a push section", z.Mode)
-		}
-		if z.Mode != DNSModePush {
-			serving = true
-		}
-		defDur(&z.TTL, DefaultDNSZoneTTL)
-		checkSOA(k, p+".soa", &z.SOA)
-		checkStatic(c, k, p, z)
-		names := map[string]int{}
-		for j := range z.Names {
-			checkDNSName(c, k, fmt.Sprintf("%s.names[%d]", p, j), origin, &z.Names[j], names, j)
-		}
-		z.Transfer.Key = knownKey(p+".transfer.key", z.Transfer.Key)
-		for j, ap := range z.Transfer.Notify {
-			if ap.Port() == 0 {
-				k.errorf(fmt.Sprintf("%s.transfer.notify[%d]", p, j), "%s: give a port, e.g. %s", ap, netip.AddrPortFrom(ap.Addr(), 53))
-			}
-		}
-		if ps := z.Push; ps != nil {
-			pp := p + ".push"
-			if !ps.Server.IsValid() || ps.Server.Port() == 0 {
-				k.errorf(pp+".server", "missing: the primary's address and port, e.g. 192.0.2.53:53")
-			}
-			if ps.Zone == "" {
-				ps.Zone = origin
-			} else if pz, ok := AbsName(ps.Zone, "."); !ok {
-				k.errorf(pp+".zone", "bad zone name %q", ps.Zone)
-			} else {
-				ps.Zone = pz
-				for _, n := range z.Names {
-					if abs, ok := AbsName(n.Name, origin); ok && !mdns.IsSubDomain(pz, abs) {
-						k.errorf(pp+".zone", "name %s is not inside the primary's zone %s", abs, pz)
-						break
-					}
-				}
-			}
-			ps.Key = knownKey(pp+".key", ps.Key)
-			defDur(&ps.Timeout, DefaultDNSPushTO)
-			defDur(&ps.RetryMin, DefaultDNSRetryMin)
-			defDur(&ps.RetryMax, DefaultDNSRetryMax)
-			if ps.Verify == 0 && !c.Has(pp+".verify") {
-				ps.Verify = Duration(DefaultDNSVerify)
-			}
-			if ps.RetryMax < ps.RetryMin {
-				k.errorf(pp+".retry_max", "%s is below retry_min %s", ps.RetryMax.D(), ps.RetryMin.D())
+	}
+	if z.Push != nil {
+		checkDNSPush(c, k, p+".push", z, origin, keys)
+	}
+	return true
+}
+
+// checkDNSPush fills in and checks a zone's push section at pp.
+func checkDNSPush(c *Config, k *checker, pp string, z *DNSZone, origin string, keys map[string]int) {
+	ps := z.Push
+	if !ps.Server.IsValid() || ps.Server.Port() == 0 {
+		k.errorf(pp+".server", "missing: the primary's address and port, e.g. 192.0.2.53:53")
+	}
+	if ps.Zone == "" {
+		ps.Zone = origin
+	} else if pz, ok := AbsName(ps.Zone, "."); !ok {
+		k.errorf(pp+".zone", "bad zone name %q", ps.Zone)
+	} else {
+		ps.Zone = pz
+		for _, n := range z.Names {
+			if abs, ok := AbsName(n.Name, origin); ok && !mdns.IsSubDomain(pz, abs) {
+				k.errorf(pp+".zone", "name %s is not inside the primary's zone %s", abs, pz)
+				break
 			}
 		}
 	}
-	if serving && len(d.Listen) == 0 {
-		k.errorf("dns.listen", "missing: the addresses to answer on, e.g. [\"198.51.100.2:53\"]")
+	ps.Key = knownKey(k, keys, pp+".key", ps.Key)
+	defDur(&ps.Timeout, DefaultDNSPushTO)
+	defDur(&ps.RetryMin, DefaultDNSRetryMin)
+	defDur(&ps.RetryMax, DefaultDNSRetryMax)
+	if ps.Verify == 0 && !c.Has(pp+".verify") {
+		ps.Verify = Duration(DefaultDNSVerify)
+	}
+	if ps.RetryMax < ps.RetryMin {
+		k.errorf(pp+".retry_max", "%s is below retry_min %s", ps.RetryMax.D(), ps.RetryMin.D())
 	}
 }
 

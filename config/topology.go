@@ -127,11 +127,30 @@ type TopoDNSServer struct {
 
 func init() { sectionChecks = append(sectionChecks, checkTopology) }
 
+// checkTopology checks the topology section, one part after the other:
+// the names of power feeds, conduits and devices (one name space), the
+// gateway, its LAN and HA partners, providers, the links' paths, DNS
+// servers and prefixes.
 func checkTopology(c *Config, k *checker) {
 	t := c.Topology
 	if t == nil {
 		return
 	}
+	kinds := checkTopologyNames(t, k)
+	checkTopologyGateway(c, k, kinds)
+	providers := checkTopologyProviders(t, k)
+	checkTopologyLinks(c, k, kinds, providers)
+	checkTopologyDNS(c, k, kinds)
+	for i, pf := range t.Prefixes {
+		if pf != pf.Masked() {
+			k.errorf(fmt.Sprintf("topology.prefixes[%d]", i), "%s has host bits set (did you mean %s?)", pf, pf.Masked())
+		}
+	}
+}
+
+// checkTopologyNames checks power feeds, conduits and devices and returns
+// each name's kind: "power", "conduit" or "device".
+func checkTopologyNames(t *Topology, k *checker) map[string]string {
 	// Devices, conduits and power feeds share one name space: paths refer
 	// to devices and conduits by name.
 	names := map[string]string{} // name → path where defined
@@ -175,6 +194,13 @@ func checkTopology(c *Config, k *checker) {
 			}
 		}
 	}
+	return kinds
+}
+
+// checkTopologyGateway fills in the gateway's name and checks it, the LAN
+// devices and the HA partners.
+func checkTopologyGateway(c *Config, k *checker, kinds map[string]string) {
+	t := c.Topology
 	if t.Gateway == "" {
 		t.Gateway = DefaultTopologyGateway
 		if c.HA != nil && c.HA.Node != "" {
@@ -200,6 +226,10 @@ func checkTopology(c *Config, k *checker) {
 			k.errorf(p, "unknown device %q", h)
 		}
 	}
+}
+
+// checkTopologyProviders checks the providers and returns their names.
+func checkTopologyProviders(t *Topology, k *checker) map[string]bool {
 	providers := map[string]bool{}
 	for i := range t.Providers {
 		pr := &t.Providers[i]
@@ -221,6 +251,14 @@ func checkTopology(c *Config, k *checker) {
 			}
 		}
 	}
+	return providers
+}
+
+// checkTopologyLinks checks where the config's links are placed: each at
+// most once, with a known provider and a path of known devices and
+// conduits.
+func checkTopologyLinks(c *Config, k *checker, kinds map[string]string, providers map[string]bool) {
+	t := c.Topology
 	seenLinks := map[string]int{}
 	for i := range t.Links {
 		tl := &t.Links[i]
@@ -251,6 +289,11 @@ func checkTopology(c *Config, k *checker) {
 			}
 		}
 	}
+}
+
+// checkTopologyDNS checks the DNS servers the site depends on.
+func checkTopologyDNS(c *Config, k *checker, kinds map[string]string) {
+	t := c.Topology
 	dnsNames := map[string]bool{}
 	for i := range t.DNS {
 		s := &t.DNS[i]
@@ -275,11 +318,6 @@ func checkTopology(c *Config, k *checker) {
 		}
 		if s.Device != "" && kinds[s.Device] != "device" && s.Device != t.Gateway {
 			k.errorf(p+".device", "unknown device %q", s.Device)
-		}
-	}
-	for i, pf := range t.Prefixes {
-		if pf != pf.Masked() {
-			k.errorf(fmt.Sprintf("topology.prefixes[%d]", i), "%s has host bits set (did you mean %s?)", pf, pf.Masked())
 		}
 	}
 }

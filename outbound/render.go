@@ -261,7 +261,9 @@ func policyChain(j int) string     { return fmt.Sprintf("pol%d", j) }
 func pickChain(j, i int) string    { return fmt.Sprintf("pick%d_%d", j, i) }
 func stickySet(j, i, f int) string { return fmt.Sprintf("sticky%d_%d_v%d", j, i, f) }
 
-// build computes the desired kernel state.
+// build computes the desired kernel state: the links' rules, routes and
+// chains, the hooks, the steering of new flows, one chain per policy and
+// source NAT.
 func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 	s := route.SchemeOf(o)
 	byName := map[string]int{}
@@ -278,11 +280,30 @@ func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 	}
 	p.routes = s.Desired(rl)
 
-	rs := nft.Ruleset{Family: TableFamily, Name: TableName}
+	rs := &nft.Ruleset{Family: TableFamily, Name: TableName}
 	rs.Header = append(rs.Header, "multihome outbound ruleset: generated, replaced atomically on every change; do not edit",
 		fmt.Sprintf("marks in %s, tables %d-%d, rule priorities %d-%d", hexMark(o.MarkMask), s.TableBase, s.TableBase+config.TableRange-1, s.PriorityBase, s.PriorityBase+config.RulePriorityRange-1))
+	restore, save := linkChains(rs, o, s, views)
+	hookChains(rs, cfg, o, restore, save)
+	polIndex := steerChain(rs, o)
+	for j, pol := range o.Policies {
+		c := decide(pol, views, byName)
+		p.choices = append(p.choices, c)
+		rs.Header = append(rs.Header, fmt.Sprintf("policy %s (%s): %s", pol.Name, pol.Type, c.why))
+		policyChainFor(rs, p, o, j, pol, c, polIndex, views, byName)
+	}
+	natChains(rs, cfg, o, views)
+
+	p.ruleset = *rs
+	p.text = rs.String() + "\n# ip rules and routes\n" + p.routes.String()
+	return p
+}
+
+// linkChains adds each link's header line and its two chains (mark a
+// packet for the link, remember it in the flow's conntrack mark) and
+// returns the vmap elements that restore and save those marks.
+func linkChains(rs *nft.Ruleset, o config.Outbound, s route.Scheme, views []linkView) (restore, save []string) {
 	keep := ^o.MarkMask
-	var restore, save []string
 	for _, v := range views {
 		m := s.Mark(v.idx)
 		rs.Header = append(rs.Header, fmt.Sprintf("link %s: interface %s mark %s table %d state %s%s", v.cfg.Name, v.cfg.Interface, hexMark(m), s.Table(v.idx), v.st.State, stateNotes(v.st)))
@@ -299,6 +320,13 @@ func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 	rs.Chains = append(rs.Chains, nft.Chain{Name: "unreachable", Comment: "last resort: no route", Rules: []string{
 		fmt.Sprintf("meta mark set meta mark | %s", hexMark(s.LastResort())),
 	}})
+	return restore, save
+}
+
+// hookChains adds the chains on the netfilter hooks: known flows keep
+// their link, inbound flows' replies leave by it, local traffic and
+// pinned sockets (probes) are left alone, new flows go to steer.
+func hookChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, restore, save []string) {
 	restoreRule := fmt.Sprintf("ct mark & %s vmap { %s } comment \"known flow: keep its link\"", hexMark(o.MarkMask), strings.Join(restore, ", "))
 	saveMap := strings.Join(save, ", ")
 	local := "fib daddr type { local, broadcast, multicast } return"
@@ -323,8 +351,11 @@ func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 			fmt.Sprintf("ct state new ct direction original oifname vmap { %s } comment \"remember the link a new flow left by\"", saveMap),
 		}},
 	)
+}
 
-	// Steering: ordered rules, then the default policy.
+// steerChain adds the steering chain (ordered rules, then the default
+// policy) and returns each policy's index.
+func steerChain(rs *nft.Ruleset, o config.Outbound) map[string]int {
 	polIndex := map[string]int{}
 	for j, pol := range o.Policies {
 		polIndex[pol.Name] = j
@@ -340,70 +371,82 @@ func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 	}
 	steer = append(steer, fmt.Sprintf("goto %s comment %s", policyChain(polIndex[o.DefaultPolicy]), nft.Quote("default policy "+o.DefaultPolicy)))
 	rs.Chains = append(rs.Chains, nft.Chain{Name: "steer", Comment: "new flows: first matching rule picks the policy", Rules: steer})
+	return polIndex
+}
 
-	for j, pol := range o.Policies {
-		c := decide(pol, views, byName)
-		p.choices = append(p.choices, c)
-		rs.Header = append(rs.Header, fmt.Sprintf("policy %s (%s): %s", pol.Name, pol.Type, c.why))
-		sticky := pol.Type == config.PolicySticky
-		target := func(i int) string {
-			if sticky {
-				return pickChain(j, i)
-			}
-			return linkChain(i)
-		}
-		var rules []string
+// policyChainFor adds policy j's chain, which sends a new flow to one of
+// the members chosen by decide (c), weighted, sticky or to the last
+// resort.
+func policyChainFor(rs *nft.Ruleset, p *plan, o config.Outbound, j int, pol config.OutboundPolicy, c choice, polIndex map[string]int, views []linkView, byName map[string]int) {
+	sticky := pol.Type == config.PolicySticky
+	target := func(i int) string {
 		if sticky {
-			accepting := map[int]bool{}
-			for _, m := range c.members {
-				accepting[m.idx] = true
-			}
-			for _, name := range pol.Links {
-				i := byName[name]
-				for _, f := range []int{4, 6} {
-					rs.Sets = append(rs.Sets, nft.Set{Name: stickySet(j, i, f), Type: fmt.Sprintf("ipv%d_addr", f), Flags: []string{"dynamic", "timeout"}, Timeout: pol.StickyTimeout.D(),
-						Comment: fmt.Sprintf("sources stuck to %s by %s", name, pol.Name)})
-					if !views[i].st.AcceptsNew() {
-						p.flush = append(p.flush, stickySet(j, i, f))
-					}
-				}
-				rs.Chains = append(rs.Chains, nft.Chain{Name: pickChain(j, i), Comment: pol.Name + " picks " + name, Rules: []string{
-					fmt.Sprintf("meta nfproto ipv4 update @%s { ip saddr }", stickySet(j, i, 4)),
-					fmt.Sprintf("meta nfproto ipv6 update @%s { ip6 saddr }", stickySet(j, i, 6)),
-					"goto " + linkChain(i),
-				}})
-				if accepting[i] {
-					rules = append(rules,
-						fmt.Sprintf("ip saddr @%s goto %s", stickySet(j, i, 4), pickChain(j, i)),
-						fmt.Sprintf("ip6 saddr @%s goto %s", stickySet(j, i, 6), pickChain(j, i)))
-				}
-			}
+			return pickChain(j, i)
 		}
-		switch {
-		case len(c.members) == 0 && c.lastResort == config.LastResortUnreachable:
-			rules = append(rules, "goto unreachable comment \"no link accepts new flows\"")
-		case len(c.members) == 0:
-			rules = append(rules, "return comment \"no link accepts new flows: main table\"")
-		case len(c.members) == 1:
-			rules = append(rules, "goto "+target(c.members[0].idx))
-		default:
-			var ranges []string
-			n := 0
-			for _, m := range c.members {
-				if m.weight == 1 {
-					ranges = append(ranges, fmt.Sprintf("%d : goto %s", n, target(m.idx)))
-				} else {
-					ranges = append(ranges, fmt.Sprintf("%d-%d : goto %s", n, n+m.weight-1, target(m.idx)))
-				}
-				n += m.weight
-			}
-			rules = append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", n, strings.Join(ranges, ", ")))
-		}
-		rules = bondPolicyRules(o, pol, polIndex, rules)
-		rs.Chains = append(rs.Chains, nft.Chain{Name: policyChain(j), Comment: fmt.Sprintf("policy %s (%s)", pol.Name, pol.Type), Rules: rules})
+		return linkChain(i)
 	}
+	var rules []string
+	if sticky {
+		rules = stickyRules(rs, p, j, pol, c, views, byName)
+	}
+	switch {
+	case len(c.members) == 0 && c.lastResort == config.LastResortUnreachable:
+		rules = append(rules, "goto unreachable comment \"no link accepts new flows\"")
+	case len(c.members) == 0:
+		rules = append(rules, "return comment \"no link accepts new flows: main table\"")
+	case len(c.members) == 1:
+		rules = append(rules, "goto "+target(c.members[0].idx))
+	default:
+		var ranges []string
+		n := 0
+		for _, m := range c.members {
+			if m.weight == 1 {
+				ranges = append(ranges, fmt.Sprintf("%d : goto %s", n, target(m.idx)))
+			} else {
+				ranges = append(ranges, fmt.Sprintf("%d-%d : goto %s", n, n+m.weight-1, target(m.idx)))
+			}
+			n += m.weight
+		}
+		rules = append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", n, strings.Join(ranges, ", ")))
+	}
+	rules = bondPolicyRules(o, pol, polIndex, rules)
+	rs.Chains = append(rs.Chains, nft.Chain{Name: policyChain(j), Comment: fmt.Sprintf("policy %s (%s)", pol.Name, pol.Type), Rules: rules})
+}
 
-	// Source NAT per uplink.
+// stickyRules adds a sticky policy's sets and pick chains (flushing the
+// sets of members that take no new flows) and returns the rules that send
+// a stuck source back to its member.
+func stickyRules(rs *nft.Ruleset, p *plan, j int, pol config.OutboundPolicy, c choice, views []linkView, byName map[string]int) []string {
+	var rules []string
+	accepting := map[int]bool{}
+	for _, m := range c.members {
+		accepting[m.idx] = true
+	}
+	for _, name := range pol.Links {
+		i := byName[name]
+		for _, f := range []int{4, 6} {
+			rs.Sets = append(rs.Sets, nft.Set{Name: stickySet(j, i, f), Type: fmt.Sprintf("ipv%d_addr", f), Flags: []string{"dynamic", "timeout"}, Timeout: pol.StickyTimeout.D(),
+				Comment: fmt.Sprintf("sources stuck to %s by %s", name, pol.Name)})
+			if !views[i].st.AcceptsNew() {
+				p.flush = append(p.flush, stickySet(j, i, f))
+			}
+		}
+		rs.Chains = append(rs.Chains, nft.Chain{Name: pickChain(j, i), Comment: pol.Name + " picks " + name, Rules: []string{
+			fmt.Sprintf("meta nfproto ipv4 update @%s { ip saddr }", stickySet(j, i, 4)),
+			fmt.Sprintf("meta nfproto ipv6 update @%s { ip6 saddr }", stickySet(j, i, 6)),
+			"goto " + linkChain(i),
+		}})
+		if accepting[i] {
+			rules = append(rules,
+				fmt.Sprintf("ip saddr @%s goto %s", stickySet(j, i, 4), pickChain(j, i)),
+				fmt.Sprintf("ip6 saddr @%s goto %s", stickySet(j, i, 6), pickChain(j, i)))
+		}
+	}
+	return rules
+}
+
+// natChains adds source NAT per uplink (and the bond's redirect).
+func natChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, views []linkView) {
 	var nat []string
 	for _, v := range views {
 		dev := nft.Quote(v.cfg.Interface)
@@ -428,10 +471,6 @@ func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 	if r := bondRedirect(cfg, o); r != nil {
 		rs.Chains = append(rs.Chains, nft.Chain{Name: "bond_redirect", Type: "nat", Hook: "prerouting", Priority: "dstnat", Policy: "accept", Rules: r})
 	}
-
-	p.ruleset = rs
-	p.text = rs.String() + "\n# ip rules and routes\n" + p.routes.String()
-	return p
 }
 
 func stateNotes(s monitor.Status) string {
