@@ -234,6 +234,18 @@ func checkDeb(t *testing.T, arch, version, path string, real bool) {
 			t.Error("binary has an ELF interpreter: not static (CGO_ENABLED=0)")
 		}
 	}
+	if real && arch == runtime.GOARCH {
+		// The packaged binary runs here: it reads the packaged config.
+		dir := t.TempDir()
+		bin, cfg := filepath.Join(dir, "multihome"), filepath.Join(dir, "multihome.yaml")
+		os.WriteFile(bin, data[BinPath].data, 0o755)
+		os.WriteFile(cfg, data[ConfigPath].data, 0o600)
+		for _, args := range [][]string{{"version"}, {"check-config", "--strict", cfg}} {
+			if out, err := exec.Command(bin, args...).CombinedOutput(); err != nil {
+				t.Errorf("packaged multihome %v: %v\n%s", args, err, out)
+			}
+		}
+	}
 	unit := string(data[UnitPath].data)
 	if !regexp.MustCompile(`(?m)^ExecStart=`+BinPath+` run .*--config `+ConfigPath+`$`).MatchString(unit) || strings.Contains(unit, "/usr/local/bin") {
 		t.Errorf("unit does not run %s:\n%s", BinPath, unit)

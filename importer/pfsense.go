@@ -196,6 +196,8 @@ func (p *pfsense) gateway(g *node) {
 			p.note(&notes, c.line, "gateway %s: force_down: run `multihome link down %s` once the daemon runs", name, l.name)
 		case "latencylow", "losslow":
 			p.note(&notes, c.line, "gateway %s: %s %s: a warning colour in pfSense's status only; multihome has one degraded threshold (latencyhigh/losshigh)", name, c.name, c.text)
+		case "priority":
+			p.note(&notes, c.line, "gateway %s: priority %s (OPNsense's choice of the default gateway): multihome's is outbound.default_policy", name, c.text)
 		case "gw_down_kill_states":
 			p.note(&notes, c.line, "gateway %s: gw_down_kill_states: multihome deletes exactly a failed link's flows (outbound.flush_on_failure)", name)
 		default:
