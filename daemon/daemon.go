@@ -140,6 +140,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 	}
 	d.reportMissing(d.cfg)
 	d.subs = append(d.subs, &named{name: "routes", sub: routesSub{d.routes, log.With("subsystem", "route")}})
+	d.wireHA()
 	if cfg.API.Listen != "off" {
 		token, err := apiToken(cfg.API)
 		if err != nil {

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"log/slog"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -24,6 +25,39 @@ func init() {
 		return n, reg.Register(n.Collector())
 	}})
 	optional["ha"] = func(c *config.Config) bool { return c.HA != nil }
+}
+
+// standbyer is a subsystem that stands down on the standby node of an HA
+// pair (the router advertisements: router lifetime 0).
+type standbyer interface{ SetStandby(bool) }
+
+// followRole makes the subsystems follow this node's HA role: every one
+// that can stand down does so unless the node is master. Until keepalived
+// has reported, the node counts as standby.
+func (d *Daemon) followRole(n *ha.Node) {
+	set := func(r ha.Role) {
+		d.mu.Lock()
+		subs := slices.Clone(d.subs)
+		d.mu.Unlock()
+		for _, s := range subs {
+			if sb, ok := s.sub.(standbyer); ok {
+				sb.SetStandby(r != ha.RoleMaster)
+			}
+		}
+	}
+	n.OnRole(set)
+	set(ha.RoleInit)
+}
+
+// wireHA makes the subsystems follow the HA node's role, if there is one.
+// (A node added by a reload starts with the subsystems as they are; they
+// follow from its first role change.)
+func (d *Daemon) wireHA() {
+	for _, s := range d.subs {
+		if n, ok := s.sub.(*ha.Node); ok {
+			d.followRole(n)
+		}
+	}
 }
 
 // HAStatus returns the pair's state as this node sees it, and false when

@@ -85,6 +85,9 @@ type Node struct {
 	conntrackdCmd func(ctx context.Context, args ...string) ([]byte, error)
 
 	updates chan update
+	// onRole, when set, is called (from Run's goroutine) with every new
+	// role: the daemon stands the other subsystems down or up with it.
+	onRole func(Role)
 
 	mu  sync.Mutex // guards cfg, st and the children pointers for Status
 	cfg *config.Config
@@ -389,6 +392,9 @@ func (n *Node) onNotify(ctx context.Context, line string) {
 	}
 }
 
+// OnRole sets the function called with every new role (before Run).
+func (n *Node) OnRole(f func(Role)) { n.onRole = f }
+
 func (n *Node) setRole(r Role, why string) {
 	n.mu.Lock()
 	prev := n.st.Role
@@ -396,6 +402,9 @@ func (n *Node) setRole(r Role, why string) {
 	n.mu.Unlock()
 	if prev != r {
 		n.log.Info("ha role changed", "from", prev, "to", r, "keepalived", why)
+		if n.onRole != nil {
+			n.onRole(r)
+		}
 	}
 }
 

@@ -60,8 +60,32 @@ type Advertiser struct {
 	npt     *nft.Table
 	nptOn   bool // the nptv6 table was applied
 	sets    *setSyncer
+	// standby is set while this gateway is the standby node of an HA
+	// pair (SetStandby): its advertisements carry router lifetime 0.
+	standby bool
 
 	kick chan struct{}
+}
+
+// SetStandby makes the advertiser the standby router of an HA pair (ha
+// package): its advertisements keep the prefixes, so the hosts' addresses
+// stay, but carry router lifetime 0, so the hosts route through the
+// master only. Back to false (this node became master), a full
+// advertisement goes out at once.
+func (a *Advertiser) SetStandby(standby bool) {
+	a.mu.Lock()
+	changed := a.standby != standby
+	a.standby = standby
+	a.mu.Unlock()
+	if !changed {
+		return
+	}
+	if standby {
+		a.log.Info("ha standby: advertising router lifetime 0, prefixes kept")
+	} else {
+		a.log.Info("ha master: advertising as the LAN's router")
+	}
+	a.poke()
 }
 
 // New returns an Advertiser for cfg (which must have an ipv6 section).
@@ -406,7 +430,7 @@ func (a *Advertiser) Run(ctx context.Context) error {
 	send := func(router bool) {
 		a.mu.Lock()
 		ps := a.stateLocked(time.Now())
-		m := Advertisement(a.cfg.IPv6, ps, router)
+		m := Advertisement(a.cfg.IPv6, ps, router && !a.standby)
 		a.mu.Unlock()
 		if err := conn.WriteTo(m, nil, allNodes); err != nil {
 			a.log.Warn("sending router advertisement", "err", err)

@@ -201,6 +201,28 @@ multihome_ipv6_prefix_preferred{link="isp2",prefix="2001:db8:2:100::/64"} 0
 	src.admin("isp1", monitor.AdminNone)
 	eventually(t, "isp1 prefix preferred after undrain", func() bool { return !hostPrefixes(t, l)["2001:db8:1:100"] })
 
+	// The standby node of an HA pair: router lifetime 0, so the host drops
+	// its default route through the gateway and keeps its addresses; back
+	// to master, the default route returns.
+	defaultRoute := func() bool {
+		out, err := l.Run(context.Background(), "lan1", "ip", "-6", "route", "show", "default").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(string(out), "default via fe80:")
+	}
+	eventually(t, "default route via the gateway", defaultRoute)
+	a.SetStandby(true)
+	eventually(t, "standby: default route withdrawn", func() bool { return !defaultRoute() })
+	m := hostPrefixes(t, l)
+	dep1, ok1 := m["2001:db8:1:100"]
+	dep2, ok2 := m["2001:db8:2:100"]
+	if !ok1 || !ok2 || dep1 || dep2 {
+		t.Errorf("standby: the host's provider addresses should stay preferred: %v", m)
+	}
+	a.SetStandby(false)
+	eventually(t, "master again: default route back", defaultRoute)
+
 	// Renumbering by Update: isp1 moves to 2001:db8:1:200::/64; the old
 	// prefix is advertised with zero lifetimes for ra.retire, then dropped.
 	cfg2 := parse(t, strings.Replace(strings.Replace(testConfig, "2001:db8:1:100::/64", "2001:db8:1:200::/64", 1),
