@@ -116,7 +116,7 @@ func (s *Server) fastAnswer(v *view, in []byte, q *wireQuery, out []byte) (resp 
 	if qtype == mdns.TypeAAAA {
 		f, rdlen = famAAAA, 16
 	}
-	if d == nil || d.servfail || len(d.sets[f].ips) == 0 {
+	if d == nil || d.servfail || len(d.set(f).ips) == 0 {
 		return nil, false
 	}
 	var ib [16]int
@@ -138,7 +138,7 @@ func (s *Server) fastAnswer(v *view, in []byte, q *wireQuery, out []byte) (resp 
 	if edns {
 		out[11] = 1
 	}
-	set := &d.sets[f]
+	set := d.set(f)
 	for _, i := range idx {
 		// Owner: a pointer to the question's name, as the client spelled it.
 		out = append(out, 0xc0, 12, 0, byte(qtype), 0, 1,

@@ -228,7 +228,7 @@ func TestWeighted(t *testing.T) {
 	// isp1 half used: 3 × 0.5 = 1.5 against 1 × 1: 0.6.
 	src.set("isp1", func(s *monitor.Status) { s.UtilDown = 0.5 })
 	eventually(t, 2*time.Second, "weights follow spare capacity", func() bool {
-		c := ts.dyn("www.example.com.").sets[famA].cum
+		c := ts.dyn("www.example.com.").set(famA).cum
 		return len(c) == 2 && math.Abs(c[0]/c[1]-0.6) < 1e-9
 	})
 	if got := share(); math.Abs(got-0.6) > 0.05 {

@@ -43,8 +43,10 @@ func (zv *zoneView) dynOf(n *dynName) *dynView {
 
 // dynView is a name's answers for the current link states.
 type dynView struct {
-	n    *dynName
-	sets [2]answerSet
+	n *dynName
+	// sets are the answer sets by family (nil: none, NODATA); mostly
+	// shared with the name's cache, so a view of 100K names stays small.
+	sets [2]*answerSet
 	// allDown: no link of the name is usable; sets hold the fallback
 	// answer (or nothing, with servfail).
 	allDown  bool
@@ -163,7 +165,7 @@ func (d *dynView) compute(lt []*linkState, lg lastGood, now time.Time) {
 		}
 	}
 	if n.allDown == config.DNSAllDownLastGood {
-		lg[n.name] = [2][]netip.Addr{d.sets[0].addrs, d.sets[1].addrs}
+		lg[n.name] = [2][]netip.Addr{d.set(0).addrs, d.set(1).addrs}
 	}
 	if len(why) > 0 {
 		d.why = strings.Join(why, ", ")
@@ -205,7 +207,8 @@ func (d *dynView) allDownSets(lg lastGood) {
 	case config.DNSAllDownLastGood:
 		if g, ok := lg[n.name]; ok {
 			for f := range 2 {
-				d.sets[f] = fixedSet(g[f], true)
+				s := fixedSet(g[f], true)
+				d.sets[f] = &s
 			}
 			d.why = "all links down: last known good"
 			return
@@ -220,39 +223,50 @@ func (d *dynView) allDownSets(lg lastGood) {
 // policySet applies the name's policy to the usable records c of family
 // f (mask: which of recs[f] they are). spare is the links' spare
 // capacity (weighted only).
-func (n *dynName) policySet(f int, c []addrRec, mask uint64, spare map[string]float64) answerSet {
+func (n *dynName) policySet(f int, c []addrRec, mask uint64, spare map[string]float64) *answerSet {
+	if n.policy == config.DNSPolicyAll {
+		return n.setOf(f, c, mask) // shared: nothing allocated
+	}
+	s := new(answerSet)
 	switch n.policy {
 	case config.DNSPolicyFailover:
 		best := slices.MinFunc(c, func(a, b addrRec) int { return cmp.Compare(a.priority, b.priority) }).priority
 		c = slices.DeleteFunc(slices.Clone(c), func(r addrRec) bool { return r.priority != best })
-		return fixedSet(addrsOf(c), true)
+		*s = fixedSet(addrsOf(c), true)
 	case config.DNSPolicyFirst:
 		c = slices.Clone(c)
 		slices.SortStableFunc(c, func(a, b addrRec) int { return cmp.Compare(a.priority, b.priority) })
-		return fixedSet(addrsOf(c[:min(len(c), n.count)]), false)
+		*s = fixedSet(addrsOf(c[:min(len(c), n.count)]), false)
 	case config.DNSPolicyWeighted:
-		s := fixedSet(addrsOf(c), false)
-		s.pick = min(n.count, len(c))
-		total := 0.0
-		w := make([]float64, len(c))
-		for i, r := range c {
-			w[i] = r.weight * spare[r.link]
-			total += w[i]
-		}
-		if total <= 0 {
-			for i := range w {
-				w[i] = 1
-			}
-		}
-		s.cum = make([]float64, len(c))
-		acc := 0.0
-		for i := range w {
-			acc += w[i]
-			s.cum[i] = acc
-		}
-		return s
+		*s = n.weightedSet(c, spare)
+	default:
+		return n.setOf(f, c, mask)
 	}
-	return n.setOf(f, c, mask)
+	return s
+}
+
+// weightedSet draws from c by weight × the link's spare capacity.
+func (n *dynName) weightedSet(c []addrRec, spare map[string]float64) answerSet {
+	s := fixedSet(addrsOf(c), false)
+	s.pick = min(n.count, len(c))
+	total := 0.0
+	w := make([]float64, len(c))
+	for i, r := range c {
+		w[i] = r.weight * spare[r.link]
+		total += w[i]
+	}
+	if total <= 0 {
+		for i := range w {
+			w[i] = 1
+		}
+	}
+	s.cum = make([]float64, len(c))
+	acc := 0.0
+	for i := range w {
+		acc += w[i]
+		s.cum[i] = acc
+	}
+	return s
 }
 
 func addrsOf(rs []addrRec) []netip.Addr {
@@ -278,7 +292,18 @@ func (d *dynView) published(f int) []netip.Addr {
 	if d == nil || d.servfail {
 		return nil
 	}
-	return d.sets[f].addrs
+	return d.set(f).addrs
+}
+
+// noAddrs is the answer set of a family with no address (NODATA).
+var noAddrs answerSet
+
+// set is the answer set of family f.
+func (d *dynView) set(f int) *answerSet {
+	if s := d.sets[f]; s != nil {
+		return s
+	}
+	return &noAddrs
 }
 
 // ttlAt is the TTL of answers given at now: MinTTL right after a change
@@ -301,7 +326,7 @@ func (d *dynView) ttlAt(now time.Time) uint32 {
 // owner name (the query's spelling) and the policy applied. rot is a
 // rotation counter.
 func (d *dynView) answer(out []mdns.RR, f int, owner string, ttl uint32, rot uint64) []mdns.RR {
-	s := &d.sets[f]
+	s := d.set(f)
 	var buf [16]int
 	for _, i := range d.indices(f, rot, buf[:0]) {
 		h := mdns.RR_Header{Name: owner, Rrtype: famType(f), Class: mdns.ClassINET, Ttl: ttl}
@@ -317,7 +342,7 @@ func (d *dynView) answer(out []mdns.RR, f int, owner string, ttl uint32, rot uin
 // indices appends to idx which addresses of family f one answer gives, in
 // order: rotated, drawn by weight, or as they are.
 func (d *dynView) indices(f int, rot uint64, idx []int) []int {
-	s := &d.sets[f]
+	s := d.set(f)
 	n := len(s.ips)
 	if n == 0 {
 		return idx

@@ -79,13 +79,13 @@ type dynName struct {
 
 type cachedSet struct {
 	mask uint64 // which of recs[f]
-	set  answerSet
+	set  *answerSet
 }
 
 // setOf is the rotating answer set of records c (policy all), which are
 // the records of recs[f] that mask has (mask 0: more than 64 records,
 // not cached).
-func (n *dynName) setOf(f int, c []addrRec, mask uint64) answerSet {
+func (n *dynName) setOf(f int, c []addrRec, mask uint64) *answerSet {
 	if mask != 0 {
 		for _, cs := range n.sets[f] {
 			if cs.mask == mask {
@@ -93,7 +93,8 @@ func (n *dynName) setOf(f int, c []addrRec, mask uint64) answerSet {
 			}
 		}
 	}
-	set := fixedSet(addrsOf(c), true)
+	set := new(answerSet)
+	*set = fixedSet(addrsOf(c), true)
 	if mask != 0 && len(n.sets[f]) < 8 {
 		n.sets[f] = append(n.sets[f], cachedSet{mask: mask, set: set})
 	}
