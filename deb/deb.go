@@ -112,7 +112,10 @@ if [ "$1" = purge ]; then
 fi
 `
 
-// Build writes the .deb for s to w.
+// Build writes the .deb for s to w. It stages the generated files (unit
+// with the packaged binary's path, gzipped man page, maintainer scripts),
+// lists every file of the package in one table and hands it to nfpm;
+// splitting it would only scatter that table.
 func Build(w io.Writer, s Spec) error {
 	if s.Arch != "amd64" && s.Arch != "arm64" {
 		return fmt.Errorf("deb: architecture %q: want amd64 or arm64", s.Arch)

@@ -118,7 +118,9 @@ func (d *doc) result() *Result {
 	return &Result{YAML: []byte(d.yaml()), Notes: d.allNotes()}
 }
 
-// yaml writes the config. Values come from parsed, validated fields
+// yaml writes the config. It is one function because the YAML is written
+// top to bottom in the order a reader meets it (header, links, policies,
+// rules), each section with its notes in place. Values come from parsed, validated fields
 // (names are sanitised, addresses are netip values), and every string
 // that could be read as something else is quoted.
 func (d *doc) yaml() string {

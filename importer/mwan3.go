@@ -272,7 +272,9 @@ func parseAddrOrPrefix(s string) netip.Addr {
 	return a
 }
 
-// track maps the interface's tracking settings to probes and health.
+// track maps the interface's tracking settings to probes and health. It
+// is long because it is a flat table: one short block per mwan3 option,
+// in the order docs/import.md lists them.
 func (m *mwan3) track(s *uci.Section, l *link, fam string) {
 	n := &l.notes
 	method := get(s, "track_method", "ping")

@@ -74,7 +74,9 @@ func everything(dst []netip.Prefix) bool {
 	return true
 }
 
-// rule fills r from s; false if r cannot be imported as it is.
+// rule fills r from s; false if r cannot be imported as it is. One block
+// per mwan3 rule option, in docs/import.md's order; kept in one function
+// so that every condition's "would match more" decision is in one place.
 func (m *mwan3) rule(s *uci.Section, r *rule) bool {
 	n := &r.notes
 	ok := true

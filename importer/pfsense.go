@@ -113,7 +113,9 @@ func (p *pfsense) ms(g *node, field string, def time.Duration, notes *[]Note) ti
 	return time.Duration(n) * time.Millisecond
 }
 
-// gateway makes or extends the link of a gateway item's interface.
+// gateway makes or extends the link of a gateway item's interface. It is
+// a flat table of the item's fields (address, monitor, weight, the
+// unmapped flags, then dpinger's thresholds), in docs/import.md's order.
 func (p *pfsense) gateway(g *node) {
 	name := g.get("name")
 	p.gwLine[name] = g.line

@@ -53,7 +53,9 @@ func (p *pfsense) filterRules() {
 	}
 }
 
-// filterRule fills r; false if a condition has no equivalent.
+// filterRule fills r; false if a condition has no equivalent. One block
+// per rule field (type, family, protocol, interface, source and
+// destination, the rest), in docs/import.md's order.
 func (p *pfsense) filterRule(rn *node, r *rule, descr string) bool {
 	ok := true
 	fail := func(line int, format string, a ...any) {

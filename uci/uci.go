@@ -101,7 +101,9 @@ func (f *File) Section(name string) *Section {
 	return nil
 }
 
-// Parse reads a UCI file. name is used in error messages.
+// Parse reads a UCI file. name is used in error messages. One switch over
+// the four statement keywords, each with its checks, so that every syntax
+// error of a statement is raised next to the rule it breaks.
 func Parse(name string, data []byte) (*File, error) {
 	f := &File{Name: name}
 	count := map[string]int{}
