@@ -158,3 +158,43 @@ func TestCompletionZsh(t *testing.T) {
 		t.Fatalf("zsh -n: %v\n%s", err, out)
 	}
 }
+
+// zshComplete runs the zsh completion function on a command line with
+// the completion system's functions stubbed to print what they are given.
+func zshComplete(t *testing.T, path string, words ...string) string {
+	t.Helper()
+	prog := `_describe() { print -r -- "${(@P)2}" }
+compadd() { shift; print -r -- "$@" }
+_arguments() { shift; print -r -- "$@" }
+source ` + path + `
+words=(` + strings.Join(words, " ") + `)
+CURRENT=${#words}
+_multihome`
+	out, err := exec.Command("zsh", "-f", "-c", prog).CombinedOutput()
+	if err != nil {
+		t.Fatalf("zsh: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestCompletionZshRuns(t *testing.T) {
+	if _, err := exec.LookPath("zsh"); err != nil {
+		t.Skip("no zsh (scripts/deps.sh installs it)")
+	}
+	f, _ := os.CreateTemp(t.TempDir(), "_multihome")
+	f.WriteString(completionScript(t, "zsh"))
+	f.Close()
+	if got := zshComplete(t, f.Name(), "multihome", "''"); !strings.Contains(got, "import:convert another tool's config") ||
+		!strings.Contains(got, "check-config:validate a config file") {
+		t.Errorf("commands: %q", got)
+	}
+	if got := zshComplete(t, f.Name(), "multihome", "import", "''"); got != "mwan3 pfsense" {
+		t.Errorf("import: %q", got)
+	}
+	if got := zshComplete(t, f.Name(), "multihome", "audit", "--"); !strings.Contains(got, "--format[output format]:format:(text json dot svg)") {
+		t.Errorf("audit flags: %q", got)
+	}
+	if got := zshComplete(t, f.Name(), "multihome", "run", "--"); !strings.Contains(got, "--config[config file]:file:_files") {
+		t.Errorf("run flags: %q", got)
+	}
+}
