@@ -44,3 +44,31 @@ func TestImportUsage(t *testing.T) {
 		t.Error("missing file: no error")
 	}
 }
+
+func TestImportPfSense(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := runImport([]string{"pfsense", "../../importer/testdata/pfsense/loadbalance.xml"}, &stdout, &stderr); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	cfg, err := config.Parse("stdout.yaml", stdout.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Links) != 2 || cfg.Outbound.Policies[0].Name != "LoadBalance" {
+		t.Errorf("links %d, policies %+v", len(cfg.Links), cfg.Outbound.Policies)
+	}
+	if !strings.Contains(stderr.String(), "imported ../../importer/testdata/pfsense/loadbalance.xml: ") {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+	// A gateway without a monitor IP or a static address gives a link
+	// with nothing to probe: written, but refused as check-config would.
+	bad := filepath.Join(t.TempDir(), "config.xml")
+	os.WriteFile(bad, []byte(`<pfsense><interfaces><wan><if>igb0</if></wan></interfaces>
+<gateways><gateway_item><interface>wan</interface><gateway>dynamic</gateway><name>WAN_DHCP</name></gateway_item></gateways></pfsense>`), 0o644)
+	stdout.Reset()
+	stderr.Reset()
+	err = runImport([]string{"pfsense", bad}, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "does not pass check-config") || !strings.Contains(stderr.String(), "links[0].probes") || stdout.Len() == 0 {
+		t.Errorf("err %v\nstderr %s", err, stderr.String())
+	}
+}
