@@ -21,14 +21,31 @@ type Manager struct {
 	mu      sync.Mutex
 	h       *netlink.Handle
 	owners  map[Owner]*owned
+	seq     int
 	repairs *prometheus.CounterVec
 }
 
 // owned is an owner's lease and the state it asked for last.
 type owned struct {
 	lease   Lease
+	seq     int // when the lease was given: a newer lease wins an overlap
 	desired State
 	set     bool // desired was given: Watch re-applies it
+}
+
+// wants reports whether o's desired state has a rule or route in lease l.
+func (o *owned) wants(l Lease) bool {
+	for _, r := range o.desired.Rules {
+		if l.ownsPriority(r.Family, r.Priority) {
+			return true
+		}
+	}
+	for _, r := range o.desired.Routes {
+		if l.ownsTable(r.Table) && l.Protocol == o.lease.Protocol {
+			return true
+		}
+	}
+	return false
 }
 
 // NewManager returns a manager working through h (a handle created in the
@@ -46,7 +63,11 @@ func NewManager(h *netlink.Handle) *Manager {
 // Collector returns the manager's metrics.
 func (m *Manager) Collector() prometheus.Collector { return m.repairs }
 
-// Lease gives owner o the lease l, which must not overlap another owner's.
+// Lease gives owner o the lease l. Leases are disjoint: one that overlaps
+// another owner's where that owner wants a rule or route is refused. An
+// overlap where it wants nothing is let through, the newer lease owning
+// it: during a reload that moves both outbound's and ra's ranges, one
+// moves before the other (the older lease is moved or released next).
 // If o held another lease and has written in it, what it has there is
 // removed first (a reload moved its ranges); its desired state is then
 // empty until the next Set. Nothing touches the kernel before o's first
@@ -55,7 +76,7 @@ func (m *Manager) Lease(o Owner, l Lease) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for other, st := range m.owners {
-		if other != o && st.lease.overlaps(l) {
+		if other != o && st.lease.overlaps(l) && st.wants(l) {
 			return fmt.Errorf("route: %s's lease (%s) overlaps %s's (%s)", o, l, other, st.lease)
 		}
 	}
@@ -67,8 +88,28 @@ func (m *Manager) Lease(o Owner, l Lease) error {
 	if cur != nil && cur.set {
 		_, err = m.apply(o, cur.lease, State{})
 	}
-	m.owners[o] = &owned{lease: l}
+	m.seq++
+	m.owners[o] = &owned{lease: l, seq: m.seq}
 	return err
+}
+
+// yields reports whether o (with lease l) leaves a rule at priority p of
+// family fam (route: table t, protocol proto; rule when t is 0) to a newer
+// overlapping lease.
+func (m *Manager) yields(o Owner, fam, p, t int, proto netlink.RouteProtocol) bool {
+	mine := m.owners[o]
+	for other, st := range m.owners {
+		if other == o || mine == nil || st.seq < mine.seq {
+			continue
+		}
+		if t == 0 && st.lease.ownsPriority(fam, p) {
+			return true
+		}
+		if t != 0 && st.lease.ownsTable(t) && st.lease.Protocol == mine.lease.Protocol && (proto == st.lease.Protocol || st.lease.Protocol == 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // Release removes what o has in its lease and gives the lease up (a
@@ -153,7 +194,7 @@ func (m *Manager) observe(o Owner, l Lease) (rules []obsRule, routes []obsRoute,
 				return nil, nil, fmt.Errorf("list ipv%d rules: %w", fam, err)
 			}
 			for _, nr := range nrs {
-				if l.ownsPriority(fam, nr.Priority) {
+				if l.ownsPriority(fam, nr.Priority) && !m.yields(o, fam, nr.Priority, 0, 0) {
 					rules = append(rules, observeRule(fam, nr))
 				}
 			}
@@ -166,7 +207,8 @@ func (m *Manager) observe(o Owner, l Lease) (rules []obsRule, routes []obsRoute,
 			return nil, nil, fmt.Errorf("list ipv%d routes: %w", fam, err)
 		}
 		for _, nr := range nrts {
-			if !l.ownsTable(nr.Table) || (l.Protocol != 0 && nr.Protocol != l.Protocol) || (l.Protocol == 0 && foreign[nr.Protocol]) {
+			if !l.ownsTable(nr.Table) || (l.Protocol != 0 && nr.Protocol != l.Protocol) || (l.Protocol == 0 && foreign[nr.Protocol]) ||
+				m.yields(o, fam, 0, nr.Table, nr.Protocol) {
 				continue
 			}
 			routes = append(routes, m.observeRoute(fam, nr, names))

@@ -169,10 +169,10 @@ func outboundManager(t *testing.T, h *netlink.Handle) *Manager {
 	return m
 }
 
-// TestLeases: owners' leases may not overlap (the BGP owner shares
-// outbound's tables through another protocol), desired state outside an
-// owner's lease is refused whole, and a moved lease removes what the owner
-// had in the old one.
+// TestLeases: the BGP owner shares outbound's tables through another
+// protocol, desired state outside an owner's lease is refused whole, and
+// an owner without a lease cannot Set. (No Set here succeeds: the manager
+// works in this process's namespace.)
 func TestLeases(t *testing.T) {
 	m := NewManager(nil)
 	if err := m.Lease(Outbound, DefaultScheme.Lease()); err != nil {
@@ -181,23 +181,67 @@ func TestLeases(t *testing.T) {
 	if err := m.Lease(BGP, DefaultScheme.BGPLease()); err != nil {
 		t.Errorf("bgp's lease of outbound's tables (protocol bgp): %v", err)
 	}
-	if err := m.Lease(RA, RuleLease(6, DefaultScheme.PriorityBase+599, 2)); err == nil {
-		t.Error("an RA lease overlapping outbound's priorities was accepted")
-	}
-	if err := m.Lease(HA, Lease{FirstTable: DefaultScheme.TableBase + 255, Tables: 1}); err == nil {
-		t.Error("an HA lease of one of outbound's tables (same protocol) was accepted")
-	}
 	if err := m.Lease(RA, RuleLease(6, DefaultScheme.PriorityBase-100, 2)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Set(RA, State{Rules: []Rule{{Family: 4, Priority: DefaultScheme.PriorityBase - 100, Table: 5}}}); err == nil {
 		t.Error("an IPv4 rule in an IPv6-only lease was accepted")
 	}
+	if _, err := m.Set(RA, State{Rules: []Rule{{Family: 6, Priority: DefaultScheme.PriorityBase + 10, Table: 5}}}); err == nil {
+		t.Error("a rule outside the lease was accepted")
+	}
 	if _, err := m.Set(BGP, State{Rules: []Rule{{Family: 6, Priority: DefaultScheme.PriorityBase + 10, Table: 5}}}); err == nil {
 		t.Error("a rule in a lease without rules was accepted")
 	}
 	if _, err := m.Set(HA, State{}); err == nil {
 		t.Error("Set of an owner without a lease was accepted")
+	}
+}
+
+// TestLeaseMoves: a reload moves outbound's and ra's ranges one after the
+// other. A lease overlapping another owner's where that owner wants a
+// rule is refused; where it wants none, it is let through and the newer
+// lease owns the overlap: the older owner neither deletes nor reports what
+// is there, then moves away without touching it.
+func TestLeaseMoves(t *testing.T) {
+	_, h := testNS(t)
+	m := outboundManager(t, h)
+	out := DefaultScheme.Desired(testLinks())
+	if _, err := m.Set(Outbound, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Lease(RA, RuleLease(6, DefaultScheme.PriorityBase, 2)); err == nil {
+		t.Error("a lease over outbound's IPv6 suppress and last-resort rules was let through")
+	}
+	// ipv6.rule_priority 30900 → 31100 first, then outbound 31000 → 31200.
+	ra := State{Rules: []Rule{{Family: 6, Priority: 31100, Src: netip.MustParsePrefix("2001:db8:1:100::/64"), Suppress: true}}}
+	if err := m.Lease(RA, RuleLease(6, 31100, 2)); err != nil {
+		t.Fatalf("a lease over priorities outbound does not use: %v", err)
+	}
+	if _, err := m.Set(RA, ra); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.Set(Outbound, out); n != 0 || err != nil {
+		t.Errorf("outbound's Set over ra's rule: %d changes, %v", n, err)
+	}
+	if n := m.Repair(slogDiscard()); n != 0 {
+		t.Errorf("repair with the overlap: %d changes", n)
+	}
+	moved := Scheme{TableBase: DefaultScheme.TableBase, PriorityBase: 31200, MarkMask: DefaultScheme.MarkMask}
+	if err := m.Lease(Outbound, moved.Lease()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Set(Outbound, moved.Desired(testLinks())); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := m.Current(RA); got.String() != ra.String() {
+		t.Errorf("ra's rules after outbound moved:\n%s\nwant:\n%s", got, ra)
+	}
+	nrs, _ := h.RuleList(netlink.FAMILY_V4)
+	for _, r := range nrs {
+		if r.Priority >= DefaultScheme.PriorityBase && r.Priority < 31200 {
+			t.Errorf("outbound's rule left at its old priority: %+v", r)
+		}
 	}
 }
 
@@ -293,5 +337,38 @@ func TestOwnersKernel(t *testing.T) {
 		if got, _ := m.Current(o); len(got.Rules)+len(got.Routes) != 0 {
 			t.Errorf("%s after Clear:\n%s", o, got)
 		}
+	}
+}
+
+// TestRelease: an owner that stops for good (a reload removed its
+// section) gives its lease back: its rules are gone, Set without a lease
+// is refused, and the range is free for another lease.
+func TestRelease(t *testing.T) {
+	_, h := testNS(t)
+	m := outboundManager(t, h)
+	if err := m.Lease(RA, RuleLease(6, 30900, 2)); err != nil {
+		t.Fatal(err)
+	}
+	st := State{Rules: []Rule{{Family: 6, Priority: 30900, Src: netip.MustParsePrefix("2001:db8:1:100::/64"), Suppress: true}}}
+	if _, err := m.Set(RA, st); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Release(RA); err != nil {
+		t.Fatal(err)
+	}
+	nrs, _ := h.RuleList(netlink.FAMILY_V6)
+	for _, r := range nrs {
+		if r.Priority == 30900 {
+			t.Errorf("rule left after Release: %+v", r)
+		}
+	}
+	if _, err := m.Set(RA, st); err == nil {
+		t.Error("Set after Release was accepted")
+	}
+	if err := m.Lease(HA, RuleLease(6, 30900, 2)); err != nil {
+		t.Errorf("the released range is not free: %v", err)
+	}
+	if err := m.Release(BGP); err != nil {
+		t.Errorf("Release of an owner without a lease: %v", err)
 	}
 }
