@@ -277,7 +277,9 @@ func reload(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 	waitFor(t, "keepalived reloaded", 5*time.Second, func() bool {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		return strings.Contains(n.log.String(), "keepalived reloading its rendered config") && strings.Contains(n.log.String(), "priority from 120 to 110")
+		log := n.log.String()
+		i := strings.LastIndex(log, "keepalived reloading its rendered config")
+		return i >= 0 && strings.Contains(log[i:], "Reload complete")
 	})
 	bad := strings.Replace(string(orig), "  sync: {interface: sync0,", "  sync: {port: 3781, interface: sync0,", 1)
 	sighup(bad)

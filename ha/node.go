@@ -550,23 +550,23 @@ func (n *Node) Status() Status {
 func (n *Node) Update(cfg *config.Config) error {
 	old := n.config()
 	if cfg.HA == nil {
-		return errors.New("ha: the section was removed: restart multihome to leave the pair")
+		return errors.New("the section was removed: restart multihome to leave the pair")
 	}
 	o, h := old.HA, cfg.HA
 	switch {
 	case o.Node != h.Node || o.Partner != h.Partner:
-		return fmt.Errorf("ha: node/partner changed (%s/%s → %s/%s): restart multihome to apply that", o.Node, o.Partner, h.Node, h.Partner)
+		return fmt.Errorf("node/partner changed (%s/%s → %s/%s): restart multihome to apply that", o.Node, o.Partner, h.Node, h.Partner)
 	case o.RunDir != h.RunDir || o.Keepalived != h.Keepalived || o.Conntrackd != h.Conntrackd:
-		return errors.New("ha: run_dir, keepalived or conntrackd changed: restart multihome to apply that")
+		return errors.New("run_dir, keepalived or conntrackd changed: restart multihome to apply that")
 	case RenderConntrackd(old) != RenderConntrackd(cfg):
-		return errors.New("ha: the sync link or the links' own addresses changed: conntrackd cannot reload, and restarting it would drop the standby's copy of the connections; restart multihome on each node in turn to apply that")
+		return errors.New("the sync link or the links' own addresses changed: conntrackd cannot reload, and restarting it would drop the standby's copy of the connections; restart multihome on each node in turn to apply that")
 	}
 	u := update{cfg: cfg, err: make(chan error, 1)}
 	select {
 	case n.updates <- u:
 		return <-u.err
 	case <-time.After(5 * time.Second):
-		return errors.New("ha: node not running")
+		return errors.New("the ha node is not running")
 	}
 }
 
@@ -593,7 +593,7 @@ func (n *Node) apply(cfg *config.Config) error {
 	n.mu.Unlock()
 	if st := ka.status(); st.Running && st.PID > 0 {
 		if err := syscall.Kill(st.PID, syscall.SIGHUP); err != nil {
-			return fmt.Errorf("ha: reload keepalived: %w", err)
+			return fmt.Errorf("reload keepalived: %w", err)
 		}
 		n.log.Info("keepalived reloading its rendered config")
 	}
