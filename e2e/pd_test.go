@@ -204,10 +204,10 @@ func (w *addrWatch) appeared(a netip.Addr) (time.Time, bool) {
 	return at, ok
 }
 
-// applied returns the time of the first "learned prefixes applied" log
+// applied returns the time of the first "learned prefixes and addresses applied" log
 // line after after.
 func applied(d *daemon, after time.Time) time.Time {
-	re := regexp.MustCompile(`time=(\S+) level=\S+ msg="learned prefixes applied"`)
+	re := regexp.MustCompile(`time=(\S+) level=\S+ msg="learned prefixes (?:and addresses )?applied"`)
 	for _, m := range re.FindAllStringSubmatch(d.logText(), -1) {
 		if at, err := time.Parse(time.RFC3339Nano, m[1]); err == nil && !at.Before(after) {
 			return at
@@ -435,7 +435,7 @@ ipv6:
 		again.at.Sub(lost.at).Round(time.Millisecond), again.at.Sub(kcStart).Round(time.Millisecond))
 
 	for _, line := range strings.Split(d.logText(), "\n") {
-		if strings.Contains(line, "dhcpv6-pd") || strings.Contains(line, "prefix retired") || strings.Contains(line, "learned prefixes applied") {
+		if strings.Contains(line, "dhcpv6-pd") || strings.Contains(line, "prefix retired") || strings.Contains(line, "learned prefixes") {
 			t.Log(line)
 		}
 	}
