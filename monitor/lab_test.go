@@ -111,7 +111,10 @@ func TestLabBlackhole(t *testing.T) {
 	if d := up.Time.Sub(hd.Time); d < 2*time.Second {
 		t.Errorf("up %v after the hold-down started, before the 2s hold-down", d)
 	}
-	if d := hd.Time.Sub(restored); d < 4*time.Second/15 { // 5 successes at 15/s: ≥ 4 slots
+	// 5 successes at 15/s take ≥ 4 probe slots (267 ms); a loaded
+	// machine's late probe can be sent at once after a delay, so the bound
+	// allows 3 slots, well above what 1 or 2 successes would take.
+	if d := hd.Time.Sub(restored); d < 3*time.Second/15 {
 		t.Errorf("hold-down started %v after restore: fewer than UpAfter probes", d)
 	}
 	// wan2 never moved.
