@@ -2,7 +2,6 @@ package dns
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -457,12 +456,9 @@ func (s *Server) contentHash(zv *zoneView) uint64 {
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	h.WriteString(zv.z.staticKey)
+	h.WriteString(zv.z.namesKey)
 	var b [16]byte
-	for i, n := range zv.z.names {
-		d := zv.dyn[i]
-		h.WriteString(n.name)
-		binary.BigEndian.PutUint32(b[:], n.ttl)
-		h.Write(b[:4])
+	for _, d := range zv.dyn {
 		if d.servfail {
 			h.WriteByte(1)
 		}
@@ -526,6 +522,9 @@ func (s *Server) logChanges(zv, old *zoneView) {
 
 // sameAnswers reports whether two views of a name publish the same.
 func sameAnswers(a, b *dynView) bool {
+	if a.servfail == b.servfail && a.sets == b.sets {
+		return true // the same cached answer sets
+	}
 	return a.servfail == b.servfail && slices.Equal(a.published(famA), b.published(famA)) &&
 		slices.Equal(a.published(famAAAA), b.published(famAAAA))
 }

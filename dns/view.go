@@ -3,6 +3,7 @@ package dns
 import (
 	"cmp"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -174,16 +175,26 @@ func (d *dynView) compute(lt []*linkState, lg lastGood, now time.Time) {
 
 // setStable dates the name's last change: its links' and its records'.
 func (d *dynView) setStable(lt []*linkState, now time.Time) {
-	for _, li := range d.n.linkIdx {
-		ls := lt[li]
+	see := func(ls *linkState) {
 		if ls == nil {
-			continue
+			return
 		}
 		if ls.changed.After(d.stable) {
 			d.stable = ls.changed
 		}
 		if ls.st.HoldDown {
 			d.holdDown = true
+		}
+	}
+	if m := d.n.linkMask; m != 0 {
+		// The links as bits of the name itself: no other memory to
+		// touch on the rebuild of 100K names.
+		for ; m != 0; m &= m - 1 {
+			see(lt[bits.TrailingZeros64(m)])
+		}
+	} else {
+		for _, li := range d.n.linkIdx {
+			see(lt[li])
 		}
 	}
 	if d.n.recsChanged.After(d.stable) {

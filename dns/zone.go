@@ -28,7 +28,10 @@ type zone struct {
 	// transfers; staticKey fingerprints them.
 	static    []mdns.RR
 	staticKey string
-	fileSer   uint32
+	// namesKey lists the steered names and their TTLs, in order: with
+	// the current addresses it is what the serial follows.
+	namesKey string
+	fileSer  uint32
 
 	xfrAllow []netip.Prefix
 	xfrKey   string
@@ -61,6 +64,8 @@ type dynName struct {
 	managed [2]bool
 	links   []string // the links the name depends on
 	linkIdx []int    // their indices in the config's links
+	// linkMask has bit i for link index i (0 if an index is past 63).
+	linkMask uint64
 	// recsKey fingerprints recs; recsChanged is when a config change
 	// (a reload, a renumbered prefix) last changed them, set by the
 	// server before the name is published. It lowers the TTL like a
@@ -216,6 +221,11 @@ func compileZone(cfg *config.Config, zc *config.DNSZone, idx int, counters func(
 		key.WriteString(rr.String())
 	}
 	z.staticKey = key.String()
+	key.Reset()
+	for _, n := range z.names {
+		fmt.Fprintf(&key, "%s %d\n", n.name, n.ttl)
+	}
+	z.namesKey = key.String()
 
 	z.xfrAllow = slices.Clone(zc.Transfer.Allow)
 	if zc.Transfer.Key != "" {
@@ -435,7 +445,14 @@ func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters
 	}
 	dn.addHost6(cfg, nc)
 	for _, l := range dn.links {
-		dn.linkIdx = append(dn.linkIdx, linkIndex(cfg, l))
+		li := linkIndex(cfg, l)
+		dn.linkIdx = append(dn.linkIdx, li)
+		if li >= 0 && li < 64 {
+			dn.linkMask |= 1 << li
+		} else {
+			dn.linkMask = 0
+			break
+		}
 	}
 	var key strings.Builder
 	for f := range 2 {
