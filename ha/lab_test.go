@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/multihome/multihome/api"
+	"github.com/multihome/multihome/ha"
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
@@ -224,6 +226,7 @@ func TestPairSharedUplinks(t *testing.T) {
 	nodes := startPair(t, p)
 	waitOneMaster(t, p, 15*time.Second)
 	time.Sleep(2 * time.Second) // both nodes' links judged, sync up
+	t.Run("status", func(t *testing.T) { status(t, p, nodes) })
 
 	runs := 3
 	if v, err := strconv.Atoi(os.Getenv("MULTIHOME_HA_RUNS")); err == nil && v > 0 {
@@ -289,6 +292,44 @@ func reload(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 		return strings.Contains(n.log.String(), "conntrackd cannot reload")
 	})
 	sighup(string(orig))
+}
+
+// status reads GET /api/v1/ha on both nodes: one master, one backup,
+// each seeing its partner, both children running.
+func status(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
+	m := waitOneMaster(t, p, 10*time.Second)
+	var sts [2]ha.Status
+	waitFor(t, "both nodes see their partner", 10*time.Second, func() bool {
+		for i, n := range nodes {
+			c, err := api.NewClient("unix:"+filepath.Join(filepath.Dir(n.conf), "run-"+n.role, "api.sock"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sts[i], err = c.HA(t.Context()); err != nil {
+				return false
+			}
+		}
+		return sts[0].Sync.PartnerSeen && sts[1].Sync.PartnerSeen
+	})
+	for i, st := range sts {
+		want := ha.RoleBackup
+		if p.Nodes[i].Role == m {
+			want = ha.RoleMaster
+		}
+		if st.Role != want || st.Node != p.Nodes[i].Role || st.Partner != p.Nodes[1-i].Role || st.Priority != 120 {
+			t.Errorf("%s: %+v, want role %s, priority 120", p.Nodes[i].Role, st, want)
+		}
+		for _, pr := range st.Programs {
+			if !pr.Running || pr.Restarts != 0 {
+				t.Errorf("%s: %s %+v", p.Nodes[i].Role, pr.Name, pr)
+			}
+		}
+		if len(st.Programs) != 2 || st.Instances["lan"] != string(want) {
+			t.Errorf("%s: programs %+v, instances %v", p.Nodes[i].Role, st.Programs, st.Instances)
+		}
+	}
+	report(t, "status: %s master (takeovers %d, commit %v), partner seen on both; %s's external cache %d flows",
+		m, sts[nodeIndex(m)].Takeovers, sts[nodeIndex(m)].LastCommit, p.Other(m), sts[1-nodeIndex(m)].Sync.External)
 }
 
 // powerLoss holds flows through the master, cuts its power and measures

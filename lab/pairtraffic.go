@@ -19,11 +19,12 @@ import (
 // PairConfig is a pair node's multihome config: every ISP as a shared
 // uplink (the node's own address for probes, a WAN virtual address for
 // SNAT), probes at two core servers every 100 ms, VRRP every advert
-// (e.g. "100ms"), the sync link, the state in runDir. me is the node's
-// index in p.Nodes.
+// (e.g. "100ms"), the sync link, the state and the API socket (api.sock)
+// in runDir. me is the node's index in p.Nodes.
 func (p *Pair) PairConfig(me int, runDir, advert string) string {
 	var b strings.Builder
-	b.WriteString("api: {listen: \"off\"}\ndefaults:\n  health: {interval: 100ms, down_after: 3, up_after: 3, hold_down: 1s}\nlinks:\n")
+	fmt.Fprintf(&b, "api: {listen: \"unix:%s/api.sock\"}\n", runDir)
+	b.WriteString("defaults:\n  health: {interval: 100ms, down_after: 3, up_after: 3, hold_down: 1s}\nlinks:\n")
 	for k, isp := range p.ISPs {
 		fmt.Fprintf(&b, "  - name: %s\n    interface: %s\n    gateway4: %s\n    address4: %s\n    probes: [{target: %s}, {target: %s}]\n",
 			isp.Name, isp.WAN, isp.Router, p.Nodes[me].WAN[k], ProbeTarget1, ProbeTarget2)
