@@ -394,13 +394,11 @@ func (s *Server) rebuildAll(start bool) {
 		}
 	}
 	for _, z := range s.zones {
-		zv := &zoneView{z: z, dyn: make([]*dynView, len(z.names))}
-		slab := make([]dynView, len(z.names)) // one allocation for all
+		zv := &zoneView{z: z, dyn: make([]dynView, len(z.names))} // one allocation for all
 		for i, n := range z.names {
-			d := &slab[i]
+			d := &zv.dyn[i]
 			d.n = n
 			d.compute(lt, s.lastGood, now)
-			zv.dyn[i] = d
 		}
 		s.logChanges(zv, old[z.origin])
 		s.setSerial(zv, now, start)
@@ -458,7 +456,8 @@ func (s *Server) contentHash(zv *zoneView) uint64 {
 	h.WriteString(zv.z.staticKey)
 	h.WriteString(zv.z.namesKey)
 	var b [16]byte
-	for _, d := range zv.dyn {
+	for i := range zv.dyn {
+		d := &zv.dyn[i]
 		if d.servfail {
 			h.WriteByte(1)
 		}
@@ -481,23 +480,23 @@ const logEach = 16
 // logChanges logs the steered names whose published addresses changed
 // since old, the zone's previous view (nil at the start).
 func (s *Server) logChanges(zv, old *zoneView) {
-	var changed []int
+	changed := 0
 	var byName map[string]*dynView
 	if old != nil && old.z != zv.z {
 		// A reload compiled the zone anew: match names by name.
 		byName = map[string]*dynView{}
 		for i, n := range old.z.names {
-			byName[n.name] = old.dyn[i]
+			byName[n.name] = &old.dyn[i]
 		}
 	}
 	for i, n := range zv.z.names {
-		d := zv.dyn[i]
+		d := &zv.dyn[i]
 		var prev *dynView
 		switch {
 		case byName != nil:
 			prev = byName[n.name]
 		case old != nil:
-			prev = old.dyn[i]
+			prev = &old.dyn[i]
 		}
 		if prev == nil {
 			if s.log.Enabled(context.Background(), slog.LevelDebug) {
@@ -507,16 +506,16 @@ func (s *Server) logChanges(zv, old *zoneView) {
 		}
 		if !sameAnswers(prev, d) {
 			s.ctr.answerChanges.Add(1)
-			changed = append(changed, i)
-			if len(changed) <= logEach {
+			changed++
+			if changed <= logEach {
 				s.logChange(n, d, prev, slog.LevelInfo)
 			} else if s.log.Enabled(context.Background(), slog.LevelDebug) {
 				s.logChange(n, d, prev, slog.LevelDebug)
 			}
 		}
 	}
-	if len(changed) > logEach {
-		s.log.Info("dns answers changed", "zone", zv.z.origin, "names", len(changed), "logged", logEach)
+	if changed > logEach {
+		s.log.Info("dns answers changed", "zone", zv.z.origin, "names", changed, "logged", logEach)
 	}
 }
 

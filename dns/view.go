@@ -30,14 +30,14 @@ type view struct {
 type zoneView struct {
 	z      *zone
 	serial uint32
-	soa    *mdns.SOA  // with the serial
-	dyn    []*dynView // by dynName.idx
+	soa    *mdns.SOA // with the serial
+	dyn    []dynView // by dynName.idx
 }
 
 // dynOf is the current view of one of the zone's steered names.
 func (zv *zoneView) dynOf(n *dynName) *dynView {
 	if n.idx < len(zv.dyn) {
-		return zv.dyn[n.idx]
+		return &zv.dyn[n.idx]
 	}
 	return nil
 }
