@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/monitor"
@@ -250,8 +251,11 @@ func cutFirstHop(t *testing.T, l *lab.Lab, role string) func() {
 // TestLabLinkBFD runs the multihome binary in a lab's gateway with
 // link-level BFD (no BGP) at 100 ms × 3 toward FRR's bfdd in both ISPs:
 // ISP 1 over IPv4 (peer: the link's gateway4), ISP 2 over IPv6 (peer:
-// gateway6), which gets its bfd block by a reload (SIGHUP). Probes are slow on purpose (1 s, 3 rounds to go down), so a
-// fast verdict can only be BFD's. A dead first hop takes the link down
+// gateway6), which gets its bfd block by a reload (SIGHUP). Probes are
+// slow on purpose (1 s, 3 rounds to go down), so a fast verdict can only
+// be BFD's. ISP 1's session has hold_up 1s, ISP 2's the default 5 s:
+// each cut waits until the session has been up for its hold-up (a down
+// sooner is left to the probes, docs/bfd.md). A dead first hop then takes the link down
 // within about the 300 ms detection time and FRR sees the session down;
 // restored, the session comes back and the link returns after its probes
 // and the hold-down.
@@ -289,7 +293,7 @@ func TestLabLinkBFD(t *testing.T) {
     gateway4: 198.51.100.1
     probes: [{target: %s}]
     health: %s
-    bfd: {min_tx: 100ms, min_rx: 100ms, multiplier: 3}
+    bfd: {min_tx: 100ms, min_rx: 100ms, multiplier: 3, hold_up: 1s}
   - name: isp2
     interface: wan2
     gateway6: "2001:db8:2::1"
@@ -335,19 +339,23 @@ func TestLabLinkBFD(t *testing.T) {
 	}); !ok {
 		t.Fatalf("metrics do not show both sessions up:\n%s", grepLines(d.metrics(), "multihome_bfd_"))
 	}
-	time.Sleep(time.Second) // stable
-
 	trials := 1
 	if n, err := strconv.Atoi(os.Getenv("MULTIHOME_BFD_TRIALS")); err == nil && n > 0 {
 		trials = n
 	}
 	downs := map[string][]time.Duration{}
 	for _, c := range []struct {
-		link, role, peer string
-		f                *bfdFRR
-	}{{"isp1", "isp1", "198.51.100.2", isp1}, {"isp2", "isp2", "2001:db8:2::2", isp2}} {
+		link, role, peer, ours string
+		holdUp                 time.Duration
+		f                      *bfdFRR
+	}{
+		{"isp1", "isp1", "198.51.100.2", "198.51.100.1", time.Second, isp1},
+		{"isp2", "isp2", "2001:db8:2::2", "2001:db8:2::1", config.DefaultBFDHoldUp, isp2},
+	} {
 		for range trials {
-			time.Sleep(500 * time.Millisecond)
+			// Only a session up for its hold-up downs the link at once
+			// (docs/bfd.md, "Hold-up"): cut an established one.
+			d.waitEstablished(c.link, c.ours, c.holdUp)
 			at := time.Now()
 			undo := cutFirstHop(t, l, c.role)
 			down := d.wait(5*time.Second, c.link+" down", linkTo(c.link, monitor.Down))
@@ -355,7 +363,8 @@ func TestLabLinkBFD(t *testing.T) {
 			downs[c.link] = append(downs[c.link], took)
 			t.Logf("%s: first hop cut → link down after %v (%s)", c.link, took.Round(time.Millisecond), down.Reason)
 			if !strings.Contains(down.Reason, "BFD") {
-				t.Errorf("%s went down for %q, want BFD's verdict", c.link, down.Reason)
+				t.Errorf("%s went down for %q, want BFD's verdict; the daemon's BFD log:\n%s", c.link, down.Reason,
+					grepLines(d.logText(), "link="+c.link+" peer="))
 			}
 			if took > 1500*time.Millisecond {
 				t.Errorf("%s: down after %v, want about the 300 ms detection time (bound 1.5 s)", c.link, took)
@@ -387,6 +396,29 @@ func TestLabLinkBFD(t *testing.T) {
 			t.Errorf("metrics lack %s:\n%s", want, grepLines(m, "multihome_bfd_"))
 		}
 	}
+}
+
+// waitEstablished waits until link's BFD session (to peer) has been up,
+// without a flap, for longer than holdUp, as the daemon's metrics show.
+func (d *labDaemon) waitEstablished(link, peer string, holdUp time.Duration) {
+	d.t.Helper()
+	up := fmt.Sprintf(`multihome_bfd_session_state{link=%q,peer=%q,state="up"} 1`, link, peer)
+	ups := fmt.Sprintf(`multihome_bfd_session_transitions_total{link=%q,peer=%q,to="up"} `, link, peer)
+	upsOf := func(m string) string { return grepLines(m, ups) }
+	for deadline := time.Now().Add(holdUp + 30*time.Second); time.Now().Before(deadline); {
+		m := d.metrics()
+		if !strings.Contains(m, up) {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		n := upsOf(m)
+		time.Sleep(holdUp + 500*time.Millisecond)
+		if m := d.metrics(); strings.Contains(m, up) && upsOf(m) == n {
+			return
+		}
+	}
+	d.t.Fatalf("%s's BFD session not up for %v without a flap within %v:\n%s", link, holdUp, holdUp+30*time.Second,
+		grepLines(d.metrics(), "multihome_bfd_"))
 }
 
 func grepLines(s, sub string) string {
