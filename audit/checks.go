@@ -41,14 +41,31 @@ func targets(l config.Link) []string {
 // configChecks need no topology section.
 func configChecks(c *config.Config) []Finding {
 	var fs []Finding
-	if len(c.Links) == 1 {
-		fs = append(fs, Finding{
-			Check: "single-link", Severity: High,
-			Summary:        fmt.Sprintf("only one link (%s): any failure of it takes the site offline", c.Links[0].Name),
-			Recommendation: "add a second link from another provider, over another medium (fibre + 5G, cable + DSL)",
-			Elements:       []string{idLink(c.Links[0].Name)},
-		})
+	fs = append(fs, singleLinkChecks(c)...)
+	fs = append(fs, probeTargetChecks(c)...)
+	fs = append(fs, probeSetChecks(c)...)
+	fs = append(fs, noTopologyChecks(c)...)
+	fs = append(fs, longPrefixChecks(c)...)
+	return fs
+}
+
+// singleLinkChecks report a site with one link.
+func singleLinkChecks(c *config.Config) []Finding {
+	if len(c.Links) != 1 {
+		return nil
 	}
+	return []Finding{{
+		Check: "single-link", Severity: High,
+		Summary:        fmt.Sprintf("only one link (%s): any failure of it takes the site offline", c.Links[0].Name),
+		Recommendation: "add a second link from another provider, over another medium (fibre + 5G, cable + DSL)",
+		Elements:       []string{idLink(c.Links[0].Name)},
+	}}
+}
+
+// probeTargetChecks report, link by link, probes of another link's
+// gateway, of the link's own gateway only, or of a single target.
+func probeTargetChecks(c *config.Config) []Finding {
+	var fs []Finding
 	gateways := map[string]string{}
 	for _, l := range c.Links {
 		for _, g := range []netip.Addr{l.Gateway4, l.Gateway6} {
@@ -57,10 +74,8 @@ func configChecks(c *config.Config) []Finding {
 			}
 		}
 	}
-	sets := map[string][]string{} // target set → links
 	for _, l := range c.Links {
 		ts := targets(l)
-		sets[strings.Join(ts, " ")] = append(sets[strings.Join(ts, " ")], l.Name)
 		onlyGW := len(ts) > 0
 		for _, t := range ts {
 			if gateways[t] != l.Name {
@@ -92,44 +107,69 @@ func configChecks(c *config.Config) []Finding {
 			})
 		}
 	}
-	if len(c.Links) > 1 {
-		if len(sets) == 1 {
-			for set := range sets {
-				sev := Low
-				if !strings.Contains(set, " ") {
-					sev = Medium
-				}
-				fs = append(fs, Finding{
-					Check: "probe-targets-identical", Severity: sev,
-					Summary:        fmt.Sprintf("every link probes the same targets (%s): if they fail or filter probes, every link is declared down at once", set),
-					Recommendation: "give each link at least one target of its own, in a network independent of the others'",
-					Elements:       linkIDs(c),
-				})
+	return fs
+}
+
+// probeSetChecks report, on a site of several links, probe targets
+// identical on every link or shared by all of them.
+func probeSetChecks(c *config.Config) []Finding {
+	if len(c.Links) <= 1 {
+		return nil
+	}
+	var fs []Finding
+	sets := map[string][]string{} // target set → links
+	for _, l := range c.Links {
+		ts := targets(l)
+		sets[strings.Join(ts, " ")] = append(sets[strings.Join(ts, " ")], l.Name)
+	}
+	if len(sets) == 1 {
+		for set := range sets {
+			sev := Low
+			if !strings.Contains(set, " ") {
+				sev = Medium
 			}
-		} else {
-			var shared []string
-			for _, t := range targets(c.Links[0]) {
-				if !slices.ContainsFunc(c.Links[1:], func(l config.Link) bool { return !slices.Contains(targets(l), t) }) {
-					shared = append(shared, t)
-				}
-			}
-			if len(shared) > 0 {
-				fs = append(fs, Finding{
-					Check: "probe-target-shared", Severity: Low,
-					Summary:        fmt.Sprintf("every link probes %s: its failure counts against every link at once", strings.Join(shared, ", ")),
-					Recommendation: "keep shared targets a minority of each link's quorum, or give each link targets of its own",
-					Elements:       shared,
-				})
-			}
+			fs = append(fs, Finding{
+				Check: "probe-targets-identical", Severity: sev,
+				Summary:        fmt.Sprintf("every link probes the same targets (%s): if they fail or filter probes, every link is declared down at once", set),
+				Recommendation: "give each link at least one target of its own, in a network independent of the others'",
+				Elements:       linkIDs(c),
+			})
+		}
+		return fs
+	}
+	var shared []string
+	for _, t := range targets(c.Links[0]) {
+		if !slices.ContainsFunc(c.Links[1:], func(l config.Link) bool { return !slices.Contains(targets(l), t) }) {
+			shared = append(shared, t)
 		}
 	}
-	if c.Topology == nil {
+	if len(shared) > 0 {
 		fs = append(fs, Finding{
-			Check: "no-topology", Severity: Info,
-			Summary:        "no topology section: devices, power, conduits, providers and DNS placement are not checked",
-			Recommendation: "describe the site in a topology section (docs/audit.md) and run multihome audit again",
+			Check: "probe-target-shared", Severity: Low,
+			Summary:        fmt.Sprintf("every link probes %s: its failure counts against every link at once", strings.Join(shared, ", ")),
+			Recommendation: "keep shared targets a minority of each link's quorum, or give each link targets of its own",
+			Elements:       shared,
 		})
 	}
+	return fs
+}
+
+// noTopologyChecks say what is not checked without a topology section.
+func noTopologyChecks(c *config.Config) []Finding {
+	if c.Topology != nil {
+		return nil
+	}
+	return []Finding{{
+		Check: "no-topology", Severity: Info,
+		Summary:        "no topology section: devices, power, conduits, providers and DNS placement are not checked",
+		Recommendation: "describe the site in a topology section (docs/audit.md) and run multihome audit again",
+	}}
+}
+
+// longPrefixChecks report topology and BGP prefixes longer than the
+// Internet's filters accept.
+func longPrefixChecks(c *config.Config) []Finding {
+	var fs []Finding
 	var prefixes []netip.Prefix
 	if c.Topology != nil {
 		prefixes = append(prefixes, c.Topology.Prefixes...)
@@ -174,14 +214,33 @@ func (m *model) topologyChecks() []Finding {
 	}
 	var fs []Finding
 	g := m.graph()
-	if len(m.ha) == 0 && m.c.HA == nil {
-		fs = append(fs, Finding{
-			Check: "no-ha-partner", Severity: Medium,
-			Summary:        fmt.Sprintf("the gateway %s has no HA partner: when it fails, every link is lost with it", label(m.gw)),
-			Recommendation: "add a second gateway with VRRP (keepalived) and list it in topology.ha_partners",
-			Elements:       []string{m.gw},
-		})
+	fs = append(fs, m.haPartnerChecks()...)
+	fs = append(fs, m.topologyLinkChecks()...)
+	if len(m.c.Links) < 2 {
+		return fs // single-link says it all
 	}
+	fs = append(fs, m.singleFailureChecks(g)...)
+	fs = append(fs, m.sharedCarrierChecks()...)
+	fs = append(fs, m.probeProviderChecks()...)
+	return fs
+}
+
+// haPartnerChecks report a gateway without an HA partner.
+func (m *model) haPartnerChecks() []Finding {
+	if len(m.ha) != 0 || m.c.HA != nil {
+		return nil
+	}
+	return []Finding{{
+		Check: "no-ha-partner", Severity: Medium,
+		Summary:        fmt.Sprintf("the gateway %s has no HA partner: when it fails, every link is lost with it", label(m.gw)),
+		Recommendation: "add a second gateway with VRRP (keepalived) and list it in topology.ha_partners",
+		Elements:       []string{m.gw},
+	}}
+}
+
+// topologyLinkChecks report links not placed in topology.links.
+func (m *model) topologyLinkChecks() []Finding {
+	var fs []Finding
 	for _, l := range m.c.Links {
 		if !slices.ContainsFunc(m.topo.Links, func(tl config.TopoLink) bool { return tl.Name == l.Name }) {
 			fs = append(fs, Finding{
@@ -192,9 +251,13 @@ func (m *model) topologyChecks() []Finding {
 			})
 		}
 	}
-	if len(m.c.Links) < 2 {
-		return fs // single-link says it all
-	}
+	return fs
+}
+
+// singleFailureChecks report the devices, conduits, power feeds,
+// providers and carriers whose failure alone takes the site offline.
+func (m *model) singleFailureChecks(g *Graph) []Finding {
+	var fs []Finding
 	for _, id := range m.candidates(g) {
 		if id == m.gw || kindOf(id) == KindDNS || kindOf(id) == KindLink {
 			continue
@@ -236,7 +299,13 @@ func (m *model) topologyChecks() []Finding {
 		}
 		fs = append(fs, f)
 	}
-	// Providers sharing an upstream carrier, when not every link is cut.
+	return fs
+}
+
+// sharedCarrierChecks report providers sharing an upstream carrier, when
+// not every link is cut.
+func (m *model) sharedCarrierChecks() []Finding {
+	var fs []Finding
 	users := map[string][]string{}
 	for _, id := range sortedKeys(m.providers) {
 		for _, u := range m.providers[id].upstreams {
@@ -259,7 +328,13 @@ func (m *model) topologyChecks() []Finding {
 			Elements:       append([]string{u}, ps...),
 		})
 	}
-	// Probe targets inside a provider's network.
+	return fs
+}
+
+// probeProviderChecks report probe targets inside a provider's network:
+// the link's own (only) or another link's.
+func (m *model) probeProviderChecks() []Finding {
+	var fs []Finding
 	for _, l := range m.links {
 		cl := m.c.LinkByName(l.name)
 		var own, other []string
@@ -323,86 +398,106 @@ func sortedKeys[V any](m map[string]V) []string {
 func dnsChecks(c *config.Config, m *model) []Finding {
 	var fs []Finding
 	for _, role := range []string{config.DNSRoleAuthoritative, config.DNSRoleResolver} {
-		var servers []mdns
-		for _, s := range m.dns {
-			if s.role == role {
-				servers = append(servers, s)
-			}
+		fs = append(fs, m.dnsRoleChecks(role)...)
+	}
+	return fs
+}
+
+// dnsRoleChecks look at the DNS servers of one role: a single server,
+// authoritative servers in one prefix, single failures silencing them.
+func (m *model) dnsRoleChecks(role string) []Finding {
+	var servers []mdns
+	for _, s := range m.dns {
+		if s.role == role {
+			servers = append(servers, s)
 		}
-		if len(servers) == 0 {
+	}
+	if len(servers) == 0 {
+		return nil
+	}
+	var fs []Finding
+	sev, what := High, "authoritative"
+	if role == config.DNSRoleResolver {
+		sev, what = Medium, "resolver"
+	}
+	if len(servers) == 1 {
+		f := Finding{
+			Check: "dns-single-" + what, Severity: sev,
+			Summary:        fmt.Sprintf("one %s DNS server (%s): when it or its network fails, %s", what, servers[0].name, dnsImpact(role)),
+			Recommendation: dnsAdvice(role, m),
+			Elements:       []string{servers[0].id},
+		}
+		fs = append(fs, f)
+	} else if role == config.DNSRoleAuthoritative {
+		fs = append(fs, dnsPrefixChecks(servers)...)
+	}
+	fs = append(fs, m.dnsFailureChecks(role, servers, sev, what)...)
+	return fs
+}
+
+// dnsPrefixChecks report authoritative servers all in one /24 or /48.
+func dnsPrefixChecks(servers []mdns) []Finding {
+	nets := map[netip.Prefix]bool{}
+	var addrs []string
+	for _, s := range servers {
+		if !s.addr.IsValid() {
+			nets[netip.Prefix{}] = true
 			continue
 		}
-		sev, what := High, "authoritative"
-		if role == config.DNSRoleResolver {
-			sev, what = Medium, "resolver"
+		bits := 24
+		if s.addr.Is6() {
+			bits = 48
 		}
-		if len(servers) == 1 {
-			f := Finding{
-				Check: "dns-single-" + what, Severity: sev,
-				Summary:        fmt.Sprintf("one %s DNS server (%s): when it or its network fails, %s", what, servers[0].name, dnsImpact(role)),
-				Recommendation: dnsAdvice(role, m),
-				Elements:       []string{servers[0].id},
-			}
-			fs = append(fs, f)
-		} else if role == config.DNSRoleAuthoritative {
-			nets := map[netip.Prefix]bool{}
-			var addrs []string
-			for _, s := range servers {
-				if !s.addr.IsValid() {
-					nets[netip.Prefix{}] = true
-					continue
-				}
-				bits := 24
-				if s.addr.Is6() {
-					bits = 48
-				}
-				p, _ := s.addr.Prefix(bits)
-				nets[p] = true
-				addrs = append(addrs, s.addr.String())
-			}
-			if len(nets) == 1 && len(addrs) == len(servers) {
-				fs = append(fs, Finding{
-					Check: "dns-authoritative-one-prefix", Severity: Medium,
-					Summary:        fmt.Sprintf("every authoritative server (%s) is in one /24 or /48: one routing problem makes the zone unreachable", strings.Join(addrs, ", ")),
-					Recommendation: "run a secondary in another network and another AS (RFC 2182)",
-					Elements:       serverIDs(servers),
-				})
-			}
+		p, _ := s.addr.Prefix(bits)
+		nets[p] = true
+		addrs = append(addrs, s.addr.String())
+	}
+	if len(nets) == 1 && len(addrs) == len(servers) {
+		return []Finding{{
+			Check: "dns-authoritative-one-prefix", Severity: Medium,
+			Summary:        fmt.Sprintf("every authoritative server (%s) is in one /24 or /48: one routing problem makes the zone unreachable", strings.Join(addrs, ", ")),
+			Recommendation: "run a secondary in another network and another AS (RFC 2182)",
+			Elements:       serverIDs(servers),
+		}}
+	}
+	return nil
+}
+
+// dnsFailureChecks report single failures that silence the role but
+// leave the Internet up. Elements that do so only by taking down a link
+// that is itself such a failure are covered by that link's finding.
+func (m *model) dnsFailureChecks(role string, servers []mdns, sev Severity, what string) []Finding {
+	var fs []Finding
+	g := m.graph()
+	var linkSPOFs []string
+	for _, l := range m.links {
+		f := failures{idLink(l.name): true}
+		if !m.serviceUp(f, role) && m.internetUp(f) {
+			linkSPOFs = append(linkSPOFs, l.name)
 		}
-		// Single failures that silence the role but leave the Internet up.
-		// Elements that do so only by taking down a link that is itself
-		// such a failure are covered by that link's finding.
-		g := m.graph()
-		var linkSPOFs []string
-		for _, l := range m.links {
-			f := failures{idLink(l.name): true}
-			if !m.serviceUp(f, role) && m.internetUp(f) {
-				linkSPOFs = append(linkSPOFs, l.name)
-			}
+	}
+	for _, id := range m.candidates(g) {
+		f := failures{id: true}
+		if m.serviceUp(f, role) || !m.internetUp(f) {
+			continue
 		}
-		for _, id := range m.candidates(g) {
-			f := failures{id: true}
-			if m.serviceUp(f, role) || !m.internetUp(f) {
-				continue
-			}
-			if len(servers) == 1 && (id == servers[0].id || id == servers[0].device) {
-				continue
-			}
-			if kindOf(id) != KindLink && slices.ContainsFunc(linkSPOFs, func(l string) bool { return !m.linkUp(f, l) }) {
-				continue
-			}
-			fd := Finding{Severity: sev, Elements: []string{id}}
-			if kindOf(id) == KindLink {
-				fd.Check = "dns-" + what + "-one-link"
-				fd.Summary = fmt.Sprintf("every %s DNS server is reachable only over link %s: when it fails, %s", what, label(id), dnsImpact(role))
-				fd.Recommendation = "make a server reachable over every link (an address per link in the delegation), or host one elsewhere"
-			} else {
-				fd.Check = "dns-" + what + "-spof"
-				fd.Summary = fmt.Sprintf("every %s DNS server depends on %s: when it fails, %s", what, label(id), dnsImpact(role))
-				fd.Recommendation = dnsAdvice(role, m)
-			}
-			fs = append(fs, fd)
+		if len(servers) == 1 && (id == servers[0].id || id == servers[0].device) {
+			continue
 		}
+		if kindOf(id) != KindLink && slices.ContainsFunc(linkSPOFs, func(l string) bool { return !m.linkUp(f, l) }) {
+			continue
+		}
+		fd := Finding{Severity: sev, Elements: []string{id}}
+		if kindOf(id) == KindLink {
+			fd.Check = "dns-" + what + "-one-link"
+			fd.Summary = fmt.Sprintf("every %s DNS server is reachable only over link %s: when it fails, %s", what, label(id), dnsImpact(role))
+			fd.Recommendation = "make a server reachable over every link (an address per link in the delegation), or host one elsewhere"
+		} else {
+			fd.Check = "dns-" + what + "-spof"
+			fd.Summary = fmt.Sprintf("every %s DNS server depends on %s: when it fails, %s", what, label(id), dnsImpact(role))
+			fd.Recommendation = dnsAdvice(role, m)
+		}
+		fs = append(fs, fd)
 	}
 	return fs
 }
