@@ -159,6 +159,27 @@ func checkIPv6(c *Config, k *checker) {
 	if v == nil {
 		return
 	}
+	checkIPv6Mode(c, k)
+	if len(v.Prefixes) == 0 {
+		k.errorf("ipv6.prefixes", "missing: each link's LAN prefix, e.g. [{link: isp1, prefix: 2001:db8:1:100::/64}]")
+	}
+	for i := range v.Prefixes {
+		checkIPv6Prefix(c, k, i)
+	}
+	checkFirewallSets(c, k)
+	for i, a := range v.RDNSS {
+		if !a.Is6() || a.Is4In6() {
+			k.errorf(fmt.Sprintf("ipv6.rdnss[%d]", i), "%s is not an IPv6 address", a)
+		}
+	}
+	checkRA(k, &v.RA)
+	checkIPv6RulePriority(c, k)
+}
+
+// checkIPv6Mode validates outbound.nat6 against the section, ipv6.lan,
+// ipv6.mode and ipv6.internal.
+func checkIPv6Mode(c *Config, k *checker) {
+	v := c.IPv6
 	if c.Outbound.NAT6 {
 		k.errorf("ipv6.mode", "outbound.nat6 would masquerade the LAN prefixes: turn it off with an ipv6 section (sadr routes by source, nptv6 translates prefixes)")
 	}
@@ -177,73 +198,79 @@ func checkIPv6(c *Config, k *checker) {
 	case v.Internal.Masked() != v.Internal:
 		k.errorf("ipv6.internal", "%s has host bits set: want %s", v.Internal, v.Internal.Masked())
 	}
-	if len(v.Prefixes) == 0 {
-		k.errorf("ipv6.prefixes", "missing: each link's LAN prefix, e.g. [{link: isp1, prefix: 2001:db8:1:100::/64}]")
+}
+
+// checkIPv6Prefix validates ipv6.prefixes[i] against the links and the
+// entries before it.
+func checkIPv6Prefix(c *Config, k *checker, i int) {
+	v := c.IPv6
+	p := &v.Prefixes[i]
+	path := fmt.Sprintf("ipv6.prefixes[%d]", i)
+	if p.Link == "" {
+		k.errorf(path+".link", "missing: the link whose provider assigned the prefix")
+	} else if l := c.LinkByName(p.Link); l == nil {
+		k.errorf(path+".link", "unknown link %q", p.Link)
+	} else if !l.Gateway6.IsValid() {
+		k.errorf(path+".link", "link %s has no gateway6: its prefix could not be routed", p.Link)
 	}
-	for i := range v.Prefixes {
-		p := &v.Prefixes[i]
-		path := fmt.Sprintf("ipv6.prefixes[%d]", i)
-		if p.Link == "" {
-			k.errorf(path+".link", "missing: the link whose provider assigned the prefix")
-		} else if l := c.LinkByName(p.Link); l == nil {
-			k.errorf(path+".link", "unknown link %q", p.Link)
-		} else if !l.Gateway6.IsValid() {
-			k.errorf(path+".link", "link %s has no gateway6: its prefix could not be routed", p.Link)
-		}
-		if d := p.DHCPv6PD; d != nil {
-			if p.Prefix.IsValid() && p.Learned == nil {
-				k.errorf(path+".dhcpv6_pd", "prefix and dhcpv6_pd are exclusive: a prefix is either configured or learned")
-			}
-			if d.Length == 0 {
-				d.Length = DefaultPDLength
-			}
-			switch {
-			case d.Length < 1 || d.Length > 64:
-				k.errorf(path+".dhcpv6_pd.length", "%d: want 1..64 (the delegated prefix holds the LAN /64s)", d.Length)
-			case d.Subnet < 0 || (d.Length > 2 && d.Subnet >= 1<<(64-d.Length)):
-				k.errorf(path+".dhcpv6_pd.subnet", "%d does not fit in a /%d: want 0..%d", d.Subnet, d.Length, uint64(1)<<(64-d.Length)-1)
-			}
-			for j := range i {
-				if q := v.Prefixes[j]; q.Link == p.Link && q.DHCPv6PD != nil && q.DHCPv6PD.Length != d.Length {
-					k.errorf(path+".dhcpv6_pd.length", "%d differs from ipv6.prefixes[%d] (/%d): a link holds one delegation", d.Length, j, q.DHCPv6PD.Length)
-				} else if q.Link == p.Link && q.DHCPv6PD != nil && q.DHCPv6PD.Subnet == d.Subnet {
-					k.errorf(path+".dhcpv6_pd.subnet", "%d is already used by ipv6.prefixes[%d]", d.Subnet, j)
-				}
-			}
-			if !p.Prefix.IsValid() {
-				continue // not learned yet: nothing more to check
-			}
-		}
-		switch {
-		case !p.Prefix.IsValid():
-			k.errorf(path+".prefix", "missing: an IPv6 prefix such as 2001:db8:1:100::/64, or dhcpv6_pd to learn one")
-			continue
-		case !p.Prefix.Addr().Is6() || p.Prefix.Addr().Is4In6():
-			k.errorf(path+".prefix", "%s is not an IPv6 prefix", p.Prefix)
-			continue
-		case p.Prefix.Bits() != 64:
-			k.errorf(path+".prefix", "%s: SLAAC needs a /64", p.Prefix)
-			continue
-		case p.Prefix.Masked() != p.Prefix:
-			k.errorf(path+".prefix", "%s has host bits set: want %s", p.Prefix, p.Prefix.Masked())
-			continue
-		}
-		if v.Mode == IPv6ModeNPTv6 && v.Internal.IsValid() && v.Internal.Overlaps(p.Prefix) {
-			k.errorf(path+".prefix", "%s overlaps ipv6.internal %s", p.Prefix, v.Internal)
-		}
-		for j := range i {
-			if v.Prefixes[j].Prefix.IsValid() && v.Prefixes[j].Prefix.Overlaps(p.Prefix) {
-				k.errorf(path+".prefix", "%s overlaps ipv6.prefixes[%d] %s", p.Prefix, j, v.Prefixes[j].Prefix)
-			}
+	if p.DHCPv6PD != nil {
+		checkIPv6PD(v, k, i, path)
+		if !p.Prefix.IsValid() {
+			return // not learned yet: nothing more to check
 		}
 	}
-	checkFirewallSets(c, k)
-	for i, a := range v.RDNSS {
-		if !a.Is6() || a.Is4In6() {
-			k.errorf(fmt.Sprintf("ipv6.rdnss[%d]", i), "%s is not an IPv6 address", a)
+	switch {
+	case !p.Prefix.IsValid():
+		k.errorf(path+".prefix", "missing: an IPv6 prefix such as 2001:db8:1:100::/64, or dhcpv6_pd to learn one")
+		return
+	case !p.Prefix.Addr().Is6() || p.Prefix.Addr().Is4In6():
+		k.errorf(path+".prefix", "%s is not an IPv6 prefix", p.Prefix)
+		return
+	case p.Prefix.Bits() != 64:
+		k.errorf(path+".prefix", "%s: SLAAC needs a /64", p.Prefix)
+		return
+	case p.Prefix.Masked() != p.Prefix:
+		k.errorf(path+".prefix", "%s has host bits set: want %s", p.Prefix, p.Prefix.Masked())
+		return
+	}
+	if v.Mode == IPv6ModeNPTv6 && v.Internal.IsValid() && v.Internal.Overlaps(p.Prefix) {
+		k.errorf(path+".prefix", "%s overlaps ipv6.internal %s", p.Prefix, v.Internal)
+	}
+	for j := range i {
+		if v.Prefixes[j].Prefix.IsValid() && v.Prefixes[j].Prefix.Overlaps(p.Prefix) {
+			k.errorf(path+".prefix", "%s overlaps ipv6.prefixes[%d] %s", p.Prefix, j, v.Prefixes[j].Prefix)
 		}
 	}
-	r := &v.RA
+}
+
+// checkIPv6PD fills in and validates ipv6.prefixes[i].dhcpv6_pd: one
+// delegation length per link, distinct subnets.
+func checkIPv6PD(v *IPv6, k *checker, i int, path string) {
+	p := &v.Prefixes[i]
+	d := p.DHCPv6PD
+	if p.Prefix.IsValid() && p.Learned == nil {
+		k.errorf(path+".dhcpv6_pd", "prefix and dhcpv6_pd are exclusive: a prefix is either configured or learned")
+	}
+	if d.Length == 0 {
+		d.Length = DefaultPDLength
+	}
+	switch {
+	case d.Length < 1 || d.Length > 64:
+		k.errorf(path+".dhcpv6_pd.length", "%d: want 1..64 (the delegated prefix holds the LAN /64s)", d.Length)
+	case d.Subnet < 0 || (d.Length > 2 && d.Subnet >= 1<<(64-d.Length)):
+		k.errorf(path+".dhcpv6_pd.subnet", "%d does not fit in a /%d: want 0..%d", d.Subnet, d.Length, uint64(1)<<(64-d.Length)-1)
+	}
+	for j := range i {
+		if q := v.Prefixes[j]; q.Link == p.Link && q.DHCPv6PD != nil && q.DHCPv6PD.Length != d.Length {
+			k.errorf(path+".dhcpv6_pd.length", "%d differs from ipv6.prefixes[%d] (/%d): a link holds one delegation", d.Length, j, q.DHCPv6PD.Length)
+		} else if q.Link == p.Link && q.DHCPv6PD != nil && q.DHCPv6PD.Subnet == d.Subnet {
+			k.errorf(path+".dhcpv6_pd.subnet", "%d is already used by ipv6.prefixes[%d]", d.Subnet, j)
+		}
+	}
+}
+
+// checkRA fills in ipv6.ra's defaults and validates its timers.
+func checkRA(k *checker, r *IPv6RA) {
 	defDur(&r.Interval, 10*time.Second)
 	if r.Interval.D() < 100*time.Millisecond {
 		k.errorf("ipv6.ra.interval", "%s is below 100ms", r.Interval.D())
@@ -267,6 +294,12 @@ func checkIPv6(c *Config, k *checker) {
 			k.errorf("ipv6.ra."+f.name, "%s is too long", f.d.D())
 		}
 	}
+}
+
+// checkIPv6RulePriority fills in ipv6.rule_priority and keeps it clear of
+// outbound's rule priorities.
+func checkIPv6RulePriority(c *Config, k *checker) {
+	v := c.IPv6
 	if v.RulePriority == 0 {
 		v.RulePriority = c.EffectiveOutbound().RulePriority - DefaultIPv6RulePriorityOffset
 	}

@@ -231,7 +231,23 @@ func fillZero(dst, src reflect.Value) {
 
 var linkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,31}$`)
 
+// checkLinks fills in the log and links sections' defaults and validates
+// them.
 func checkLinks(c *Config, k *checker) {
+	checkLog(c, k)
+	if len(c.Links) == 0 {
+		k.errorf("links", "at least one link is needed")
+		return
+	}
+	checkHealth(k, "defaults.health", &c.Defaults.Health, false)
+	names, ifaces := map[string]int{}, map[string]int{}
+	for i := range c.Links {
+		checkLink(c, k, i, names, ifaces)
+	}
+}
+
+// checkLog fills in the log section's defaults and validates it.
+func checkLog(c *Config, k *checker) {
 	switch c.Log.Level {
 	case "":
 		c.Log.Level = "info"
@@ -246,71 +262,69 @@ func checkLinks(c *Config, k *checker) {
 	default:
 		k.errorf("log.format", "unknown format %q: want text or json", c.Log.Format)
 	}
-	if len(c.Links) == 0 {
-		k.errorf("links", "at least one link is needed")
-		return
+}
+
+// checkLink fills in links[i]'s defaults (weight, priority, a gateway
+// probe, health) and validates it; names and ifaces map the names and
+// interfaces seen so far to their index.
+func checkLink(c *Config, k *checker, i int, names, ifaces map[string]int) {
+	l := &c.Links[i]
+	p := fmt.Sprintf("links[%d]", i)
+	switch {
+	case l.Name == "":
+		k.errorf(p+".name", "missing: every link needs a name")
+	case !linkName.MatchString(l.Name):
+		k.errorf(p+".name", "bad name %q: use letters, digits, '-', '_' or '.', at most 32", l.Name)
+	default:
+		if j, dup := names[l.Name]; dup {
+			k.errorf(p+".name", "duplicate link name %q (also links[%d])", l.Name, j)
+		}
+		names[l.Name] = i
 	}
-	checkHealth(k, "defaults.health", &c.Defaults.Health, false)
-	names, ifaces := map[string]int{}, map[string]int{}
-	for i := range c.Links {
-		l := &c.Links[i]
-		p := fmt.Sprintf("links[%d]", i)
+	switch {
+	case l.Interface == "":
+		k.errorf(p+".interface", "missing: every link needs its kernel interface")
+	case len(l.Interface) > 15 || strings.ContainsAny(l.Interface, "/ \t"):
+		k.errorf(p+".interface", "bad interface name %q", l.Interface)
+	default:
+		if j, dup := ifaces[l.Interface]; dup {
+			k.errorf(p+".interface", "interface %q already used by links[%d]", l.Interface, j)
+		}
+		ifaces[l.Interface] = i
+	}
+	checkFamily(k, p+".gateway4", l.Gateway4, 4)
+	checkFamily(k, p+".gateway6", l.Gateway6, 6)
+	checkFamily(k, p+".address4", l.Address4, 4)
+	checkFamily(k, p+".address6", l.Address6, 6)
+	if l.Weight < 0 {
+		k.errorf(p+".weight", "must not be negative, got %d", l.Weight)
+	} else if l.Weight == 0 && !c.Has(p+".weight") {
+		l.Weight = 1
+	}
+	if l.Priority < 0 {
+		k.errorf(p+".priority", "must not be negative, got %d", l.Priority)
+	} else if l.Priority == 0 {
+		l.Priority = 1
+	}
+	if len(l.Probes) == 0 {
 		switch {
-		case l.Name == "":
-			k.errorf(p+".name", "missing: every link needs a name")
-		case !linkName.MatchString(l.Name):
-			k.errorf(p+".name", "bad name %q: use letters, digits, '-', '_' or '.', at most 32", l.Name)
+		case l.Gateway4.IsValid():
+			l.Probes = []Probe{{Type: ProbeICMP, Target: l.Gateway4.String()}}
+		case l.Gateway6.IsValid():
+			l.Probes = []Probe{{Type: ProbeICMP, Target: l.Gateway6.String()}}
 		default:
-			if j, dup := names[l.Name]; dup {
-				k.errorf(p+".name", "duplicate link name %q (also links[%d])", l.Name, j)
-			}
-			names[l.Name] = i
+			k.errorf(p+".probes", "missing: give probe targets, or a gateway4/gateway6 to probe")
 		}
-		switch {
-		case l.Interface == "":
-			k.errorf(p+".interface", "missing: every link needs its kernel interface")
-		case len(l.Interface) > 15 || strings.ContainsAny(l.Interface, "/ \t"):
-			k.errorf(p+".interface", "bad interface name %q", l.Interface)
-		default:
-			if j, dup := ifaces[l.Interface]; dup {
-				k.errorf(p+".interface", "interface %q already used by links[%d]", l.Interface, j)
-			}
-			ifaces[l.Interface] = i
-		}
-		checkFamily(k, p+".gateway4", l.Gateway4, 4)
-		checkFamily(k, p+".gateway6", l.Gateway6, 6)
-		checkFamily(k, p+".address4", l.Address4, 4)
-		checkFamily(k, p+".address6", l.Address6, 6)
-		if l.Weight < 0 {
-			k.errorf(p+".weight", "must not be negative, got %d", l.Weight)
-		} else if l.Weight == 0 && !c.Has(p+".weight") {
-			l.Weight = 1
-		}
-		if l.Priority < 0 {
-			k.errorf(p+".priority", "must not be negative, got %d", l.Priority)
-		} else if l.Priority == 0 {
-			l.Priority = 1
-		}
-		if len(l.Probes) == 0 {
-			switch {
-			case l.Gateway4.IsValid():
-				l.Probes = []Probe{{Type: ProbeICMP, Target: l.Gateway4.String()}}
-			case l.Gateway6.IsValid():
-				l.Probes = []Probe{{Type: ProbeICMP, Target: l.Gateway6.String()}}
-			default:
-				k.errorf(p+".probes", "missing: give probe targets, or a gateway4/gateway6 to probe")
-			}
-		}
-		for j := range l.Probes {
-			checkProbe(k, fmt.Sprintf("%s.probes[%d]", p, j), &l.Probes[j])
-		}
-		checkHealth(k, p+".health", &l.Health, false)
-		fillZero(reflect.ValueOf(&l.Health).Elem(), reflect.ValueOf(c.Defaults.Health))
-		fillZero(reflect.ValueOf(&l.Health).Elem(), reflect.ValueOf(builtinHealth))
-		checkHealth(k, p+".health", &l.Health, true)
-		if n := len(l.Probes); n > 0 && l.Health.MinTargetsUp > n {
-			k.errorf(p+".health.min_targets_up", "quorum %d is more than the link's %d probe targets", l.Health.MinTargetsUp, n)
-		}
+	}
+	for j := range l.Probes {
+		checkProbe(k, fmt.Sprintf("%s.probes[%d]", p, j), &l.Probes[j])
+	}
+	checkHealth(k, p+".health", &l.Health, false)
+	fillZero(reflect.ValueOf(&l.Health).Elem(), reflect.ValueOf(c.Defaults.Health))
+	fillZero(reflect.ValueOf(&l.Health).Elem(), reflect.ValueOf(builtinHealth))
+	checkHealth(k, p+".health", &l.Health, true)
+	if n := len(l.Probes); n > 0 && l.Health.MinTargetsUp > n {
+		k.errorf(p+".health.min_targets_up", "quorum %d is more than the link's %d probe targets", l.Health.MinTargetsUp, n)
 	}
 }
 

@@ -282,102 +282,122 @@ var policyName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_-]{0,23}$`)
 
 func init() { sectionChecks = append(sectionChecks, checkOutbound) }
 
+// checkOutbound fills in the outbound section's defaults and validates
+// its policies, rules and kernel ranges.
 func checkOutbound(c *Config, k *checker) {
 	c.Outbound = c.EffectiveOutbound()
 	o := &c.Outbound
 	names := map[string]int{}
 	for i := range o.Policies {
-		p := &o.Policies[i]
-		path := fmt.Sprintf("outbound.policies[%d]", i)
-		switch {
-		case p.Name == "":
-			k.errorf(path+".name", "missing: every policy needs a name")
-		case !policyName.MatchString(p.Name):
-			k.errorf(path+".name", "bad name %q: a letter, then letters, digits, '-' or '_', at most 24", p.Name)
-		default:
-			if j, dup := names[p.Name]; dup {
-				k.errorf(path+".name", "duplicate policy name %q (also outbound.policies[%d])", p.Name, j)
-			}
-			names[p.Name] = i
-		}
-		switch p.Type {
-		case PolicyFailover, PolicyWeighted, PolicySticky, PolicyLeastLoaded, PolicyBond:
-		default:
-			k.errorf(path+".type", "unknown policy type %q: want failover, weighted, sticky, least-loaded or bond", p.Type)
-		}
-		seen := map[string]bool{}
-		for j, l := range p.Links {
-			lp := fmt.Sprintf("%s.links[%d]", path, j)
-			if c.LinkByName(l) == nil {
-				k.errorf(lp, "unknown link %q", l)
-			} else if seen[l] {
-				k.errorf(lp, "link %q listed twice", l)
-			}
-			seen[l] = true
-		}
-		if p.StickyTimeout != 0 && p.Type != PolicySticky {
-			k.errorf(path+".sticky_timeout", "only for type sticky")
-		}
-		if p.StickyTimeout < 0 || (p.Type == PolicySticky && p.StickyTimeout.D() < time.Second) {
-			k.errorf(path+".sticky_timeout", "%s is too short: at least 1s", p.StickyTimeout.D())
-		}
-		if p.Spillover < 0 || p.Spillover > 1 {
-			k.errorf(path+".spillover", "must be between 0%% and 100%%")
-		}
-		switch p.LastResort {
-		case LastResortMain, LastResortUnreachable:
-		default:
-			k.errorf(path+".last_resort", "unknown last resort %q: want main or unreachable", p.LastResort)
-		}
-		if p.Degraded != "avoid" && p.Degraded != "use" {
-			k.errorf(path+".degraded", "unknown choice %q: want avoid or use", p.Degraded)
-		}
+		checkPolicy(c, k, i, names)
 	}
 	if _, ok := names[o.DefaultPolicy]; !ok {
 		k.errorf("outbound.default_policy", "unknown policy %q", o.DefaultPolicy)
 	}
 	for i := range o.Rules {
-		r := &o.Rules[i]
-		path := fmt.Sprintf("outbound.rules[%d]", i)
-		if r.Policy == "" {
-			k.errorf(path+".policy", "missing: the policy of the flows this rule matches")
-		} else if _, ok := names[r.Policy]; !ok {
-			k.errorf(path+".policy", "unknown policy %q", r.Policy)
-		}
-		switch r.Proto {
-		case "", "tcp", "udp", "icmp", "icmpv6":
-		default:
-			k.errorf(path+".proto", "unknown protocol %q: want tcp, udp, icmp or icmpv6", r.Proto)
-		}
-		if (len(r.DPort) > 0 || len(r.SPort) > 0) && r.Proto != "" && r.Proto != "tcp" && r.Proto != "udp" {
-			k.errorf(path+".proto", "ports need proto tcp or udp (or none for both), got %q", r.Proto)
-		}
-		if r.DSCP != nil && (*r.DSCP < 0 || *r.DSCP > 63) {
-			k.errorf(path+".dscp", "%d is not a DSCP value (0–63)", *r.DSCP)
-		}
-		if r.IIF != "" && (len(r.IIF) > 15 || strings.ContainsAny(r.IIF, "/ \t\"")) {
-			k.errorf(path+".iif", "bad interface name %q", r.IIF)
-		}
-		fam := 0
-		for j, p := range append(slices.Clone(r.Src), r.Dst...) {
-			f := 4
-			if p.Addr().Is6() {
-				f = 6
-			}
-			if fam != 0 && f != fam {
-				field := "src"
-				if j >= len(r.Src) {
-					field = "dst"
-				}
-				k.errorf(path+"."+field, "mixes IPv4 and IPv6 prefixes: write one rule per family")
-				break
-			}
-			fam = f
-		}
-		if r.Proto == "icmpv6" && fam == 4 || r.Proto == "icmp" && fam == 6 {
-			k.errorf(path+".proto", "%s does not match %s prefixes", r.Proto, map[int]string{4: "IPv4", 6: "IPv6"}[fam])
-		}
+		checkRule(k, &o.Rules[i], i, names)
 	}
+	checkOutboundRanges(c, k)
+}
+
+// checkPolicy validates outbound.policies[i] and records its name in names
+// (name → index), reporting duplicates.
+func checkPolicy(c *Config, k *checker, i int, names map[string]int) {
+	o := &c.Outbound
+	p := &o.Policies[i]
+	path := fmt.Sprintf("outbound.policies[%d]", i)
+	switch {
+	case p.Name == "":
+		k.errorf(path+".name", "missing: every policy needs a name")
+	case !policyName.MatchString(p.Name):
+		k.errorf(path+".name", "bad name %q: a letter, then letters, digits, '-' or '_', at most 24", p.Name)
+	default:
+		if j, dup := names[p.Name]; dup {
+			k.errorf(path+".name", "duplicate policy name %q (also outbound.policies[%d])", p.Name, j)
+		}
+		names[p.Name] = i
+	}
+	switch p.Type {
+	case PolicyFailover, PolicyWeighted, PolicySticky, PolicyLeastLoaded, PolicyBond:
+	default:
+		k.errorf(path+".type", "unknown policy type %q: want failover, weighted, sticky, least-loaded or bond", p.Type)
+	}
+	seen := map[string]bool{}
+	for j, l := range p.Links {
+		lp := fmt.Sprintf("%s.links[%d]", path, j)
+		if c.LinkByName(l) == nil {
+			k.errorf(lp, "unknown link %q", l)
+		} else if seen[l] {
+			k.errorf(lp, "link %q listed twice", l)
+		}
+		seen[l] = true
+	}
+	if p.StickyTimeout != 0 && p.Type != PolicySticky {
+		k.errorf(path+".sticky_timeout", "only for type sticky")
+	}
+	if p.StickyTimeout < 0 || (p.Type == PolicySticky && p.StickyTimeout.D() < time.Second) {
+		k.errorf(path+".sticky_timeout", "%s is too short: at least 1s", p.StickyTimeout.D())
+	}
+	if p.Spillover < 0 || p.Spillover > 1 {
+		k.errorf(path+".spillover", "must be between 0%% and 100%%")
+	}
+	switch p.LastResort {
+	case LastResortMain, LastResortUnreachable:
+	default:
+		k.errorf(path+".last_resort", "unknown last resort %q: want main or unreachable", p.LastResort)
+	}
+	if p.Degraded != "avoid" && p.Degraded != "use" {
+		k.errorf(path+".degraded", "unknown choice %q: want avoid or use", p.Degraded)
+	}
+}
+
+// checkRule validates outbound.rules[i] against the policy names.
+func checkRule(k *checker, r *OutboundRule, i int, names map[string]int) {
+	path := fmt.Sprintf("outbound.rules[%d]", i)
+	if r.Policy == "" {
+		k.errorf(path+".policy", "missing: the policy of the flows this rule matches")
+	} else if _, ok := names[r.Policy]; !ok {
+		k.errorf(path+".policy", "unknown policy %q", r.Policy)
+	}
+	switch r.Proto {
+	case "", "tcp", "udp", "icmp", "icmpv6":
+	default:
+		k.errorf(path+".proto", "unknown protocol %q: want tcp, udp, icmp or icmpv6", r.Proto)
+	}
+	if (len(r.DPort) > 0 || len(r.SPort) > 0) && r.Proto != "" && r.Proto != "tcp" && r.Proto != "udp" {
+		k.errorf(path+".proto", "ports need proto tcp or udp (or none for both), got %q", r.Proto)
+	}
+	if r.DSCP != nil && (*r.DSCP < 0 || *r.DSCP > 63) {
+		k.errorf(path+".dscp", "%d is not a DSCP value (0–63)", *r.DSCP)
+	}
+	if r.IIF != "" && (len(r.IIF) > 15 || strings.ContainsAny(r.IIF, "/ \t\"")) {
+		k.errorf(path+".iif", "bad interface name %q", r.IIF)
+	}
+	fam := 0
+	for j, p := range append(slices.Clone(r.Src), r.Dst...) {
+		f := 4
+		if p.Addr().Is6() {
+			f = 6
+		}
+		if fam != 0 && f != fam {
+			field := "src"
+			if j >= len(r.Src) {
+				field = "dst"
+			}
+			k.errorf(path+"."+field, "mixes IPv4 and IPv6 prefixes: write one rule per family")
+			break
+		}
+		fam = f
+	}
+	if r.Proto == "icmpv6" && fam == 4 || r.Proto == "icmp" && fam == 6 {
+		k.errorf(path+".proto", "%s does not match %s prefixes", r.Proto, map[int]string{4: "IPv4", 6: "IPv6"}[fam])
+	}
+}
+
+// checkOutboundRanges validates the mark mask, routing tables, rule
+// priorities and reconcile period.
+func checkOutboundRanges(c *Config, k *checker) {
+	o := &c.Outbound
 	if slots := MarkSlots(o.MarkMask); o.MarkMask>>bits.TrailingZeros32(o.MarkMask)&(o.MarkMask>>bits.TrailingZeros32(o.MarkMask)+1) != 0 {
 		k.errorf("outbound.mark_mask", "%#x is not one run of contiguous bits", o.MarkMask)
 	} else if slots-1 < len(c.Links) {
