@@ -312,6 +312,18 @@ func dnsServers(c *config.Config, m *model) []mdns {
 // graph renders the model as nodes and edges.
 func (m *model) graph() *Graph {
 	g := &Graph{}
+	m.addSite(g)
+	m.addLinks(g)
+	// Providers after links so that a provider's upstream providers exist.
+	m.addProviders(g)
+	m.addPower(g)
+	m.addDNS(g)
+	return g
+}
+
+// addSite adds the LAN, the gateway and its HA partners, the devices between
+// them, the conduits and the Internet.
+func (m *model) addSite(g *Graph) {
 	g.addNode(idLAN, KindLAN, "LAN", "")
 	g.addNode(m.gw, KindDevice, label(m.gw), config.DeviceGateway)
 	if m.topo != nil {
@@ -335,6 +347,10 @@ func (m *model) graph() *Graph {
 		}
 	}
 	g.addNode(idInternet, KindInternet, "Internet", "")
+}
+
+// addLinks adds each link and the path from the gateways to it.
+func (m *model) addLinks(g *Graph) {
 	for _, l := range m.links {
 		prev := []string{m.gw}
 		prev = append(prev, m.ha...)
@@ -356,7 +372,10 @@ func (m *model) graph() *Graph {
 		}
 		g.addEdge(lid, l.provider, EdgeData)
 	}
-	// Providers after links so that a provider's upstream providers exist.
+}
+
+// addProviders adds the providers and their upstreams.
+func (m *model) addProviders(g *Graph) {
 	provs := make([]string, 0, len(m.providers))
 	for id := range m.providers {
 		provs = append(provs, id)
@@ -376,6 +395,10 @@ func (m *model) graph() *Graph {
 			}
 		}
 	}
+}
+
+// addPower adds the power feeds and what they feed.
+func (m *model) addPower(g *Graph) {
 	if m.topo != nil {
 		for _, f := range m.topo.PowerFeeds {
 			g.addNode(idPower(f.Name), KindPower, f.Name, f.Description)
@@ -392,6 +415,10 @@ func (m *model) graph() *Graph {
 			g.addEdge(f, d, EdgePower)
 		}
 	}
+}
+
+// addDNS adds the DNS servers and the links and devices they depend on.
+func (m *model) addDNS(g *Graph) {
 	for _, s := range m.dns {
 		detail := s.role
 		if s.addr.IsValid() {
@@ -405,7 +432,6 @@ func (m *model) graph() *Graph {
 			g.addEdge(s.id, s.device, EdgeService)
 		}
 	}
-	return g
 }
 
 func kindOf(id string) string {

@@ -150,6 +150,28 @@ type cell struct{ col, row int }
 // hosted elsewhere under the Internet).
 func layout(g *Graph) (map[string]cell, int, int) {
 	idx, adj := adjacency(g)
+	dist := lanDistances(g, idx, adj)
+	ncols := 0
+	for _, d := range dist {
+		ncols = max(ncols, d+1)
+	}
+	gap := -1 // a column for discovered routers, between the links and the Internet
+	if slices.ContainsFunc(g.Nodes, func(n Node) bool { return n.Kind == KindRouter }) {
+		gap = ncols
+		ncols++
+	}
+	if i, ok := idx[idInternet]; ok {
+		dist[i] = ncols
+		ncols++
+	}
+	pos, rows := placeDataPath(g, adj, dist, ncols)
+	rows = placeOffPath(g, pos, ncols, gap, rows)
+	return pos, ncols, rows
+}
+
+// lanDistances returns each node's hop count from the LAN (breadth
+// first, not through the Internet), -1 where it is not reached.
+func lanDistances(g *Graph, idx map[string]int, adj [][]int) []int {
 	dist := make([]int, len(g.Nodes))
 	for i := range dist {
 		dist[i] = -1
@@ -168,19 +190,13 @@ func layout(g *Graph) (map[string]cell, int, int) {
 			}
 		}
 	}
-	ncols := 0
-	for _, d := range dist {
-		ncols = max(ncols, d+1)
-	}
-	gap := -1 // a column for discovered routers, between the links and the Internet
-	if slices.ContainsFunc(g.Nodes, func(n Node) bool { return n.Kind == KindRouter }) {
-		gap = ncols
-		ncols++
-	}
-	if i, ok := idx[idInternet]; ok {
-		dist[i] = ncols
-		ncols++
-	}
+	return dist
+}
+
+// placeDataPath puts the nodes with a distance in its column, ordered by
+// the mean row of their neighbours in the column before, and returns the
+// cells and the number of rows used.
+func placeDataPath(g *Graph, adj [][]int, dist []int, ncols int) (map[string]cell, int) {
 	cols := make([][]int, ncols)
 	for i, d := range dist {
 		if d >= 0 {
@@ -222,8 +238,14 @@ func layout(g *Graph) (map[string]cell, int, int) {
 		}
 		rows = max(rows, len(nodes))
 	}
-	// Off the data path, in three passes so that each can attach to the
-	// previous: DNS servers, then devices (servers), then power feeds.
+	return pos, rows
+}
+
+// placeOffPath adds to pos the nodes off the data path, below its rows,
+// in three passes so that each can attach to the previous: DNS servers
+// (and discovered routers, in column gap), then devices (servers), then
+// power feeds. It returns the number of rows used.
+func placeOffPath(g *Graph, pos map[string]cell, ncols, gap, rows int) int {
 	used := map[cell]bool{}
 	for _, p := range pos {
 		used[p] = true
@@ -267,7 +289,7 @@ func layout(g *Graph) (map[string]cell, int, int) {
 		}
 		base = rows
 	}
-	return pos, ncols, rows
+	return rows
 }
 
 // WriteSVG draws the site graph with a simple layered layout (no Graphviz

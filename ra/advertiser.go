@@ -412,35 +412,9 @@ func (a *Advertiser) Run(ctx context.Context) error {
 	}
 	defer conn.Close()
 
-	// Router solicitations: answer with a multicast advertisement (RFC
-	// 4861 6.2.6), at most one per 100 ms burst through the kick channel.
-	go func() {
-		for {
-			m, _, from, err := conn.ReadFrom()
-			if err != nil {
-				return
-			}
-			if _, ok := m.(*ndp.RouterSolicitation); ok {
-				a.log.Debug("router solicitation", "from", from)
-				a.poke()
-			}
-		}
-	}()
+	go a.readSolicitations(conn)
 
-	send := func(router bool) {
-		a.mu.Lock()
-		ps := a.stateLocked(time.Now())
-		m := Advertisement(a.cfg.IPv6, ps, router && !a.standby)
-		a.mu.Unlock()
-		if err := conn.WriteTo(m, nil, allNodes); err != nil {
-			a.log.Warn("sending router advertisement", "err", err)
-			return
-		}
-		a.mu.Lock()
-		a.sent++
-		a.mu.Unlock()
-	}
-	send(true)
+	a.send(conn, true)
 	a.mu.Lock()
 	interval := a.cfg.IPv6.RA.Interval.D()
 	a.mu.Unlock()
@@ -450,40 +424,14 @@ func (a *Advertiser) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			send(false)
+			a.send(conn, false)
 			return nil
 		case e, ok := <-events:
 			if !ok {
 				return nil
 			}
-			// A prefix is preferred while its link accepts new flows: up or
-			// degraded, and not drained by the operator.
-			u := e.Status.AcceptsNew()
-			a.mu.Lock()
-			was, known := a.usable[e.Link]
-			a.usable[e.Link] = u
-			has := len(a.cfg.IPv6.LinkPrefixes(e.Link)) > 0
-			var err error
-			if has && a.cfg.IPv6.Mode == config.IPv6ModeNPTv6 && (!known || was != u) {
-				if act := Active(a.cfg.IPv6, func(l string) bool { return a.usable[l] }, a.active); act != a.active {
-					a.log.Info("nptv6: new flows now leave by another link", "link", act, "was", a.active)
-					a.active = act
-					err = a.syncRules()
-				}
-				a.mu.Unlock()
-				if err != nil {
-					a.log.Error("nptv6 rules", "err", err)
-				}
-				continue
-			}
-			a.mu.Unlock()
-			if has && (!known || was != u) {
-				if u {
-					a.log.Info("link accepts new flows: its prefixes preferred again", "link", e.Link)
-				} else {
-					a.log.Info("link down or drained: its prefixes deprecated (preferred lifetime 0)", "link", e.Link, "state", e.Status.State, "admin", e.Status.Admin)
-				}
-				send(true)
+			if a.linkEvent(e) {
+				a.send(conn, true)
 				last = time.Now()
 			}
 		case <-a.kick:
@@ -496,10 +444,10 @@ func (a *Advertiser) Run(ctx context.Context) error {
 				tick.Reset(d)
 			}
 			a.mu.Unlock()
-			send(true)
+			a.send(conn, true)
 			last = time.Now()
 		case <-tick.C:
-			send(true)
+			a.send(conn, true)
 			last = time.Now()
 			// Firewall sets: retired prefixes leave when their retire
 			// period ends, failed sets are retried, and sets are re-read
@@ -509,4 +457,72 @@ func (a *Advertiser) Run(ctx context.Context) error {
 			a.mu.Unlock()
 		}
 	}
+}
+
+// readSolicitations answers router solicitations with a multicast
+// advertisement (RFC 4861 6.2.6), at most one per 100 ms burst through the
+// kick channel, until conn is closed.
+func (a *Advertiser) readSolicitations(conn *ndp.Conn) {
+	for {
+		m, _, from, err := conn.ReadFrom()
+		if err != nil {
+			return
+		}
+		if _, ok := m.(*ndp.RouterSolicitation); ok {
+			a.log.Debug("router solicitation", "from", from)
+			a.poke()
+		}
+	}
+}
+
+// send multicasts an advertisement of the current prefixes; router false
+// (or standby) advertises a router lifetime of 0.
+func (a *Advertiser) send(conn *ndp.Conn, router bool) {
+	a.mu.Lock()
+	ps := a.stateLocked(time.Now())
+	m := Advertisement(a.cfg.IPv6, ps, router && !a.standby)
+	a.mu.Unlock()
+	if err := conn.WriteTo(m, nil, allNodes); err != nil {
+		a.log.Warn("sending router advertisement", "err", err)
+		return
+	}
+	a.mu.Lock()
+	a.sent++
+	a.mu.Unlock()
+}
+
+// linkEvent records whether a link accepts new flows and says whether an
+// advertisement must go out now: in mode nptv6 it moves new flows to
+// another link instead, and advertises nothing.
+func (a *Advertiser) linkEvent(e monitor.Event) bool {
+	// A prefix is preferred while its link accepts new flows: up or
+	// degraded, and not drained by the operator.
+	u := e.Status.AcceptsNew()
+	a.mu.Lock()
+	was, known := a.usable[e.Link]
+	a.usable[e.Link] = u
+	has := len(a.cfg.IPv6.LinkPrefixes(e.Link)) > 0
+	var err error
+	if has && a.cfg.IPv6.Mode == config.IPv6ModeNPTv6 && (!known || was != u) {
+		if act := Active(a.cfg.IPv6, func(l string) bool { return a.usable[l] }, a.active); act != a.active {
+			a.log.Info("nptv6: new flows now leave by another link", "link", act, "was", a.active)
+			a.active = act
+			err = a.syncRules()
+		}
+		a.mu.Unlock()
+		if err != nil {
+			a.log.Error("nptv6 rules", "err", err)
+		}
+		return false
+	}
+	a.mu.Unlock()
+	if has && (!known || was != u) {
+		if u {
+			a.log.Info("link accepts new flows: its prefixes preferred again", "link", e.Link)
+		} else {
+			a.log.Info("link down or drained: its prefixes deprecated (preferred lifetime 0)", "link", e.Link, "state", e.Status.State, "admin", e.Status.Admin)
+		}
+		return true
+	}
+	return false
 }
