@@ -626,6 +626,15 @@ func sharedHops(paths []Path) []SharedHop {
 // do not reach their targets or leave by another next hop.
 func (d *Discovery) Findings(c *config.Config) []Finding {
 	var fs []Finding
+	fs = append(fs, d.sharedHopFindings()...)
+	fs = append(fs, d.pathFindings(c)...)
+	return fs
+}
+
+// sharedHopFindings report routers that several links cross, every link
+// (of those traced) a single point of failure.
+func (d *Discovery) sharedHopFindings() []Finding {
+	var fs []Finding
 	links := map[string]bool{}
 	for _, p := range d.Paths {
 		if p.Error == "" {
@@ -649,6 +658,14 @@ func (d *Discovery) Findings(c *config.Config) []Finding {
 		}
 		fs = append(fs, f)
 	}
+	return fs
+}
+
+// pathFindings report links that cannot be traced, do not reach their
+// targets, leave by another next hop than their gateway, or cross another
+// link's gateway.
+func (d *Discovery) pathFindings(c *config.Config) []Finding {
+	var fs []Finding
 	gateways := map[netip.Addr]string{}
 	for _, l := range c.Links {
 		for _, g := range []netip.Addr{l.Gateway4, l.Gateway6} {
@@ -680,30 +697,38 @@ func (d *Discovery) Findings(c *config.Config) []Finding {
 				Elements:       []string{idLink(p.Link), p.Target.String()},
 			})
 		}
-		var gw netip.Addr
-		if l := c.LinkByName(p.Link); l != nil {
-			gw = l.Gateway4
-			if p.Target.Is6() {
-				gw = l.Gateway6
-			}
+		fs = append(fs, pathHopFindings(c, p, gateways)...)
+	}
+	return fs
+}
+
+// pathHopFindings report a path that leaves by another next hop than its
+// link's gateway, or crosses another link's gateway (gateway → link).
+func pathHopFindings(c *config.Config, p Path, gateways map[netip.Addr]string) []Finding {
+	var fs []Finding
+	var gw netip.Addr
+	if l := c.LinkByName(p.Link); l != nil {
+		gw = l.Gateway4
+		if p.Target.Is6() {
+			gw = l.Gateway6
 		}
-		if len(p.Hops) > 0 && p.Hops[0].Addr.IsValid() && !p.Hops[0].Target && gw.IsValid() && p.Hops[0].Addr != gw {
+	}
+	if len(p.Hops) > 0 && p.Hops[0].Addr.IsValid() && !p.Hops[0].Target && gw.IsValid() && p.Hops[0].Addr != gw {
+		fs = append(fs, Finding{
+			Check: "discover-first-hop", Severity: Medium,
+			Summary:        fmt.Sprintf("traffic bound to link %s leaves through %s, not the link's gateway %s", p.Link, p.Hops[0].Addr, gw),
+			Recommendation: "check the link's gateway4 and the routes of its interface",
+			Elements:       []string{idLink(p.Link)},
+		})
+	}
+	for _, h := range p.Hops {
+		if other, ok := gateways[h.Addr]; ok && other != p.Link {
 			fs = append(fs, Finding{
-				Check: "discover-first-hop", Severity: Medium,
-				Summary:        fmt.Sprintf("traffic bound to link %s leaves through %s, not the link's gateway %s", p.Link, p.Hops[0].Addr, gw),
-				Recommendation: "check the link's gateway4 and the routes of its interface",
-				Elements:       []string{idLink(p.Link)},
+				Check: "discover-crosses-link", Severity: High,
+				Summary:        fmt.Sprintf("traffic of link %s to %s crosses %s, the gateway of link %s: the links are not independent", p.Link, p.Target, h.Addr, other),
+				Recommendation: "fix the routing so that each link reaches the Internet on its own",
+				Elements:       []string{idLink(p.Link), idLink(other)},
 			})
-		}
-		for _, h := range p.Hops {
-			if other, ok := gateways[h.Addr]; ok && other != p.Link {
-				fs = append(fs, Finding{
-					Check: "discover-crosses-link", Severity: High,
-					Summary:        fmt.Sprintf("traffic of link %s to %s crosses %s, the gateway of link %s: the links are not independent", p.Link, p.Target, h.Addr, other),
-					Recommendation: "fix the routing so that each link reaches the Internet on its own",
-					Elements:       []string{idLink(p.Link), idLink(other)},
-				})
-			}
 		}
 	}
 	return fs

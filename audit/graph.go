@@ -106,8 +106,34 @@ func MinCut(g *Graph, s, t string) []string {
 		return nil
 	}
 	n := len(g.Nodes)
+	capm := splitCapacities(adj, si, ti)
+	src, dst := 2*si+1, 2*ti
+	flow := 0
+	for flow < n && augment(capm, src, dst) {
+		flow++
+	}
+	if flow >= n {
+		return nil // s and t adjacent: no node cut
+	}
+	// The cut: nodes whose "in" half the residual graph reaches from the
+	// source, and whose "out" half it does not.
+	seen := residualReach(capm, src)
+	var out []string
+	for i := range n {
+		if seen[2*i] && !seen[2*i+1] {
+			out = append(out, g.Nodes[i].ID)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// splitCapacities returns the capacities of the graph whose node i is
+// split into in(i)=2i and out(i)=2i+1, joined by a unit capacity (s and t:
+// unbounded), each edge unbounded from out to in.
+func splitCapacities(adj [][]int, si, ti int) []map[int]int {
+	n := len(adj)
 	const inf = 1 << 30
-	// Node i is split into in(i)=2i and out(i)=2i+1.
 	capm := make([]map[int]int, 2*n)
 	for i := range capm {
 		capm[i] = map[int]int{}
@@ -126,41 +152,42 @@ func MinCut(g *Graph, s, t string) []string {
 			}
 		}
 	}
-	src, dst := 2*si+1, 2*ti
-	flow := 0
-	for flow < n {
-		prev := make([]int, 2*n)
-		for i := range prev {
-			prev[i] = -1
-		}
-		prev[src] = src
-		queue := []int{src}
-		for len(queue) > 0 && prev[dst] < 0 {
-			u := queue[0]
-			queue = queue[1:]
-			for v, c := range capm[u] {
-				if c > 0 && prev[v] < 0 {
-					prev[v] = u
-					queue = append(queue, v)
-				}
+	return capm
+}
+
+// augment finds a path of spare capacity from src to dst, breadth first,
+// and pushes one unit of flow along it; false when there is none.
+func augment(capm []map[int]int, src, dst int) bool {
+	prev := make([]int, len(capm))
+	for i := range prev {
+		prev[i] = -1
+	}
+	prev[src] = src
+	queue := []int{src}
+	for len(queue) > 0 && prev[dst] < 0 {
+		u := queue[0]
+		queue = queue[1:]
+		for v, c := range capm[u] {
+			if c > 0 && prev[v] < 0 {
+				prev[v] = u
+				queue = append(queue, v)
 			}
 		}
-		if prev[dst] < 0 {
-			break
-		}
-		for v := dst; v != src; v = prev[v] {
-			u := prev[v]
-			capm[u][v]--
-			capm[v][u]++
-		}
-		flow++
 	}
-	if flow >= n {
-		return nil // s and t adjacent: no node cut
+	if prev[dst] < 0 {
+		return false
 	}
-	// The cut: nodes whose "in" half the residual graph reaches from the
-	// source, and whose "out" half it does not.
-	seen := make([]bool, 2*n)
+	for v := dst; v != src; v = prev[v] {
+		u := prev[v]
+		capm[u][v]--
+		capm[v][u]++
+	}
+	return true
+}
+
+// residualReach marks the split nodes the residual graph reaches from src.
+func residualReach(capm []map[int]int, src int) []bool {
+	seen := make([]bool, len(capm))
 	seen[src] = true
 	queue := []int{src}
 	for len(queue) > 0 {
@@ -173,12 +200,5 @@ func MinCut(g *Graph, s, t string) []string {
 			}
 		}
 	}
-	var out []string
-	for i := range n {
-		if seen[2*i] && !seen[2*i+1] {
-			out = append(out, g.Nodes[i].ID)
-		}
-	}
-	slices.Sort(out)
-	return out
+	return seen
 }

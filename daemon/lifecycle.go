@@ -173,6 +173,8 @@ func (d *Daemon) trial(s *named) error {
 // set. If any step fails, what was done is undone and the error returned.
 // relearn (only learned addresses or prefixes changed) updates every
 // subsystem it can and returns the errors of the others.
+// It is long on purpose: it is one transaction, whose undo steps (closures
+// over what was added and updated so far) must stay beside the steps.
 func (d *Daemon) apply(prev, cfg *config.Config, relearn bool) error {
 	if err := d.fixed(prev, cfg); err != nil {
 		return err

@@ -380,6 +380,7 @@ func (z *zone) addNames(cfg *config.Config, zc *config.DNSZone, counters func(na
 	return nil
 }
 
+// compileName turns a dns.zones[].names entry into its dynamic name.
 func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters func(name, policy string) *nameCounters) (*dynName, error) {
 	name, ok := config.AbsName(nc.Name, origin)
 	if !ok || nc.Name == "" || !mdns.IsSubDomain(origin, name) {
@@ -396,25 +397,44 @@ func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters
 		saturated: def(nc.Saturated, config.DNSDemote),
 		allDown:   def(nc.AllDown, config.DNSAllDownAll),
 	}
+	if err := dn.checkChoices(); err != nil {
+		return nil, err
+	}
+	if err := dn.addRecords(cfg, nc); err != nil {
+		return nil, err
+	}
+	dn.addHost6(cfg, nc)
+	dn.index(cfg)
+	dn.stats = counters(name, dn.policy)
+	return dn, nil
+}
+
+// checkChoices validates the name's policy, demotions and all_down.
+func (dn *dynName) checkChoices() error {
 	switch dn.policy {
 	case config.DNSPolicyAll, config.DNSPolicyWeighted, config.DNSPolicyFailover, config.DNSPolicyFirst:
 	default:
-		return nil, fmt.Errorf("%s: unknown policy %q", name, dn.policy)
+		return fmt.Errorf("%s: unknown policy %q", dn.name, dn.policy)
 	}
 	for _, v := range []string{dn.degraded, dn.saturated} {
 		if v != config.DNSKeep && v != config.DNSDemote && v != config.DNSRemove {
-			return nil, fmt.Errorf("%s: unknown demotion %q", name, v)
+			return fmt.Errorf("%s: unknown demotion %q", dn.name, v)
 		}
 	}
 	switch dn.allDown {
 	case config.DNSAllDownAll, config.DNSAllDownLastGood, config.DNSAllDownServfail:
 	default:
-		return nil, fmt.Errorf("%s: unknown all_down %q", name, dn.allDown)
+		return fmt.Errorf("%s: unknown all_down %q", dn.name, dn.allDown)
 	}
+	return nil
+}
+
+// addRecords adds the name's records, link by link.
+func (dn *dynName) addRecords(cfg *config.Config, nc *config.DNSName) error {
 	for i, r := range nc.Records {
 		l := cfg.LinkByName(r.Link)
 		if l == nil {
-			return nil, fmt.Errorf("%s: unknown link %q", name, r.Link)
+			return fmt.Errorf("%s: unknown link %q", dn.name, r.Link)
 		}
 		w := float64(l.Weight)
 		if r.Weight > 0 {
@@ -443,7 +463,12 @@ func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters
 			dn.links = append(dn.links, r.Link)
 		}
 	}
-	dn.addHost6(cfg, nc)
+	return nil
+}
+
+// index fills in the name's link indexes and mask, which families it
+// manages, and the key of its records.
+func (dn *dynName) index(cfg *config.Config) {
 	for _, l := range dn.links {
 		li := linkIndex(cfg, l)
 		dn.linkIdx = append(dn.linkIdx, li)
@@ -464,8 +489,6 @@ func compileName(cfg *config.Config, nc *config.DNSName, origin string, counters
 		}
 	}
 	dn.recsKey = key.String()
-	dn.stats = counters(name, dn.policy)
-	return dn, nil
 }
 
 // addHost6 adds a name-level host6: the host on every link with LAN

@@ -235,6 +235,9 @@ func (c *Controller) Update(cfg *config.Config) error {
 // Run applies the desired state, then follows link events, config
 // updates and periodic verification until ctx is done; then it removes
 // everything it created (unless outbound.keep_on_exit) and returns.
+// It is long on purpose: the setup, its deferred teardown in order, and the
+// select loop of the goroutine that owns the state (one-line cases) read
+// best in one place.
 func (c *Controller) Run(ctx context.Context) error {
 	c.mu.Lock()
 	if c.running || c.ran {

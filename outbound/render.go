@@ -166,24 +166,46 @@ func decide(p config.OutboundPolicy, views []linkView, byName map[string]int) ch
 		return c
 	}
 	var notes []string
-	// Degraded members take new flows only while no member is fully up
-	// (unless the policy says to use them anyway).
-	if p.Degraded != "use" {
-		var up []linkView
-		var degraded []string
+	ok, notes = avoidDegraded(p, ok, notes)
+	ok, notes = spillOver(p, ok, notes)
+	if p.Type == config.PolicyFailover {
+		best := math.MaxInt
 		for _, v := range ok {
-			if v.st.State == monitor.Up {
-				up = append(up, v)
-			} else {
-				degraded = append(degraded, v.cfg.Name)
-			}
+			best = min(best, priorityOf(v.cfg))
 		}
-		if len(up) > 0 && len(degraded) > 0 {
-			ok = up
-			notes = append(notes, "avoiding degraded: "+strings.Join(degraded, ","))
+		ok = slices.DeleteFunc(ok, func(v linkView) bool { return priorityOf(v.cfg) != best })
+		notes = append(notes, fmt.Sprintf("tier %d", best))
+	}
+	var parts []string
+	c.members, parts = weigh(p, ok, views)
+	c.why = strings.Join(append([]string{strings.Join(parts, " ")}, notes...), "; ")
+	return c
+}
+
+// avoidDegraded keeps degraded members from new flows while some member
+// is fully up (unless the policy says to use them anyway), noting it.
+func avoidDegraded(p config.OutboundPolicy, ok []linkView, notes []string) ([]linkView, []string) {
+	if p.Degraded == "use" {
+		return ok, notes
+	}
+	var up []linkView
+	var degraded []string
+	for _, v := range ok {
+		if v.st.State == monitor.Up {
+			up = append(up, v)
+		} else {
+			degraded = append(degraded, v.cfg.Name)
 		}
 	}
-	// Spillover: drop full members while some member has room.
+	if len(up) > 0 && len(degraded) > 0 {
+		ok = up
+		notes = append(notes, "avoiding degraded: "+strings.Join(degraded, ","))
+	}
+	return ok, notes
+}
+
+// spillOver drops full members while some member has room, noting it.
+func spillOver(p config.OutboundPolicy, ok []linkView, notes []string) ([]linkView, []string) {
 	full := func(v linkView) bool {
 		if p.Type == config.PolicyLeastLoaded && v.st.Saturated {
 			return true
@@ -207,43 +229,41 @@ func decide(p config.OutboundPolicy, views []linkView, byName map[string]int) ch
 	} else if len(spilled) > 0 {
 		notes = append(notes, "all members full: spreading anyway")
 	}
-	if p.Type == config.PolicyFailover {
-		best := math.MaxInt
-		for _, v := range ok {
-			best = min(best, priorityOf(v.cfg))
-		}
-		ok = slices.DeleteFunc(ok, func(v linkView) bool { return priorityOf(v.cfg) != best })
-		notes = append(notes, fmt.Sprintf("tier %d", best))
-	}
+	return ok, notes
+}
+
+// weigh turns the chosen members into weighted members, reduced by their
+// greatest common divisor, and their "name×weight" descriptions.
+func weigh(p config.OutboundPolicy, ok []linkView, views []linkView) ([]member, []string) {
+	var members []member
 	for _, v := range ok {
 		w := weightOf(v.cfg)
 		if p.Type == config.PolicyLeastLoaded {
 			// Weight × spare capacity, in 5 % steps, at least one step.
 			w = w * max(1, int(math.Round(v.st.Spare()*20)))
 		}
-		c.members = append(c.members, member{idx: v.idx, weight: w})
+		members = append(members, member{idx: v.idx, weight: w})
 	}
 	total := 0
-	for _, m := range c.members {
+	for _, m := range members {
 		total += m.weight
 	}
 	if total == 0 { // only weight-0 links left: share equally
-		for i := range c.members {
-			c.members[i].weight = 1
+		for i := range members {
+			members[i].weight = 1
 		}
 	}
-	c.members = slices.DeleteFunc(c.members, func(m member) bool { return m.weight == 0 })
+	members = slices.DeleteFunc(members, func(m member) bool { return m.weight == 0 })
 	g := 0
-	for _, m := range c.members {
+	for _, m := range members {
 		g = gcd(g, m.weight)
 	}
 	var parts []string
-	for i := range c.members {
-		c.members[i].weight /= g
-		parts = append(parts, fmt.Sprintf("%s×%d", views[c.members[i].idx].cfg.Name, c.members[i].weight))
+	for i := range members {
+		members[i].weight /= g
+		parts = append(parts, fmt.Sprintf("%s×%d", views[members[i].idx].cfg.Name, members[i].weight))
 	}
-	c.why = strings.Join(append([]string{strings.Join(parts, " ")}, notes...), "; ")
-	return c
+	return members, parts
 }
 
 func gcd(a, b int) int {
