@@ -351,13 +351,7 @@ func (d *demo) script(ctx context.Context) error {
 	d.pause(ctx, 2*time.Second)
 	d.say("traffic: %s", d.flowSummary(time.Now().Add(-2*time.Second), time.Now()))
 	d.showDNS()
-	steps := []struct {
-		isp   string
-		fault lab.Fault
-		title string
-		want  monitor.State
-		// restore after the link reached want, then wait for Up again.
-	}{
+	steps := []scriptStep{
 		{"isp1", lab.Fault{Kind: lab.Blackhole}, "blackhole beyond isp1's first hop: its router answers, nothing behind it does", monitor.Down},
 		{"isp2", lab.Fault{Kind: lab.Loss, LossPercent: 30}, "30% random packet loss on isp2 (each way)", monitor.Degraded},
 		{"isp1", lab.Fault{Kind: lab.CarrierDown}, "isp1's cable pulled: carrier lost", monitor.Down},
@@ -366,78 +360,9 @@ func (d *demo) script(ctx context.Context) error {
 		steps = steps[:1]
 	}
 	for _, s := range steps {
-		d.pause(ctx, 2*time.Second)
-		d.say("FAULT: %s", s.title)
-		at, err := d.l.Fault(s.isp, s.fault)
-		if err != nil {
+		if err := d.step(ctx, s); err != nil {
 			return err
 		}
-		// A failed isp1: its IPv6 prefix deprecated on the host, the
-		// site's prefix withdrawn from its BGP router.
-		k := slices.IndexFunc(d.l.ISPs[:2], func(i lab.ISP) bool { return i.Name == s.isp })
-		watch := s.want == monitor.Down && k == 0
-		var v6c <-chan v6Result
-		var bgpc <-chan bgpResult
-		if watch {
-			v6c = d.watchDeprecated(ctx, k, at)
-			if len(d.frr) > 0 {
-				bgpc = d.watchWithdrawn(ctx, k, at)
-			}
-		}
-		e, err := d.waitEvent(ctx, s.isp, s.want, 20*time.Second)
-		if err != nil {
-			return err
-		}
-		// The kernel may report a carrier loss before Fault returns.
-		took := max(e.Time.Sub(at), 0).Round(100 * time.Microsecond)
-		d.say("multihome: %s is %s after %s (%s)", s.isp, s.want, took, e.Reason)
-		d.record("%-12s %-8s → %-8s in %s", s.fault.String(), s.isp, s.want, took)
-		if watch {
-			if err := d.ipv6Down(ctx, k, s.fault.String(), v6c); err != nil {
-				return err
-			}
-			if bgpc != nil {
-				if err := d.bgpDown(ctx, k, s.fault.String(), bgpc); err != nil {
-					return err
-				}
-			}
-		}
-		d.pause(ctx, 3*time.Second)
-		d.say("traffic since the decision: %s", d.flowSummary(e.Time, time.Now()))
-		d.showDNS()
-		if d.quick && s.want == monitor.Down {
-			// Self-check for tests: from shortly after the decision, no
-			// new connection may use the dead link or fail.
-			if n, failed := d.flowCount(e.Time.Add(100*time.Millisecond), time.Now(), s.isp); n > 0 || failed > 0 {
-				return fmt.Errorf("after %s was declared down, %d new connections still used it and %d failed", s.isp, n, failed)
-			}
-		}
-		d.table()
-		d.say("REPAIR: %s restored", s.isp)
-		at = time.Now()
-		if err := d.l.Restore(s.isp); err != nil {
-			return err
-		}
-		e, err = d.waitEvent(ctx, s.isp, monitor.Up, 30*time.Second)
-		if err != nil {
-			return err
-		}
-		took = e.Time.Sub(at)
-		d.say("multihome: %s is back up after %s (probes proved it, then the hold-down passed)", s.isp, took.Round(time.Millisecond))
-		d.record("%-12s %-8s → up       in %s (incl. hold-down)", "repair", s.isp, took.Round(time.Millisecond))
-		if watch {
-			if err := d.ipv6Up(ctx, k, at); err != nil {
-				return err
-			}
-			if len(d.frr) > 0 {
-				if err := d.bgpUp(ctx, k, at, s.fault.Kind == lab.CarrierDown); err != nil {
-					return err
-				}
-			}
-		}
-		d.pause(ctx, 2*time.Second)
-		d.say("traffic after failback: %s", d.flowSummary(e.Time.Add(200*time.Millisecond), time.Now()))
-		d.showDNS()
 	}
 	if !d.quick {
 		if err := d.saturate(ctx); err != nil {
@@ -448,6 +373,94 @@ func (d *demo) script(ctx context.Context) error {
 		}
 	}
 	d.table()
+	return nil
+}
+
+// scriptStep is one fault of the script, restored after the link reached
+// want, then waited for Up again.
+type scriptStep struct {
+	isp   string
+	fault lab.Fault
+	title string
+	want  monitor.State
+}
+
+// step injects s's fault, shows multihome's decision and the traffic,
+// DNS, IPv6 and BGP that follow, then repairs the link and shows the
+// failback.
+func (d *demo) step(ctx context.Context, s scriptStep) error {
+	d.pause(ctx, 2*time.Second)
+	d.say("FAULT: %s", s.title)
+	at, err := d.l.Fault(s.isp, s.fault)
+	if err != nil {
+		return err
+	}
+	// A failed isp1: its IPv6 prefix deprecated on the host, the
+	// site's prefix withdrawn from its BGP router.
+	k := slices.IndexFunc(d.l.ISPs[:2], func(i lab.ISP) bool { return i.Name == s.isp })
+	watch := s.want == monitor.Down && k == 0
+	var v6c <-chan v6Result
+	var bgpc <-chan bgpResult
+	if watch {
+		v6c = d.watchDeprecated(ctx, k, at)
+		if len(d.frr) > 0 {
+			bgpc = d.watchWithdrawn(ctx, k, at)
+		}
+	}
+	e, err := d.waitEvent(ctx, s.isp, s.want, 20*time.Second)
+	if err != nil {
+		return err
+	}
+	// The kernel may report a carrier loss before Fault returns.
+	took := max(e.Time.Sub(at), 0).Round(100 * time.Microsecond)
+	d.say("multihome: %s is %s after %s (%s)", s.isp, s.want, took, e.Reason)
+	d.record("%-12s %-8s → %-8s in %s", s.fault.String(), s.isp, s.want, took)
+	if watch {
+		if err := d.ipv6Down(ctx, k, s.fault.String(), v6c); err != nil {
+			return err
+		}
+		if bgpc != nil {
+			if err := d.bgpDown(ctx, k, s.fault.String(), bgpc); err != nil {
+				return err
+			}
+		}
+	}
+	d.pause(ctx, 3*time.Second)
+	d.say("traffic since the decision: %s", d.flowSummary(e.Time, time.Now()))
+	d.showDNS()
+	if d.quick && s.want == monitor.Down {
+		// Self-check for tests: from shortly after the decision, no
+		// new connection may use the dead link or fail.
+		if n, failed := d.flowCount(e.Time.Add(100*time.Millisecond), time.Now(), s.isp); n > 0 || failed > 0 {
+			return fmt.Errorf("after %s was declared down, %d new connections still used it and %d failed", s.isp, n, failed)
+		}
+	}
+	d.table()
+	d.say("REPAIR: %s restored", s.isp)
+	at = time.Now()
+	if err := d.l.Restore(s.isp); err != nil {
+		return err
+	}
+	e, err = d.waitEvent(ctx, s.isp, monitor.Up, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	took = e.Time.Sub(at)
+	d.say("multihome: %s is back up after %s (probes proved it, then the hold-down passed)", s.isp, took.Round(time.Millisecond))
+	d.record("%-12s %-8s → up       in %s (incl. hold-down)", "repair", s.isp, took.Round(time.Millisecond))
+	if watch {
+		if err := d.ipv6Up(ctx, k, at); err != nil {
+			return err
+		}
+		if len(d.frr) > 0 {
+			if err := d.bgpUp(ctx, k, at, s.fault.Kind == lab.CarrierDown); err != nil {
+				return err
+			}
+		}
+	}
+	d.pause(ctx, 2*time.Second)
+	d.say("traffic after failback: %s", d.flowSummary(e.Time.Add(200*time.Millisecond), time.Now()))
+	d.showDNS()
 	return nil
 }
 

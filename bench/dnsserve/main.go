@@ -44,23 +44,20 @@ func main() {
 	flag.Parse()
 	if *scaleDir != "" {
 		if err := writeScale(*scaleDir, *names); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
+			fatal(err)
 		}
 		return
 	}
 	if *mixed != "" {
 		if err := mixedQueries(*mixed, 2000); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
+			fatal(err)
 		}
 		return
 	}
 	if *prof != "" {
 		f, err := os.Create(*prof)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
+			fatal(err)
 		}
 		pprof.StartCPUProfile(f)
 		defer pprof.StopCPUProfile()
@@ -68,8 +65,7 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg, err := config.Load(*path)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		fatal(err)
 	}
 	src := &allUp{}
 	for _, l := range cfg.Links {
@@ -77,35 +73,15 @@ func main() {
 	}
 	srv, err := dns.New(cfg, src, log)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		fatal(err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var fl *flapper
-	done := make(chan struct{})
+	var done <-chan struct{}
 	if *flap > 0 {
 		fl = &flapper{src: src, srv: srv, log: log, probe: *probe, every: *flap}
-		usr1 := make(chan os.Signal, 1)
-		signal.Notify(usr1, syscall.SIGUSR1)
-		go func() {
-			defer close(done)
-			select {
-			case <-usr1:
-			case <-ctx.Done():
-				return
-			}
-			// The next SIGUSR1 stops the flapping.
-			fctx, cancel := context.WithCancel(ctx)
-			go func() {
-				select {
-				case <-usr1:
-				case <-ctx.Done():
-				}
-				cancel()
-			}()
-			fl.run(fctx)
-		}()
+		done = flapOnSignal(ctx, fl)
 	}
 	if err := srv.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -117,4 +93,37 @@ func main() {
 		<-done
 		fmt.Println(fl.summary())
 	}
+}
+
+// fatal prints err and exits with status 2.
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, err)
+	os.Exit(2)
+}
+
+// flapOnSignal has fl flap the links from a SIGUSR1 to the next (or until
+// ctx is done); the channel returned closes when it has stopped.
+func flapOnSignal(ctx context.Context, fl *flapper) <-chan struct{} {
+	done := make(chan struct{})
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		defer close(done)
+		select {
+		case <-usr1:
+		case <-ctx.Done():
+			return
+		}
+		// The next SIGUSR1 stops the flapping.
+		fctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-usr1:
+			case <-ctx.Done():
+			}
+			cancel()
+		}()
+		fl.run(fctx)
+	}()
+	return done
 }
