@@ -34,7 +34,8 @@ func path(h *config.HA, name string) string { return filepath.Join(h.RunDir, nam
 // priority the healthy uplinks add; fault: non-zero when this node must
 // give the role up), and the notify FIFO multihome reads role changes
 // from. Every instance starts as BACKUP, as nopreempt and preempt_delay
-// require.
+// require. It is long because it writes the file top to bottom, one
+// keepalived block after another, which reads best next to the output.
 func RenderKeepalived(cfg *config.Config, authPass string) string {
 	h := cfg.HA
 	var b strings.Builder
