@@ -285,7 +285,7 @@ func TestBenchRuleUpdate(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	ns := mhnetns.Unique("mhbench", "")
+	ns := mhnetns.Unique(lab.TestPrefix, "")
 	if err := mhnetns.Add(ns); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"github.com/multihome/multihome/lab"
 	"log/slog"
 	"os"
 	"runtime"
@@ -26,7 +27,7 @@ func ctNamespace(t testing.TB) (string, int) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (a network namespace and its conntrack table)")
 	}
-	ns := mhnetns.Unique("mhct", "")
+	ns := mhnetns.Unique(lab.TestPrefix, "")
 	if err := mhnetns.Add(ns); err != nil {
 		t.Fatal(err)
 	}

@@ -248,7 +248,7 @@ func TestBenchScaleFailover(t *testing.T) {
 // namespace with nRules rules and returns the initial apply, the median
 // apply of one link going down, and the median read-back (tamper check).
 func applyBench(t *testing.T, nLinks, nRules int) (initial, update, readback time.Duration, size int) {
-	ns := mhnetns.Unique("mhbench", "")
+	ns := mhnetns.Unique(lab.TestPrefix, "")
 	if err := mhnetns.Add(ns); err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +352,7 @@ func TestBenchScaleSticky(t *testing.T) {
 		"| sticky sources | load them | link down: apply (new flows move) | then read-back (record) | tamper check (verify, every reconcile) | reload: full apply keeping sets |",
 		"|---|---|---|---|---|---|")
 	for _, n := range sizes(1000, 10000, 65000) { // a set an `update` rule uses holds at most 65535 (kernel nft_dynset default)
-		ns := mhnetns.Unique("mhbench", "")
+		ns := mhnetns.Unique(lab.TestPrefix, "")
 		if err := mhnetns.Add(ns); err != nil {
 			t.Fatal(err)
 		}
