@@ -33,10 +33,12 @@ links:
   - name: isp1
     interface: wan1
     gateway4: 198.51.100.1
+    capacity: {down: 20Mbit, up: 20Mbit}
     probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
   - name: isp2
     interface: wan2
     gateway4: 198.51.100.17
+    capacity: {down: 20Mbit, up: 20Mbit}
     priority: 2
     probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
 mptcp: {}
@@ -172,6 +174,7 @@ func TestBondDownload(t *testing.T) {
 	if err != nil || rate < 30 {
 		t.Fatalf("bonded download %.1f Mbit/s (err %v): want ≥ 30 (1.5 × one link)", rate, err)
 	}
+	noneDegraded(t, d)
 	if _, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole}); err != nil {
 		t.Fatal(err)
 	}
@@ -291,5 +294,21 @@ func TestBondIPv6(t *testing.T) {
 	}
 	if v := metricValue(d.scrape(), `multihome_bond_connections_total{result="bonded"}`); v != 1 {
 		t.Errorf("bonded connections = %v, want 1", v)
+	}
+	noneDegraded(t, d)
+}
+
+// noneDegraded fails the test if a link of the bond lab was ever judged
+// degraded: the bond fills both links by design, and the loss of that
+// queue is congestion, not a degraded link (docs/monitor.md, "Queue loss
+// is not degradation").
+func noneDegraded(t *testing.T, d *daemon) {
+	t.Helper()
+	page := d.scrape()
+	for _, link := range []string{"isp1", "isp2"} {
+		if v := metricValue(page, fmt.Sprintf(`multihome_link_state_changes_total{link=%q,to="degraded"}`, link)); v > 0 {
+			t.Errorf("%s went degraded %v times while the bond filled it", link, v)
+		}
+		t.Logf("%s saturated: %v", link, metricValue(page, fmt.Sprintf(`multihome_link_saturated{link=%q}`, link)))
 	}
 }

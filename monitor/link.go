@@ -377,6 +377,7 @@ func (l *linkState) result(r probeResult) {
 		return // held down by another subsystem's verdict
 	}
 	s := l.recordTarget(r)
+	s.congested = l.congested()
 	l.recordStreak(r, &s)
 	l.win.add(s)
 	l.recordQuorum(r)
@@ -642,7 +643,7 @@ func (l *linkState) goDown(now time.Time) {
 func (l *linkState) recover(now time.Time, evidence string) {
 	l.up = 0
 	in := inRecovered
-	q := l.win.quality()
+	q := l.win.quality(true)
 	if why, bad := l.degradedBy(q); bad && q.n >= l.minQualitySamples() {
 		in = inRecoveredLossy
 		evidence += "; " + why
@@ -671,7 +672,7 @@ func (l *linkState) minQualitySamples() int {
 }
 
 func (l *linkState) evalQuality(now time.Time) {
-	q := l.win.quality()
+	q := l.win.quality(true)
 	if q.n < l.minQualitySamples() {
 		return
 	}
@@ -911,7 +912,7 @@ func (l *linkState) setAdmin(now time.Time, a Admin, reason string) {
 
 // status returns the link's snapshot.
 func (l *linkState) status() Status {
-	q := l.win.quality()
+	q := l.win.quality(false)
 	st := Status{
 		Link:      l.name,
 		Interface: l.iface,
@@ -971,6 +972,20 @@ func (l *linkState) liveReason() string {
 		return l.reason
 	}
 	return fmt.Sprintf("%s; now %d/%d answering", l.reason, up, len(l.targets))
+}
+
+// congested reports whether the link carries traffic at its saturation
+// threshold now (or is still judged saturated): a probe lost or delayed
+// now was dropped or queued behind the site's own traffic. Such results
+// stay out of the loss, RTT and jitter that judge degraded, so that a link
+// filled to capacity is reported saturated, not degraded (docs/monitor.md,
+// "Congestion is not an outage"). Without a configured capacity the
+// monitor cannot tell, and every result counts.
+func (l *linkState) congested() bool {
+	if l.s.capDown == 0 && l.s.capUp == 0 {
+		return false
+	}
+	return l.sat.saturated || max(l.sat.utilDown, l.sat.utilUp) >= l.s.satThreshold
 }
 
 // satState tracks interface counters and the saturated state.

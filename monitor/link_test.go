@@ -183,7 +183,7 @@ func TestBlackholeAndRecovery(t *testing.T) {
 	}
 	// The outage is not counted as loss of the working link: only the
 	// failure during the hold-down is.
-	if q := s.l.win.quality(); q.loss*float64(q.n) > 1.01 {
+	if q := s.l.win.quality(true); q.loss*float64(q.n) > 1.01 {
 		t.Errorf("loss after recovery = %v of %d, want 1 failure (outage excluded)", q.loss, q.n)
 	}
 }
@@ -361,7 +361,7 @@ func TestDegradedRTTAndJitter(t *testing.T) {
 		s.step(rtt, nil)
 	}
 	s.wantState(Degraded)
-	if q := s.l.win.quality(); q.jitter != 40*time.Millisecond {
+	if q := s.l.win.quality(true); q.jitter != 40*time.Millisecond {
 		t.Errorf("jitter %v, want 40ms", q.jitter)
 	}
 	if !strings.Contains(s.l.reason, "jitter 2") || !strings.Contains(s.l.reason, "> 20ms") {
@@ -386,7 +386,7 @@ func TestStatistics(t *testing.T) {
 	w.add(sample{at: t0.Add(101 * time.Millisecond), fail: true})
 	w.add(sample{at: t0.Add(102 * time.Millisecond), fail: true, silent: true})
 	w.add(sample{at: t0.Add(103 * time.Millisecond), fail: true, outage: true})
-	q := w.quality()
+	q := w.quality(true)
 	if q.p50 != 50*time.Millisecond || q.p95 != 95*time.Millisecond {
 		t.Errorf("p50 %v p95 %v", q.p50, q.p95)
 	}
@@ -395,7 +395,7 @@ func TestStatistics(t *testing.T) {
 	}
 	// Sliding: samples older than the window go.
 	w.add(sample{at: t0.Add(10*time.Second + 50*time.Millisecond), rtt: time.Millisecond})
-	if q := w.quality(); q.n != 53 {
+	if q := w.quality(true); q.n != 53 {
 		t.Errorf("after sliding n = %d, want 53", q.n)
 	}
 
@@ -634,7 +634,7 @@ func TestLateOutageFailure(t *testing.T) {
 	if r := l.background(); r != 0 {
 		t.Errorf("background loss %v after a late outage failure, want 0", r)
 	}
-	if q := l.win.quality(); q.loss != 0 {
+	if q := l.win.quality(true); q.loss != 0 {
 		t.Errorf("window loss %v, want 0", q.loss)
 	}
 }
@@ -680,4 +680,49 @@ func TestHold(t *testing.T) {
 	}
 	s.run(40, never)
 	s.wantState(Up)
+}
+
+// TestCongestionIsNotDegradation: a link filled to its capacity by the
+// site's own traffic loses probes in the queue; with its capacity known
+// that loss is the queue's and the link stays up (saturated), and the
+// status still shows it. The same loss with no capacity configured, or on
+// a link below its saturation threshold, makes it degraded.
+func TestCongestionIsNotDegradation(t *testing.T) {
+	lossy := func(k, _ int) bool { return k%8 == 0 } // 12.5 %
+	for _, tc := range []struct {
+		name     string
+		capacity config.Capacity
+		rate     uint64 // received bits/s
+		want     State
+	}{
+		{"at capacity", config.Capacity{Down: 20_000_000, Up: 20_000_000}, 19_500_000, Up},
+		{"no capacity", config.Capacity{}, 19_500_000, Degraded},
+		{"half capacity", config.Capacity{Down: 40_000_000, Up: 40_000_000}, 19_500_000, Degraded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t, 3, config.Health{})
+			s.l.s.capDown, s.l.s.capUp = uint64(tc.capacity.Down), uint64(tc.capacity.Up)
+			s.run(150, never)
+			s.wantState(Up)
+			var rx uint64
+			last := s.now
+			s.l.counters(last, 0, 0)
+			for range 600 {
+				if s.now.Sub(last) >= 250*time.Millisecond {
+					rx += uint64(float64(tc.rate) / 8 * s.now.Sub(last).Seconds())
+					last = s.now
+					s.l.counters(last, rx, 0)
+				}
+				if lossy(s.k, 0) {
+					s.fail()
+				} else {
+					s.ok()
+				}
+			}
+			s.wantState(tc.want)
+			if st := s.l.status(); st.Loss < 0.10 {
+				t.Errorf("status loss %.3f: the status must show the queue's loss", st.Loss)
+			}
+		})
+	}
 }

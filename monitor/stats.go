@@ -23,6 +23,10 @@ type sample struct {
 	// outage: the failure belongs to the streak that took the link down;
 	// it is counted as downtime, not as loss of a working link.
 	outage bool
+	// congested: the result came in while the link carried traffic at its
+	// saturation threshold; its loss and delay are the queue's, filled by
+	// the site's own traffic, and say nothing of the link's quality.
+	congested bool
 }
 
 // window holds the samples of the last d.
@@ -54,14 +58,17 @@ type quality struct {
 	jitter   time.Duration // mean |D| of consecutive RTTs per target
 }
 
-func (w *window) quality() quality {
+// quality measures the window. Judging (skipCongested) leaves out the
+// results that came in while the link was congested; the status shows
+// them, so that an operator sees the loss and delay the queue causes.
+func (w *window) quality(skipCongested bool) quality {
 	var q quality
 	var lost int
 	var rtts []time.Duration
 	var jsum time.Duration
 	var jn int
 	for _, s := range w.s {
-		if s.silent || s.outage {
+		if s.silent || s.outage || skipCongested && s.congested {
 			continue
 		}
 		q.n++

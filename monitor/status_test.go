@@ -62,7 +62,7 @@ func TestStatusLossWhileDown(t *testing.T) {
 	if st.Loss < 0.4 {
 		t.Errorf("down with every probe failing for 60 probes: loss %.1f%%", 100*st.Loss)
 	}
-	if q := s.l.win.quality(); q.loss != 0 {
+	if q := s.l.win.quality(true); q.loss != 0 {
 		t.Errorf("the decisions' loss counts the outage: %.1f%%", 100*q.loss)
 	}
 	s.run(300, never)
