@@ -1,5 +1,6 @@
 // Package bound keeps what could hang or grow without limit bounded: it
-// runs calls that could hang (exec of nft, requests to the kernel) under
+// runs calls that could hang (exec of nft and conntrackd, requests to the
+// kernel) under
 // a deadline and counts the ones that hit it, and it counts what bounded
 // queues dropped. The counters are process-wide, served as
 // multihome_bound_timeouts_total{call} and
@@ -26,7 +27,7 @@ var (
 	logger   atomic.Pointer[slog.Logger]
 	timeouts = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "multihome_bound_timeouts_total",
-		Help: "Calls that could hang (exec of nft, kernel requests) stopped at their deadline, by call.",
+		Help: "Calls that could hang (exec of nft and conntrackd, kernel requests) stopped at their deadline, by call.",
 	}, []string{"call"})
 	dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "multihome_bound_dropped_total",

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/multihome/multihome/bound"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/nft"
@@ -109,9 +110,7 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Node, error
 	n := &Node{log: log, src: src, cfg: cfg, updates: make(chan update)}
 	n.conntrackdCmd = func(ctx context.Context, args ...string) ([]byte, error) {
 		h := n.config().HA
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		return exec.CommandContext(ctx, h.Conntrackd, append([]string{"-C", path(h, conntrackdConf)}, args...)...).CombinedOutput()
+		return conntrackdRun(ctx, h.Conntrackd, path(h, conntrackdConf), args...)
 	}
 	n.st = Status{Node: cfg.HA.Node, Partner: cfg.HA.Partner, Role: RoleInit, Instances: map[string]string{}}
 	return n, nil
@@ -121,6 +120,29 @@ func (n *Node) config() *config.Config {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.cfg
+}
+
+// conntrackdTimeout bounds each conntrackd client command; a variable
+// for tests.
+var conntrackdTimeout = 10 * time.Second
+
+// conntrackdRun runs one conntrackd client command (-c, -f, -s, ...)
+// against the running daemon's socket and returns its output. A command
+// that hangs (a conntrackd stuck on a full kernel table) is killed after
+// conntrackdTimeout, and counted and logged by bound as call
+// "conntrackd".
+func conntrackdRun(ctx context.Context, bin, conf string, args ...string) ([]byte, error) {
+	var out []byte
+	err := bound.Call(ctx, "conntrackd", conntrackdTimeout, func(ctx context.Context) error {
+		cmd := exec.CommandContext(ctx, bin, append([]string{"-C", conf}, args...)...)
+		// A child that keeps the output open does not hold us past the
+		// kill.
+		cmd.WaitDelay = time.Second
+		var err error
+		out, err = cmd.CombinedOutput()
+		return err
+	})
+	return out, err
 }
 
 // authPass reads the VRRPv2 password file, if any.

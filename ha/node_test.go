@@ -1,10 +1,15 @@
 package ha
 
 import (
+	"context"
+	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/multihome/multihome/bound"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/monitor"
 )
@@ -96,5 +101,37 @@ func TestUpdateRefuses(t *testing.T) {
 	noHA := strings.Split(pairYAML, "ha:\n")[0]
 	if err := n.Update(parse(t, noHA)); err == nil || !strings.Contains(err.Error(), "the section was removed") {
 		t.Errorf("section removed: %v", err)
+	}
+}
+
+// TestConntrackdBounded: a conntrackd client command that hangs is killed
+// at its bound, counted as a bound timeout of call "conntrackd" and
+// reported as bound.ErrTimeout; a quick one returns its output.
+func TestConntrackdBounded(t *testing.T) {
+	dir := t.TempDir()
+	hang, quick := filepath.Join(dir, "hang"), filepath.Join(dir, "quick")
+	if err := os.WriteFile(hang, []byte("#!/bin/sh\nexec sleep 30\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(quick, []byte("#!/bin/sh\necho \"$@\"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { conntrackdTimeout = d }(conntrackdTimeout)
+	conntrackdTimeout = 200 * time.Millisecond
+	before := bound.TimeoutCount("conntrackd")
+	began := time.Now()
+	_, err := conntrackdRun(context.Background(), hang, "/nonexistent.conf", "-c")
+	if !errors.Is(err, bound.ErrTimeout) || time.Since(began) > 5*time.Second {
+		t.Fatalf("hung conntrackd -c: %v after %v, want bound.ErrTimeout after ~200ms", err, time.Since(began))
+	}
+	if got := bound.TimeoutCount("conntrackd") - before; got != 1 {
+		t.Errorf("conntrackd timeouts counted: %v, want 1", got)
+	}
+	out, err := conntrackdRun(context.Background(), quick, "/x.conf", "-s")
+	if err != nil || strings.TrimSpace(string(out)) != "-C /x.conf -s" {
+		t.Errorf("quick conntrackd -s: %q, %v", out, err)
+	}
+	if got := bound.TimeoutCount("conntrackd") - before; got != 1 {
+		t.Errorf("conntrackd timeouts counted: %v, want still 1", got)
 	}
 }

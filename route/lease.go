@@ -22,8 +22,8 @@ const (
 	// BGP owns the routes of protocol bgp it imports into the links'
 	// tables.
 	BGP Owner = "bgp"
-	// HA is the slot of the high-availability pair's rules and routes.
-	HA Owner = "ha"
+	// (An HA pair writes no rules or routes of its own: keepalived moves
+	// the virtual addresses, and both nodes run the same tables.)
 )
 
 // ProtoBGP is the routing protocol (RTPROT_BGP, 186) of the routes the

@@ -193,7 +193,7 @@ func TestLeases(t *testing.T) {
 	if _, err := m.Set(BGP, State{Rules: []Rule{{Family: 6, Priority: DefaultScheme.PriorityBase + 10, Table: 5}}}); err == nil {
 		t.Error("a rule in a lease without rules was accepted")
 	}
-	if _, err := m.Set(HA, State{}); err == nil {
+	if _, err := m.Set(Owner("nobody"), State{}); err == nil {
 		t.Error("Set of an owner without a lease was accepted")
 	}
 }
@@ -365,7 +365,7 @@ func TestRelease(t *testing.T) {
 	if _, err := m.Set(RA, st); err == nil {
 		t.Error("Set after Release was accepted")
 	}
-	if err := m.Lease(HA, RuleLease(6, 30900, 2)); err != nil {
+	if err := m.Lease(Owner("other"), RuleLease(6, 30900, 2)); err != nil {
 		t.Errorf("the released range is not free: %v", err)
 	}
 	if err := m.Release(BGP); err != nil {

@@ -3,7 +3,7 @@
 // [Lease] of rule priorities and tables: outbound (one routing table per
 // link holding its default route, and the rules that select a table by
 // packet mark or source address), ra (IPv6 source rules), bgp (imported
-// routes, protocol bgp, in the links' tables) and a slot for ha. Each
+// routes, protocol bgp, in the links' tables). Each
 // declares its desired [State] with [Manager.Set](owner, state), which
 // adds, replaces and deletes only what differs from the kernel inside that
 // owner's lease; calling it twice changes nothing. One loop
