@@ -102,6 +102,11 @@ type OutboundPolicy struct {
 	// StickyTimeout is how long a source keeps its link after its last
 	// new flow (sticky only; default 10m).
 	StickyTimeout Duration `yaml:"sticky_timeout"`
+	// StickySize is how many sources each of a sticky policy's sets
+	// (one per member and address family) holds (sticky only; default
+	// DefaultStickySize). A full set records no new source: their flows
+	// are still spread by weight, without stickiness.
+	StickySize int `yaml:"sticky_size"`
 	// Spillover is a utilisation (0–100%) above which a member takes no
 	// new flows while another member is below it. least-loaded also
 	// spills over saturated members without it.
@@ -194,7 +199,13 @@ const (
 	DefaultRulePriority  = 31000
 	DefaultMarkMask      = 0x00ff0000
 	DefaultStickyTimeout = Duration(10 * time.Minute)
-	DefaultReconcile     = Duration(5 * time.Second)
+	// DefaultStickySize is the default sticky_size: a /16 of sources per
+	// member and family (what nft gave dynamic sets without a size).
+	DefaultStickySize = 65536
+	// MaxStickySize bounds sticky_size: the kernel keeps every element
+	// in memory (about 100 bytes each).
+	MaxStickySize    = 1 << 24
+	DefaultReconcile = Duration(5 * time.Second)
 	// RulePriorityRange is how many ip rule priorities multihome uses.
 	RulePriorityRange = 600
 	// TableRange is how many routing tables multihome uses.
@@ -225,6 +236,9 @@ func (c *Config) EffectiveOutbound() Outbound {
 		}
 		if p.Type == PolicySticky && p.StickyTimeout == 0 {
 			p.StickyTimeout = DefaultStickyTimeout
+		}
+		if p.Type == PolicySticky && p.StickySize == 0 {
+			p.StickySize = DefaultStickySize
 		}
 		if p.LastResort == "" {
 			p.LastResort = LastResortMain
@@ -337,6 +351,11 @@ func checkPolicy(c *Config, k *checker, i int, names map[string]int) {
 	}
 	if p.StickyTimeout < 0 || (p.Type == PolicySticky && p.StickyTimeout.D() < time.Second) {
 		k.errorf(path+".sticky_timeout", "%s is too short: at least 1s", p.StickyTimeout.D())
+	}
+	if p.StickySize != 0 && p.Type != PolicySticky {
+		k.errorf(path+".sticky_size", "only for type sticky")
+	} else if p.StickySize < 0 || p.StickySize > MaxStickySize {
+		k.errorf(path+".sticky_size", "%d out of range: 1 to %d sources per set", p.StickySize, MaxStickySize)
 	}
 	if p.Spillover < 0 || p.Spillover > 1 {
 		k.errorf(path+".spillover", "must be between 0%% and 100%%")

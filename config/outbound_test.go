@@ -50,7 +50,7 @@ outbound:
 	if *o.FlushOnFailure || o.MarkMask != 0xf000 || o.DefaultPolicy != "s" {
 		t.Errorf("outbound = %+v", o)
 	}
-	if p := o.Policies[0]; p.StickyTimeout != DefaultStickyTimeout || strings.Join(p.Links, ",") != "b" {
+	if p := o.Policies[0]; p.StickyTimeout != DefaultStickyTimeout || p.StickySize != DefaultStickySize || strings.Join(p.Links, ",") != "b" {
 		t.Errorf("sticky policy = %+v", p)
 	}
 	if p := o.Policies[1]; p.Spillover != 0.8 || p.LastResort != LastResortUnreachable {
@@ -73,6 +73,9 @@ func TestOutboundErrors(t *testing.T) {
 		{"outbound:\n  policies:\n    - {name: p, type: random}\n", `unknown policy type "random"`},
 		{"outbound:\n  policies:\n    - {name: p, last_resort: drop}\n", `unknown last resort "drop"`},
 		{"outbound:\n  policies:\n    - {name: p, sticky_timeout: 5m}\n", `only for type sticky`},
+		{"outbound:\n  policies:\n    - {name: p, sticky_size: 100}\n", `outbound.policies[0].sticky_size: only for type sticky`},
+		{"outbound:\n  policies:\n    - {name: p, type: sticky, sticky_size: -1}\n", `outbound.policies[0].sticky_size: -1 out of range: 1 to 16777216`},
+		{"outbound:\n  policies:\n    - {name: p, type: sticky, sticky_size: 16777217}\n", `sticky_size: 16777217 out of range`},
 		{"outbound:\n  default_policy: x\n", `outbound.default_policy: unknown policy "x"`},
 		{"outbound:\n  rules:\n    - {policy: default, dport: 0}\n", `bad port or range "0"`},
 		{"outbound:\n  rules:\n    - {policy: default, proto: icmp, dport: 80}\n", `ports need proto tcp or udp`},

@@ -32,6 +32,9 @@ type Set struct {
 	Type    string // ipv4_addr, ipv6_addr
 	Flags   []string
 	Timeout time.Duration
+	// Size is the most elements the set holds (0: nft's default, 65535
+	// for a dynamic set); a full set takes no new element.
+	Size    int
 	Comment string
 }
 
@@ -65,6 +68,9 @@ func (r Ruleset) String() string {
 		}
 		if s.Timeout > 0 {
 			fmt.Fprintf(&b, "\t\ttimeout %s\n", nftDuration(s.Timeout))
+		}
+		if s.Size > 0 {
+			fmt.Fprintf(&b, "\t\tsize %d\n", s.Size)
 		}
 		if s.Comment != "" {
 			fmt.Fprintf(&b, "\t\tcomment %s\n", Quote(s.Comment))

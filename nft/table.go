@@ -114,6 +114,7 @@ type object struct {
 	name    string
 	typ     string // sets
 	timeout int64  // sets, seconds
+	size    int    // sets; 0: none given
 }
 
 // objects lists the table's chains and sets; nil if the table is missing.
@@ -141,12 +142,13 @@ func (t *Table) objects(ctx context.Context) ([]object, bool, error) {
 				Name    string `json:"name"`
 				Type    any    `json:"type"`
 				Timeout int64  `json:"timeout"`
+				Size    int    `json:"size"`
 			}
 			if err := json.Unmarshal(raw, &v); err != nil {
 				return nil, false, fmt.Errorf("parse nft json: %w", err)
 			}
 			typ, _ := v.Type.(string)
-			objs = append(objs, object{kind: kind, name: v.Name, typ: typ, timeout: v.Timeout})
+			objs = append(objs, object{kind: kind, name: v.Name, typ: typ, timeout: v.Timeout, size: v.Size})
 		}
 	}
 	return objs, true, nil
@@ -173,7 +175,7 @@ func (t *Table) script(rs Ruleset, have []object, flush []string) string {
 		if o.kind != "set" {
 			continue
 		}
-		if s, ok := want[o.name]; ok && s.Type == o.typ && int64(s.Timeout/time.Second) == o.timeout {
+		if s, ok := want[o.name]; ok && s.Type == o.typ && int64(s.Timeout/time.Second) == o.timeout && s.Size == o.size {
 			kept[o.name] = true
 			continue
 		}
@@ -198,7 +200,7 @@ func (t *Table) incremental(last, rs Ruleset, flush []string) (string, bool) {
 	}
 	for i := range rs.Sets {
 		a, b := last.Sets[i], rs.Sets[i]
-		if a.Name != b.Name || a.Type != b.Type || a.Timeout != b.Timeout || a.Comment != b.Comment || strings.Join(a.Flags, ",") != strings.Join(b.Flags, ",") {
+		if a.Name != b.Name || a.Type != b.Type || a.Timeout != b.Timeout || a.Size != b.Size || a.Comment != b.Comment || strings.Join(a.Flags, ",") != strings.Join(b.Flags, ",") {
 			return "", false
 		}
 	}
@@ -258,7 +260,7 @@ func (t *Table) Apply(ctx context.Context, rs Ruleset, flush []string) error {
 	cp := rs
 	t.last = &cp
 	for _, s := range rs.Sets {
-		t.known = append(t.known, object{kind: "set", name: s.Name, typ: s.Type, timeout: int64(s.Timeout / time.Second)})
+		t.known = append(t.known, object{kind: "set", name: s.Name, typ: s.Type, timeout: int64(s.Timeout / time.Second), size: s.Size})
 	}
 	for _, c := range rs.Chains {
 		t.known = append(t.known, object{kind: "chain", name: c.Name})

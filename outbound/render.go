@@ -446,7 +446,7 @@ func stickyRules(rs *nft.Ruleset, p *plan, j int, pol config.OutboundPolicy, c c
 		i := byName[name]
 		for _, f := range []int{4, 6} {
 			rs.Sets = append(rs.Sets, nft.Set{Name: stickySet(j, i, f), Type: fmt.Sprintf("ipv%d_addr", f), Flags: []string{"dynamic", "timeout"}, Timeout: pol.StickyTimeout.D(),
-				Comment: fmt.Sprintf("sources stuck to %s by %s", name, pol.Name)})
+				Size: pol.StickySize, Comment: fmt.Sprintf("sources stuck to %s by %s", name, pol.Name)})
 			if !views[i].st.AcceptsNew() {
 				p.flush = append(p.flush, stickySet(j, i, f))
 			}
