@@ -203,7 +203,7 @@ const (
 	// member and family (what nft gave dynamic sets without a size).
 	DefaultStickySize = 65536
 	// MaxStickySize bounds sticky_size: the kernel keeps every element
-	// in memory (about 100 bytes each).
+	// in memory.
 	MaxStickySize    = 1 << 24
 	DefaultReconcile = Duration(5 * time.Second)
 	// RulePriorityRange is how many ip rule priorities multihome uses.
