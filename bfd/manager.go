@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -38,7 +39,12 @@ type Manager struct {
 	mu       sync.Mutex
 	sessions map[sessKey]*managed
 	stopping map[sessKey]chan struct{} // closed when the stopped session has released its sockets
-	nextID   int
+	// waiting holds, per peer, the clients that asked for other
+	// parameters than the running session's: they get a session of
+	// their own once that one stops (a reload that changes the timers
+	// of every client of a shared session closes them one by one).
+	waiting map[sessKey][]*Sub
+	nextID  int
 }
 
 // sessKey identifies a session the way the receiving side demultiplexes
@@ -75,24 +81,33 @@ func NewManager(log *slog.Logger, opts ManagerOptions) *Manager {
 	if opts.MaxRetry < opts.MinRetry {
 		opts.MaxRetry = max(30*time.Second, opts.MinRetry)
 	}
-	return &Manager{log: log, opts: opts, sessions: map[sessKey]*managed{}, stopping: map[sessKey]chan struct{}{}}
+	return &Manager{log: log, opts: opts, sessions: map[sessKey]*managed{}, stopping: map[sessKey]chan struct{}{}, waiting: map[sessKey][]*Sub{}}
 }
 
 // Sub is one client's hold on a session.
 type Sub struct {
 	m    *Manager
 	key  sessKey
-	s    *managed
+	s    *managed // nil while waiting (guarded by Manager.mu)
 	id   int
 	once sync.Once
+
+	// peer and notify are what a waiting client asked for.
+	peer   Peer
+	notify func(Event)
 }
 
 // Open asks for a session to p and calls notify (from the session's
 // goroutine, never concurrently for one Sub; it must not block for long)
 // on each of its state changes until Close. When a session to the same
-// interface and peer already runs for another client, it is shared: its
-// timers must then be the same, else Open fails. A client that joins a
-// running session reads its state with Sub.State.
+// interface and peer already runs for another client, it is shared
+// (whatever each client makes of its events, e.g. its hold-up, is its
+// own). A client asking for other parameters (timers, local address)
+// than the running session's waits, its session Down, until every
+// client of that one has closed: then its own session starts. That is
+// the middle of a reload that changes the timers of a shared session
+// (config requires its clients to agree); Open logs it. A client that
+// joins a running session reads its state with Sub.State.
 func (m *Manager) Open(p Peer, notify func(Event)) (*Sub, error) {
 	if !p.Remote.IsValid() {
 		return nil, fmt.Errorf("bfd: no peer address")
@@ -104,18 +119,59 @@ func (m *Manager) Open(p Peer, notify func(Event)) (*Sub, error) {
 	id := m.nextID
 	s := m.sessions[k]
 	if s != nil {
-		if s.peer.Config != p.Config || s.peer.Local != p.Local {
-			return nil, fmt.Errorf("bfd: a session to %s on %q already runs with other parameters (%s)", p.Remote, p.Interface, describe(s.peer))
+		if !sameSession(s.peer, p) {
+			sub := &Sub{m: m, key: k, id: id, peer: p, notify: notify}
+			m.waiting[k] = append(m.waiting[k], sub)
+			m.log.Warn("bfd session to this peer already runs with other parameters: this client waits until it stops",
+				"interface", p.Interface, "peer", p.Remote, "running", describe(s.peer), "asked", describe(p))
+			return sub, nil
 		}
 		s.subs[id] = notify
 		return &Sub{m: m, key: k, s: s, id: id}, nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s = &managed{peer: p, cancel: cancel, done: make(chan struct{}), subs: map[int]func(Event){id: notify}, state: Down}
-	m.sessions[k] = s
-	prev := m.stopping[k]
-	go m.run(ctx, k, s, prev)
+	s = m.start(k, p)
+	s.subs[id] = notify
 	return &Sub{m: m, key: k, s: s, id: id}, nil
+}
+
+// sameSession reports whether a and b can share one session.
+func sameSession(a, b Peer) bool { return a.Config == b.Config && a.Local == b.Local }
+
+// start starts a session to p under key k (m.mu held), after the
+// stopped one to the same peer, if any, has released its sockets.
+func (m *Manager) start(k sessKey, p Peer) *managed {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &managed{peer: p, cancel: cancel, done: make(chan struct{}), subs: map[int]func(Event){}, state: Down}
+	m.sessions[k] = s
+	go m.run(ctx, k, s, m.stopping[k])
+	return s
+}
+
+// promote starts, once the session under k has stopped (m.mu held), a
+// session for the first waiting client and every waiting client that
+// asked for the same; the others wait on.
+func (m *Manager) promote(k sessKey) {
+	w := m.waiting[k]
+	if len(w) == 0 {
+		return
+	}
+	s := m.start(k, w[0].peer)
+	var rest []*Sub
+	for _, sub := range w {
+		if sameSession(sub.peer, s.peer) {
+			sub.s = s
+			s.subs[sub.id] = sub.notify
+		} else {
+			rest = append(rest, sub)
+		}
+	}
+	if len(rest) == 0 {
+		delete(m.waiting, k)
+	} else {
+		m.waiting[k] = rest
+	}
+	m.log.Info("bfd session started for the clients that waited", "interface", s.peer.Interface, "peer", s.peer.Remote,
+		"clients", len(s.subs), "parameters", describe(s.peer))
 }
 
 func describe(p Peer) string {
@@ -130,6 +186,14 @@ func (sub *Sub) Close() {
 		m := sub.m
 		m.mu.Lock()
 		s := sub.s
+		if s == nil { // still waiting
+			m.waiting[sub.key] = slices.DeleteFunc(m.waiting[sub.key], func(w *Sub) bool { return w == sub })
+			if len(m.waiting[sub.key]) == 0 {
+				delete(m.waiting, sub.key)
+			}
+			m.mu.Unlock()
+			return
+		}
 		delete(s.subs, sub.id)
 		if len(s.subs) > 0 {
 			m.mu.Unlock()
@@ -142,6 +206,7 @@ func (sub *Sub) Close() {
 		}
 		m.stopping[sub.key] = s.done
 		s.cancel()
+		m.promote(sub.key)
 		m.mu.Unlock()
 		<-s.done
 		m.mu.Lock()
@@ -156,6 +221,9 @@ func (sub *Sub) Close() {
 func (sub *Sub) State() State {
 	sub.m.mu.Lock()
 	defer sub.m.mu.Unlock()
+	if sub.s == nil {
+		return Down
+	}
 	return sub.s.state
 }
 

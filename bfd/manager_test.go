@@ -88,7 +88,9 @@ func waitStart(t *testing.T, f *fakePorts) {
 }
 
 // TestManagerShares: one session per peer whoever asks; the last Close
-// stops it; other timers for a running peer are refused.
+// stops it; a client asking for other timers while it runs waits, gets
+// no event of it, and gets its own session once the last Close stopped
+// it (a reload changing the timers of both clients of a shared session).
 func TestManagerShares(t *testing.T) {
 	f := newFakePorts()
 	m := NewManager(slog.New(slog.DiscardHandler), ManagerOptions{Run: f.run})
@@ -110,9 +112,11 @@ func TestManagerShares(t *testing.T) {
 	}
 	other := testPeer()
 	other.DetectMult = 5
-	if _, err := m.Open(other, note("other")); err == nil {
-		t.Error("a second session to the same peer with other timers was accepted")
+	wait, err := m.Open(other, note("other"))
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer wait.Close()
 	f.send(Event{Time: time.Now(), From: Down, To: Up})
 	mu.Lock()
 	if got["link"] != 1 || got["neighbor"] != 1 || got["other"] != 0 {
@@ -134,11 +138,54 @@ func TestManagerShares(t *testing.T) {
 	mu.Unlock()
 	nb.Close()
 	nb.Close() // idempotent
+	if m.Sessions() != 1 {
+		t.Errorf("after the last Close: %d sessions (want the waiting client's)", m.Sessions())
+	}
+	waitStart(t, f)
 	f.mu.Lock()
-	held := f.held[p.Remote.WithZone("")]
+	clashes := f.clashes
 	f.mu.Unlock()
-	if held || m.Sessions() != 0 {
-		t.Errorf("after the last Close: held %v, %d sessions", held, m.Sessions())
+	if clashes != 0 {
+		t.Errorf("the waiting client's session started before the old one released the peer (%d clashes)", clashes)
+	}
+	f.send(Event{Time: time.Now(), From: Down, To: Up})
+	mu.Lock()
+	if got["other"] != 1 || got["neighbor"] != 2 {
+		t.Errorf("after the waiting client's session started: %v", got)
+	}
+	mu.Unlock()
+	if wait.State() != Up || f.count() != 2 {
+		t.Errorf("waiting client: state %s, %d runs", wait.State(), f.count())
+	}
+	wait.Close()
+	if m.Sessions() != 0 {
+		t.Errorf("%d sessions after every Close", m.Sessions())
+	}
+}
+
+// TestManagerWaitingClose: a waiting client that closes before the
+// running session stops gets no session.
+func TestManagerWaitingClose(t *testing.T) {
+	f := newFakePorts()
+	m := NewManager(slog.New(slog.DiscardHandler), ManagerOptions{Run: f.run})
+	a, err := m.Open(testPeer(), func(Event) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStart(t, f)
+	other := testPeer()
+	other.RequiredMinRx = time.Second
+	w, err := m.Open(other, func(Event) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.State() != Down {
+		t.Errorf("waiting client's state %s", w.State())
+	}
+	w.Close()
+	a.Close()
+	if m.Sessions() != 0 || f.count() != 1 {
+		t.Errorf("%d sessions, %d runs after both closed", m.Sessions(), f.count())
 	}
 }
 

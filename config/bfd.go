@@ -122,15 +122,66 @@ func checkLinkBFD(c *Config, k *checker) {
 				k.errorf(p+"."+d.name, "must be 1ms..%v, got %v", maxBFDInterval.Round(time.Second), d.v.D())
 			}
 		}
-		if c.BGP == nil || !f.Peer.IsValid() {
+	}
+}
+
+// checkSharedBFD checks a link's bfd against a BGP neighbour's bfd to the
+// same peer on the same link (run by checkBGP, once both are defaulted).
+// BFD demultiplexes single-hop sessions by interface and peer address,
+// so the two share one session (bfd.Manager): its timers and local
+// address must be the same; each keeps its own hold_up. One error per
+// differing field, at the link's field, naming the neighbour's with its
+// line; a field already reported invalid is not compared again.
+func checkSharedBFD(c *Config, k *checker) {
+	for i := range c.Links {
+		l := &c.Links[i]
+		f := l.BFD
+		if f == nil || !f.Peer.IsValid() {
 			continue
 		}
-		for j, n := range c.BGP.Neighbors {
-			if n.BFD != nil && n.Link == l.Name && n.Address.WithZone("") == f.Peer.WithZone("") {
-				np := fmt.Sprintf("bgp.neighbors[%d]", j)
-				k.errorf(p+".peer", "%s also has bfd as %s (line %d) on link %s: two sessions to one peer would clash on port 3784; keep one of them (the link's session takes the link down, the neighbour's also resets BGP)",
-					f.Peer, np, c.Position(np).Line, l.Name)
+		for j := range c.BGP.Neighbors {
+			n := &c.BGP.Neighbors[j]
+			if n.BFD == nil || n.Link != l.Name || n.Address.WithZone("") != f.Peer.WithZone("") {
+				continue
+			}
+			lp, np := fmt.Sprintf("links[%d]", i), fmt.Sprintf("bgp.neighbors[%d]", j)
+			localOK := (!f.Local.IsValid() || f.Local.Is4() == f.Peer.Is4()) && (!n.LocalAddress.IsValid() || n.LocalAddress.Is4() == n.Address.Is4())
+			for _, d := range []struct {
+				what, field, nfield string
+				lv, nv              string
+				valid               bool
+			}{
+				{"min_tx", "bfd.min_tx", "bfd.min_tx", f.MinTx.D().String(), n.BFD.MinTx.D().String(), validInterval(f.MinTx) && validInterval(n.BFD.MinTx)},
+				{"min_rx", "bfd.min_rx", "bfd.min_rx", f.MinRx.D().String(), n.BFD.MinRx.D().String(), validInterval(f.MinRx) && validInterval(n.BFD.MinRx)},
+				{"multiplier", "bfd.multiplier", "bfd.multiplier", fmt.Sprint(f.Multiplier), fmt.Sprint(n.BFD.Multiplier), validMult(f.Multiplier) && validMult(n.BFD.Multiplier)},
+				{"local address", "bfd.local", "local_address", addrOrKernel(f.Local), addrOrKernel(n.LocalAddress), localOK},
+			} {
+				if !d.valid || d.lv == d.nv {
+					continue
+				}
+				k.errorf(lp+"."+d.field, "%s%s differs from %s.%s (%s%s, %s:%d): %s.bfd and %s.bfd are one BFD session to %s on link %s; give both the same %s (hold_up may differ)",
+					d.lv, c.defaulted(lp+"."+d.field), np, d.nfield, d.nv, c.defaulted(np+"."+d.nfield), c.File, c.Position(np+"."+d.nfield).Line,
+					lp, np, f.Peer, l.Name, d.what)
 			}
 		}
 	}
+}
+
+// defaulted is " by default" when the field at path was not written.
+func (c *Config) defaulted(path string) string {
+	if c.Has(path) {
+		return ""
+	}
+	return " by default"
+}
+
+func validInterval(d Duration) bool { return d.D() >= time.Millisecond && d.D() <= maxBFDInterval }
+
+func validMult(m int) bool { return m >= 1 && m <= 255 }
+
+func addrOrKernel(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none (the kernel's choice)"
+	}
+	return a.String()
 }

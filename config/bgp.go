@@ -224,6 +224,7 @@ func checkBGP(c *Config, k *checker) {
 		checkBGPNeighbor(c, k, i)
 	}
 	checkBGPRouterID(c, k)
+	checkSharedBFD(c, k)
 }
 
 // undecodedUnder reports whether a field at or under path could not be

@@ -130,3 +130,28 @@ bgp:
 		}
 	})
 }
+
+// TestSharedBFD: a link's bfd and a BGP neighbour's bfd to the same
+// peer on the same link are one session: accepted when timers and local
+// address agree, each with its own hold_up.
+func TestSharedBFD(t *testing.T) {
+	c, err := Parse("shared.yaml", []byte(`
+links:
+  - {name: isp1, interface: wan1, gateway4: 198.51.100.1, address4: 198.51.100.2, bfd: {min_tx: 100ms, min_rx: 100ms, hold_up: 1s}}
+bgp:
+  asn: 64500
+  prefixes: [192.0.2.128/25]
+  neighbors:
+    - {link: isp1, address: 198.51.100.1, asn: 64501, bfd: {min_tx: 100ms, min_rx: 100ms, multiplier: 3}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf, nf := c.Links[0].BFD, c.BGP.Neighbors[0].BFD
+	if lf.Peer != c.BGP.Neighbors[0].Address || lf.Local != c.BGP.Neighbors[0].LocalAddress {
+		t.Errorf("link session %v from %v, neighbour %v from %v", lf.Peer, lf.Local, c.BGP.Neighbors[0].Address, c.BGP.Neighbors[0].LocalAddress)
+	}
+	if lf.HoldUpD() != time.Second || nf.HoldUpD() != DefaultBFDHoldUp {
+		t.Errorf("hold-ups %v and %v", lf.HoldUpD(), nf.HoldUpD())
+	}
+}

@@ -257,7 +257,7 @@ links:
     gateway4: 198.51.100.1
     bfd: {min_tx: 100ms, min_rx: 500us}
 `, `bad.yaml:6:34: links[0].bfd.min_rx: must be 1ms..1h11m35s, got 500µs`},
-		{"link bfd and bgp neighbour bfd to one peer", `
+		{"link bfd and bgp neighbour bfd to one peer, other timers", `
 links:
   - name: a
     interface: wan1
@@ -269,7 +269,48 @@ bgp:
   prefixes: [192.0.2.128/25]
   neighbors:
     - {link: a, address: 198.51.100.1, asn: 64501, bfd: {}}
-`, `bad.yaml:7:10: links[0].bfd.peer: 198.51.100.1 also has bfd as bgp.neighbors[0] (line 12) on link a: two sessions to one peer would clash on port 3784; keep one of them (the link's session takes the link down, the neighbour's also resets BGP)`},
+`, `bad.yaml:7:19: links[0].bfd.min_tx: 100ms differs from bgp.neighbors[0].bfd.min_tx (300ms by default, bad.yaml:12): links[0].bfd and bgp.neighbors[0].bfd are one BFD session to 198.51.100.1 on link a; give both the same min_tx (hold_up may differ)`},
+		{"link bfd and bgp neighbour bfd to one peer, other multiplier", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    address4: 198.51.100.2
+    bfd: {hold_up: 1s}
+bgp:
+  asn: 64500
+  prefixes: [192.0.2.128/25]
+  neighbors:
+    - link: a
+      address: 198.51.100.1
+      asn: 64501
+      bfd: {multiplier: 5, hold_up: 3s}
+`, `bad.yaml:7:10: links[0].bfd.multiplier: 3 by default differs from bgp.neighbors[0].bfd.multiplier (5, bad.yaml:15): links[0].bfd and bgp.neighbors[0].bfd are one BFD session to 198.51.100.1 on link a; give both the same multiplier (hold_up may differ)`},
+		{"link bfd and bgp neighbour bfd to one peer, other local address", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    address4: 198.51.100.2
+    bfd: {local: 198.51.100.3}
+bgp:
+  asn: 64500
+  prefixes: [192.0.2.128/25]
+  neighbors:
+    - {link: a, address: 198.51.100.1, asn: 64501, bfd: {}}
+`, `bad.yaml:7:18: links[0].bfd.local: 198.51.100.3 differs from bgp.neighbors[0].local_address (198.51.100.2 by default, bad.yaml:12): links[0].bfd and bgp.neighbors[0].bfd are one BFD session to 198.51.100.1 on link a; give both the same local address (hold_up may differ)`},
+		{"link bfd and bgp neighbour bfd to one peer, invalid multiplier reported once", `
+links:
+  - name: a
+    interface: wan1
+    gateway4: 198.51.100.1
+    bfd: {multiplier: 300}
+bgp:
+  asn: 64500
+  prefixes: [192.0.2.128/25]
+  neighbors:
+    - {link: a, address: 198.51.100.1, asn: 64501, bfd: {}}
+`, `bad.yaml:6:23: links[0].bfd.multiplier: must be 1..255, got 300`},
 		// end of links[].bfd rows.
 		// ipv6.prefixes dhcpv6_pd rows (engineer D).
 		{"ipv6 prefix and dhcpv6_pd", pdLinks + "    - {link: isp1, prefix: \"2001:db8:1:100::/64\", dhcpv6_pd: {length: 56}}\n", `bad.yaml:6:62: ipv6.prefixes[0].dhcpv6_pd: prefix and dhcpv6_pd are exclusive: a prefix is either configured or learned`},
