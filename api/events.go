@@ -8,7 +8,8 @@ import (
 )
 
 // Entry is one line of the decision log: a link event from the monitor,
-// a config reload, or a BGP announcement decision (kind "bgp").
+// a config reload, a BGP announcement decision (kind "bgp"), or a BFD
+// session's down and what was made of it (kind "bfd").
 type Entry struct {
 	// Seq numbers entries in order; streams resume after it. A daemon
 	// starts numbering at its start time in microseconds, so the entries
@@ -16,7 +17,7 @@ type Entry struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
 	// Kind is the monitor event's kind (state, saturation, admin,
-	// hold-down), "reload" or "bgp".
+	// hold-down), "reload", "bgp" or "bfd".
 	Kind string `json:"kind"`
 	Link string `json:"link,omitempty"`
 	// Neighbor is the BGP neighbour of a "bgp" entry, whose From and To

@@ -97,7 +97,11 @@ bgp:
 	var decisions []string
 	sp.OnDecision(func(d Decision) {
 		dmu.Lock()
-		decisions = append(decisions, d.Neighbor.String()+" "+d.Link+" "+d.From+" -> "+d.To+": "+d.Reason)
+		kind := ""
+		if d.BFD {
+			kind = "bfd "
+		}
+		decisions = append(decisions, kind+d.Neighbor.String()+" "+d.Link+" "+d.From+" -> "+d.To+": "+d.Reason)
 		dmu.Unlock()
 	})
 	f := &fakeBFD{fail: 2, started: make(chan struct{}, 8)}
@@ -164,7 +168,7 @@ bgp:
 	}
 
 	// The decision log got the start, the withdrawal and the return,
-	// with their reasons.
+	// with their reasons, and every BFD down with what was made of it.
 	dmu.Lock()
 	got := strings.Join(decisions, "\n")
 	dmu.Unlock()
@@ -172,6 +176,10 @@ bgp:
 		"127.0.0.11 wan1  -> announce: bgp started: link wan1 usable",
 		"127.0.0.11 wan1 announce -> withdraw: BFD up→down: control detection time expired",
 		"127.0.0.11 wan1 withdraw -> announce: BFD down→up: none",
+		"bfd 127.0.0.11 wan1 up -> down: BFD up→down: neighbor signaled session down (neighbour's diagnostic: none): up for 10ms, less than its 2s hold-up: not acted on: announcements and BGP session kept, the link left to its probes",
+		"bfd 127.0.0.11 wan1 up -> down: BFD up→down: neighbor signaled session down (neighbour's diagnostic: none): the neighbour is administratively down (RFC 5882: not a path failure): not acted on",
+		"bfd 127.0.0.11 wan1 up -> down: BFD up→down: control detection time expired: path down after 1h0m",
+		" up: announcements withdrawn, BGP reset, link down at once",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("decisions lack %q:\n%s", want, got)

@@ -113,6 +113,10 @@ type Decision struct {
 	Link     string
 	From, To string
 	Reason   string
+	// BFD marks a down of the neighbour's BFD session instead: From and
+	// To are the session's states, Reason says what was made of it
+	// (acted on, or left to the link's probes and BGP's hold timer).
+	BFD bool
 }
 
 // OnDecision makes the speaker call f (from its Run goroutine; f must not
@@ -750,7 +754,12 @@ func (s *Speaker) bfdEvent(ctx context.Context, st *runState, be bfdEvent) {
 		reason += " (neighbour's diagnostic: " + e.RemoteDiag.String() + ")"
 	}
 	hold := n.BFD.HoldUpD()
-	switch v := e.Verdict(hold); v {
+	v := e.Verdict(hold)
+	if v != bfd.SessionUp && v != bfd.Ignore {
+		s.decide(Decision{Time: e.Time, Neighbor: e.Remote, Link: n.Link, From: e.From.String(), To: e.To.String(), BFD: true,
+			Reason: reason + ": " + bfdVerdict(e, v, hold)})
+	}
+	switch v {
 	case bfd.PeerAdminDown:
 		s.log.Warn("bfd session down: the neighbour is administratively down, BGP and the link stay", "neighbor", e.Remote, "link", link, "reason", reason)
 	case bfd.Unproven, bfd.PeerReset:
@@ -790,6 +799,26 @@ func (s *Speaker) bfdEvent(ctx context.Context, st *runState, be bfdEvent) {
 			s.apply(ctx, st, reason)
 		}
 	}
+}
+
+// bfdVerdict says, for the decision log, what verdict v made of a BFD
+// down of a neighbour's session.
+func bfdVerdict(e bfd.Event, v bfd.Verdict, hold time.Duration) string {
+	const kept = "not acted on: announcements and BGP session kept, the link left to its probes"
+	switch v {
+	case bfd.PathDown:
+		return fmt.Sprintf("path down after %v up: announcements withdrawn, BGP reset, link down at once", e.UpFor.Round(time.Millisecond))
+	case bfd.PeerAdminDown:
+		return "the neighbour is administratively down (RFC 5882: not a path failure): " + kept
+	case bfd.PeerReset:
+		return "a neighbour's reset (it did not say it lost us): " + kept
+	case bfd.Unproven:
+		if e.Err != nil {
+			return "the session's runner failed: " + kept
+		}
+		return fmt.Sprintf("up for %v, less than its %v hold-up: %s", e.UpFor.Round(time.Millisecond), hold, kept)
+	}
+	return v.String()
 }
 
 // usable is whether a link may carry our announcements: the monitor's

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/bfd"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/monitor"
@@ -96,6 +97,10 @@ type linkBFD struct {
 	updates chan bfdUpdate
 	events  chan bfdEvent
 	mgr     *bfd.Manager
+	// record, when set (logBFDDecisions, before Run), is given every
+	// down of a session and what the link monitor was told, for the
+	// decision log.
+	record func(api.Entry)
 
 	state       *prometheus.GaugeVec
 	transitions *prometheus.CounterVec
@@ -271,7 +276,8 @@ func (b *linkBFD) handle(s *bfdSession, e bfd.Event) {
 	if e.Err != nil {
 		reason = fmt.Sprintf("BFD %s→%s: session failed: %v (peer %s)", e.From, e.To, e.Err, e.Remote)
 	}
-	switch e.Verdict(s.spec.holdUp) {
+	v := e.Verdict(s.spec.holdUp)
+	switch v {
 	case bfd.PeerAdminDown:
 		b.log.Warn("bfd session down: the peer is administratively down, the link stays to its probes", "link", s.link, "peer", e.Remote, "reason", reason)
 	case bfd.PeerReset:
@@ -291,5 +297,54 @@ func (b *linkBFD) handle(s *bfdSession, e bfd.Event) {
 		b.log.Info("bfd session up", "link", s.link, "peer", e.Remote)
 	default:
 		b.log.Debug("bfd session state", "link", s.link, "peer", e.Remote, "from", e.From, "to", e.To, "diag", e.Diag)
+	}
+	if b.record != nil && v != bfd.SessionUp && v != bfd.Ignore {
+		b.record(api.Entry{Time: e.Time, Kind: "bfd", Link: s.link, From: e.From.String(), To: e.To.String(),
+			Reason: reason + ": " + bfdDecision(e, v, s.spec.holdUp, "link "+s.link+b.linkState(s.link))})
+	}
+}
+
+// bfdDecision says, for the decision log, what a BFD down's verdict v
+// made of it: who (the link, or a neighbour and its link) and what it
+// was left to.
+func bfdDecision(e bfd.Event, v bfd.Verdict, holdUp time.Duration, who string) string {
+	switch v {
+	case bfd.PathDown:
+		return fmt.Sprintf("path down after %v up: %s taken down at once", e.UpFor.Round(time.Millisecond), who)
+	case bfd.PeerAdminDown:
+		return "the peer is administratively down (RFC 5882: not a path failure): not acted on, " + who + " left to its probes"
+	case bfd.PeerReset:
+		return fmt.Sprintf("a peer reset (its diagnostic %q does not say it lost us): not acted on, %s left to its probes", e.RemoteDiag, who)
+	case bfd.Unproven:
+		if e.Err != nil {
+			return "the session's runner failed, which proves nothing about the path: not acted on, " + who + " left to its probes"
+		}
+		return fmt.Sprintf("up for %v, less than its %v hold-up: not acted on, %s left to its probes", e.UpFor.Round(time.Millisecond), holdUp, who)
+	}
+	return v.String()
+}
+
+// linkState is " (up)" with the link's state as the monitor has it, or
+// "" when it does not know the link.
+func (b *linkBFD) linkState(link string) string {
+	for _, st := range b.src.Snapshot() {
+		if st.Link == link {
+			return " (" + st.State.String() + ")"
+		}
+	}
+	return ""
+}
+
+// logBFDDecisions puts the link BFD sessions' downs, and what the link
+// monitor was told, into the API's decision log (multihome events), next
+// to the link events they did or did not cause.
+func (d *Daemon) logBFDDecisions() {
+	if d.api == nil {
+		return
+	}
+	for _, s := range d.subs {
+		if b, ok := s.sub.(*linkBFD); ok {
+			b.record = d.api.Record
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/bfd"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/monitor"
@@ -21,10 +22,11 @@ import (
 type fakeSource struct {
 	mu       sync.Mutex
 	evidence []string
+	snap     []monitor.Status
 }
 
 func (f *fakeSource) Subscribe() (<-chan monitor.Event, func()) { return nil, func() {} }
-func (f *fakeSource) Snapshot() []monitor.Status                { return nil }
+func (f *fakeSource) Snapshot() []monitor.Status                { return f.snap }
 func (f *fakeSource) Evidence(link string, up bool, reason string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -223,16 +225,24 @@ multihome_bfd_session_state{link="isp3",peer="2001:db8:3::1",state="up"} 0
 // 10 ms after up (FRR 8.4's reset after BGP comes up) and a peer's reset
 // after a long up (it signals Down without saying it lost us: a restarted
 // bfdd) are counted, not acted on; a detection timeout after the hold-up
-// takes the link down.
+// takes the link down. Each down is in the decision log with what the
+// link monitor was told.
 func TestLinkBFDHoldUp(t *testing.T) {
 	cfg := parseConfig(t, strings.Replace(bfdLinks, "%s", "", 1))
 	if h := cfg.Links[2].BFD.HoldUpD(); h != 5*time.Second {
 		t.Fatalf("default hold-up %v", h)
 	}
-	src := &fakeSource{}
+	src := &fakeSource{snap: []monitor.Status{{Link: "isp3", State: monitor.Up}}}
 	runs := &fakeRuns{notify: map[string]func(bfd.Event){}, started: make(chan string, 16)}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	b := newLinkBFD(cfg, src, bfd.NewManager(log, bfd.ManagerOptions{Run: runs.run}), log)
+	var rmu sync.Mutex
+	var entries []string
+	b.record = func(e api.Entry) {
+		rmu.Lock()
+		entries = append(entries, e.Kind+" "+e.Link+" "+e.From+" -> "+e.To+": "+e.Reason)
+		rmu.Unlock()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
@@ -259,6 +269,22 @@ func TestLinkBFDHoldUp(t *testing.T) {
 	}
 	if unproven() != 2 {
 		t.Errorf("unproven %v, want 2", unproven())
+	}
+	// The link's peer administratively down: not acted on either.
+	runs.sendAt(now.Add(-time.Hour), "wan3", bfd.Down, bfd.Up, bfd.DiagNone, bfd.DiagNone)
+	runs.sendAt(now, "wan3", bfd.Up, bfd.Down, bfd.DiagNeighborDown, bfd.DiagAdminDown)
+	waitFor(t, "four decisions", func() bool { rmu.Lock(); defer rmu.Unlock(); return len(entries) == 4 })
+	rmu.Lock()
+	got := strings.Join(entries, "\n")
+	rmu.Unlock()
+	want := []string{
+		"bfd isp3 up -> down: BFD up→down: neighbor signaled session down (peer 2001:db8:3::1): up for 10ms, less than its 5s hold-up: not acted on, link isp3 (up) left to its probes",
+		`bfd isp3 up -> down: BFD up→down: neighbor signaled session down (peer 2001:db8:3::1): a peer reset (its diagnostic "neighbor signaled session down" does not say it lost us): not acted on, link isp3 (up) left to its probes`,
+		"bfd isp3 up -> down: BFD up→down: control detection time expired (peer 2001:db8:3::1): path down after 1h0m0s up: link isp3 (up) taken down at once",
+		"bfd isp3 up -> down: BFD up→down: neighbor signaled session down (peer 2001:db8:3::1): the peer is administratively down (RFC 5882: not a path failure): not acted on, link isp3 (up) left to its probes",
+	}
+	if got != strings.Join(want, "\n") {
+		t.Errorf("decision log:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
 	}
 }
 

@@ -42,7 +42,12 @@ func (d *Daemon) logBGPDecisions() {
 }
 
 // bgpEntry is a decision log entry for a BGP decision.
+// A neighbour's BFD down is of kind "bfd", as a link session's.
 func bgpEntry(dec bgp.Decision) api.Entry {
-	return api.Entry{Time: dec.Time, Kind: "bgp", Link: dec.Link, Neighbor: dec.Neighbor.String(),
+	kind := "bgp"
+	if dec.BFD {
+		kind = "bfd"
+	}
+	return api.Entry{Time: dec.Time, Kind: kind, Link: dec.Link, Neighbor: dec.Neighbor.String(),
 		From: dec.From, To: dec.To, Reason: dec.Reason}
 }

@@ -153,6 +153,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 		d.apiToken = token
 	}
 	d.logBGPDecisions()
+	d.logBFDDecisions()
 	return d, nil
 }
 

@@ -63,8 +63,9 @@ func TestCmdStatusBGP(t *testing.T) {
 	}
 }
 
-// TestCmdEventsBGP: BGP announcement decisions recorded in the decision
-// log show in multihome events with their reason, filtered by link.
+// TestCmdEventsBGP: BGP announcement decisions and BFD downs recorded
+// in the decision log show in multihome events with their reason (and
+// neighbour), filtered by link.
 func TestCmdEventsBGP(t *testing.T) {
 	f := apitest.NewFake(apitest.Links()...)
 	srv, addr := apitest.Start(t, f, api.Options{})
@@ -74,6 +75,11 @@ func TestCmdEventsBGP(t *testing.T) {
 		Reason: "link fiber not usable: 3 rounds with 0/3 targets answering (quorum 1)"})
 	srv.Record(api.Entry{Time: time.Now(), Kind: "bgp", Link: "cable", Neighbor: "203.0.113.1", From: "prepend 3", To: "prepend 6",
 		Reason: "link cable not usable: carrier lost"})
+	// A BFD session shared by the link and the neighbour: one entry each.
+	srv.Record(api.Entry{Time: time.Now(), Kind: "bfd", Link: "fiber", From: "up", To: "down",
+		Reason: "BFD up→down: neighbor signaled session down (peer 198.51.100.1): up for 11ms, less than its 5s hold-up: not acted on, link fiber (up) left to its probes"})
+	srv.Record(api.Entry{Time: time.Now(), Kind: "bfd", Link: "fiber", Neighbor: n, From: "up", To: "down",
+		Reason: "BFD up→down: neighbor signaled session down (neighbour's diagnostic: none): up for 11ms, less than its 5s hold-up: not acted on: announcements and BGP session kept, the link left to its probes"})
 	var out bytes.Buffer
 	if err := runEvents(context.Background(), &out, []string{"--api", addr, "--link", "fiber"}); err != nil {
 		t.Fatal(err)
@@ -83,6 +89,8 @@ func TestCmdEventsBGP(t *testing.T) {
 	for _, want := range []string{
 		"fiber      bgp        announce           neighbor 198.51.100.1: bgp started: link fiber usable",
 		"fiber      bgp        announce -> withdraw neighbor 198.51.100.1: link fiber not usable: 3 rounds with 0/3 targets answering (quorum 1)",
+		"fiber      bfd        up -> down         BFD up→down: neighbor signaled session down (peer 198.51.100.1): up for 11ms",
+		"fiber      bfd        up -> down         neighbor 198.51.100.1: BFD up→down: neighbor signaled session down (neighbour's diagnostic: none)",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("events lack %q:\n%s", want, got)

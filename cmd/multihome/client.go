@@ -456,6 +456,9 @@ func formatEntry(e api.Entry) string {
 		} else {
 			what = e.To
 		}
+		if e.Neighbor != "" { // a BGP neighbour's BFD session
+			e.Reason = "neighbor " + e.Neighbor + ": " + e.Reason
+		}
 		if e.Kind == "saturation" && e.Status != nil {
 			what = "not saturated"
 			if e.Status.Saturated {
