@@ -445,12 +445,12 @@ func (r *chaosRun) reload(w [3]int, bad bool) {
 var counters = regexp.MustCompile(`counter packets \d+ bytes \d+`)
 
 // kernelState is the gateway's multihome state: its nftables table, ip
-// rules and routes (counters left out).
+// rules and routes (counters left out: nft -s, and the regexp for anything else).
 func (r *chaosRun) kernelState() string {
 	ctx := context.Background()
 	var b strings.Builder
 	for _, argv := range [][]string{
-		{"nft", "list", "table", "inet", "multihome"},
+		{"nft", "-s", "list", "table", "inet", "multihome"},
 		{"ip", "-4", "rule", "show"}, {"ip", "-6", "rule", "show"},
 		{"ip", "-4", "route", "show", "table", "all"}, {"ip", "-6", "route", "show", "table", "all"},
 	} {

@@ -21,8 +21,18 @@ type Ruleset struct {
 	Name   string // "multihome"
 	// Header lines are written as # comments before the table.
 	Header []string
-	Sets   []Set
-	Chains []Chain
+	// Counters are named counter objects, which rules count into with
+	// `counter name "NAME"`: they keep their value when the table is
+	// replaced and can be read alone ([Table.Counters]).
+	Counters []Counter
+	Sets     []Set
+	Chains   []Chain
+}
+
+// Counter is a named counter object.
+type Counter struct {
+	Name    string
+	Comment string
 }
 
 // Set is a named set of addresses with a timeout (the only kind
@@ -58,8 +68,18 @@ func (r Ruleset) String() string {
 		b.WriteByte('\n')
 	}
 	fmt.Fprintf(&b, "table %s %s {\n", r.Family, r.Name)
-	for i, s := range r.Sets {
+	for i, c := range r.Counters {
 		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "\tcounter %s {\n", c.Name)
+		if c.Comment != "" {
+			fmt.Fprintf(&b, "\t\tcomment %s\n", Quote(c.Comment))
+		}
+		b.WriteString("\t}\n")
+	}
+	for i, s := range r.Sets {
+		if i > 0 || len(r.Counters) > 0 {
 			b.WriteByte('\n')
 		}
 		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n", s.Name, s.Type)
@@ -78,7 +98,7 @@ func (r Ruleset) String() string {
 		b.WriteString("\t}\n")
 	}
 	for i, c := range r.Chains {
-		if i > 0 || len(r.Sets) > 0 {
+		if i > 0 || len(r.Sets) > 0 || len(r.Counters) > 0 {
 			b.WriteByte('\n')
 		}
 		fmt.Fprintf(&b, "\tchain %s {\n", c.Name)

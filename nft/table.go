@@ -135,7 +135,7 @@ func (t *Table) objects(ctx context.Context) ([]object, bool, error) {
 	var objs []object
 	for _, o := range doc.Nftables {
 		for kind, raw := range o {
-			if kind != "chain" && kind != "set" {
+			if kind != "chain" && kind != "set" && kind != "counter" {
 				continue
 			}
 			var v struct {
@@ -181,6 +181,15 @@ func (t *Table) script(rs Ruleset, have []object, flush []string) string {
 		}
 		fmt.Fprintf(&b, "delete set %s %s\n", t.id(), o.name)
 	}
+	wantCounter := map[string]bool{}
+	for _, c := range rs.Counters {
+		wantCounter[c.Name] = true
+	}
+	for _, o := range have {
+		if o.kind == "counter" && !wantCounter[o.name] {
+			fmt.Fprintf(&b, "delete counter %s %s\n", t.id(), o.name)
+		}
+	}
 	b.WriteString(rs.String())
 	for _, name := range flush {
 		if kept[name] {
@@ -195,7 +204,7 @@ func (t *Table) script(rs Ruleset, have []object, flush []string) string {
 // else differs: on a link state change only the policy chains change, and
 // nft need not parse a thousand unchanged steering rules again.
 func (t *Table) incremental(last, rs Ruleset, flush []string) (string, bool) {
-	if len(last.Sets) != len(rs.Sets) || len(last.Chains) != len(rs.Chains) {
+	if len(last.Sets) != len(rs.Sets) || len(last.Chains) != len(rs.Chains) || !slices.Equal(last.Counters, rs.Counters) {
 		return "", false
 	}
 	for i := range rs.Sets {
@@ -265,6 +274,9 @@ func (t *Table) Apply(ctx context.Context, rs Ruleset, flush []string) error {
 	for _, c := range rs.Chains {
 		t.known = append(t.known, object{kind: "chain", name: c.Name})
 	}
+	for _, c := range rs.Counters {
+		t.known = append(t.known, object{kind: "counter", name: c.Name})
+	}
 	return nil
 }
 
@@ -285,10 +297,11 @@ func (t *Table) Record(ctx context.Context) error {
 	return nil
 }
 
-// Listing returns the table as nft lists it, without set elements
-// (`nft -t list table`), or ErrNoTable.
+// Listing returns the table as nft lists it, without set elements and
+// without the counters' values (`nft -s -t list table`: counting packets
+// is not a change), or ErrNoTable.
 func (t *Table) Listing(ctx context.Context) (string, error) {
-	out, err := t.run(ctx, "", "-t", "list", "table", t.family, t.name)
+	out, err := t.run(ctx, "", "-s", "-t", "list", "table", t.family, t.name)
 	if err != nil {
 		if strings.Contains(err.Error(), "No such file or directory") {
 			return "", ErrNoTable

@@ -186,7 +186,7 @@ links:
 			return false
 		}
 		out, _ := l.Run(context.Background(), lab.RoleGW, "nft", "list", "chain", "inet", "multihome", "pol0").Output()
-		return strings.Contains(string(out), "link0")
+		return strings.Contains(string(out), "pick0_0")
 	})
 	for _, kind := range []lab.FaultKind{lab.Blackhole, lab.CarrierDown} {
 		var firsts, gaps []time.Duration

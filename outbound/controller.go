@@ -52,6 +52,8 @@ type Controller struct {
 	ct     tracker
 
 	metrics *metrics
+	// newFlows reads the ruleset's new-flow counters when scraped.
+	newFlows *newFlowsCollector
 	// view is the config's mark scheme and link names, for counting flows
 	// from other goroutines (FlowCounts).
 	view atomic.Pointer[flowView]
@@ -170,6 +172,7 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger, opts ...Optio
 	}
 	// Tamper checks list the table only after an nftables transaction.
 	c.table.SetGeneration(nft.Generation(c.nsName))
+	c.newFlows = newNewFlowsCollector(nft.Counters(c.nsName, TableFamily, TableName))
 	if c.routes == nil {
 		c.routes = route.NewManager(c.h)
 	}

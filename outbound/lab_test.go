@@ -583,7 +583,7 @@ func TestLabReconcileAndShutdown(t *testing.T) {
 		}
 		return string(out)
 	}
-	listing := run("nft", "-t", "list", "table", "inet", "multihome")
+	listing := run("nft", "-s", "-t", "list", "table", "inet", "multihome")
 	rules := run("ip", "rule")
 	run("nft", "delete", "table", "inet", "multihome")
 	run("ip", "rule", "del", "pref", "31010")
@@ -591,7 +591,7 @@ func TestLabReconcileAndShutdown(t *testing.T) {
 	var lastTable, lastRules, lastRoutes string
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		out, _ := mhnetns.Command(context.Background(), gw, "nft", "-t", "list", "table", "inet", "multihome").CombinedOutput()
+		out, _ := mhnetns.Command(context.Background(), gw, "nft", "-s", "-t", "list", "table", "inet", "multihome").CombinedOutput()
 		r, _ := mhnetns.Command(context.Background(), gw, "ip", "rule").Output()
 		rt, _ := mhnetns.Command(context.Background(), gw, "ip", "route", "show", "table", "31001").Output()
 		lastTable, lastRules, lastRoutes = string(out), string(r), string(rt)
@@ -614,7 +614,7 @@ func TestLabReconcileAndShutdown(t *testing.T) {
 	if err := e.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if got := run("nft", "-t", "list", "table", "inet", "multihome"); got != listing {
+	if got := run("nft", "-s", "-t", "list", "table", "inet", "multihome"); got != listing {
 		t.Fatalf("keep_on_exit: table changed at stop:\n%s", got)
 	}
 	if err := onB.ping(time.Second); err != nil {

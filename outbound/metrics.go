@@ -39,7 +39,7 @@ func newMetrics() *metrics {
 // on the daemon's registry.
 func (c *Controller) Collectors() []prometheus.Collector {
 	m := c.metrics
-	return []prometheus.Collector{m.applies, m.applySeconds, m.flushed, m.flushSkipped, m.migrated, m.repairs, m.share, flowCollector{c}}
+	return []prometheus.Collector{m.applies, m.applySeconds, m.flushed, m.flushSkipped, m.migrated, m.repairs, m.share, flowCollector{c}, c.newFlows}
 }
 
 func (m *metrics) setShares(p *plan, links []string) {

@@ -281,6 +281,11 @@ func policyChain(j int) string     { return fmt.Sprintf("pol%d", j) }
 func pickChain(j, i int) string    { return fmt.Sprintf("pick%d_%d", j, i) }
 func stickySet(j, i, f int) string { return fmt.Sprintf("sticky%d_%d_v%d", j, i, f) }
 
+// newFlowCounter names the counter of the new flows a policy gives a
+// link: "new/POLICY/LINK" ('/' is in neither kind of name), so that a
+// reload reordering policies or links keeps each count with its pair.
+func newFlowCounter(policy, link string) string { return "new/" + policy + "/" + link }
+
 // build computes the desired kernel state: the links' rules, routes and
 // chains, the hooks, the steering of new flows, one chain per policy and
 // source NAT.
@@ -398,16 +403,13 @@ func steerChain(rs *nft.Ruleset, o config.Outbound) map[string]int {
 // the members chosen by decide (c), weighted, sticky or to the last
 // resort.
 func policyChainFor(rs *nft.Ruleset, p *plan, o config.Outbound, j int, pol config.OutboundPolicy, c choice, polIndex map[string]int, views []linkView, byName map[string]int) {
-	sticky := pol.Type == config.PolicySticky
-	target := func(i int) string {
-		if sticky {
-			return pickChain(j, i)
-		}
-		return linkChain(i)
-	}
+	target := func(i int) string { return pickChain(j, i) }
 	var rules []string
-	if sticky {
+	if pol.Type == config.PolicySticky {
 		rules = stickyRules(rs, p, j, pol, c, views, byName)
+	}
+	if pol.Type != config.PolicyBond {
+		pickChains(rs, j, pol, byName)
 	}
 	switch {
 	case len(c.members) == 0 && c.lastResort == config.LastResortUnreachable:
@@ -451,11 +453,6 @@ func stickyRules(rs *nft.Ruleset, p *plan, j int, pol config.OutboundPolicy, c c
 				p.flush = append(p.flush, stickySet(j, i, f))
 			}
 		}
-		rs.Chains = append(rs.Chains, nft.Chain{Name: pickChain(j, i), Comment: pol.Name + " picks " + name, Rules: []string{
-			fmt.Sprintf("meta nfproto ipv4 update @%s { ip saddr }", stickySet(j, i, 4)),
-			fmt.Sprintf("meta nfproto ipv6 update @%s { ip6 saddr }", stickySet(j, i, 6)),
-			"goto " + linkChain(i),
-		}})
 		if accepting[i] {
 			rules = append(rules,
 				fmt.Sprintf("ip saddr @%s goto %s", stickySet(j, i, 4), pickChain(j, i)),
@@ -463,6 +460,26 @@ func stickyRules(rs *nft.Ruleset, p *plan, j int, pol config.OutboundPolicy, c c
 		}
 	}
 	return rules
+}
+
+// pickChains adds, for each member i of policy j, the chain its new
+// flows go through (pickJ_I: record the source for sticky, count, goto
+// linkI) and the named counter of new flows it gives that member
+// (new/POLICY/LINK), read by the multihome_outbound_new_flows_total collector.
+func pickChains(rs *nft.Ruleset, j int, pol config.OutboundPolicy, byName map[string]int) {
+	for _, name := range pol.Links {
+		i := byName[name]
+		var rules []string
+		if pol.Type == config.PolicySticky {
+			rules = append(rules,
+				fmt.Sprintf("meta nfproto ipv4 update @%s { ip saddr }", stickySet(j, i, 4)),
+				fmt.Sprintf("meta nfproto ipv6 update @%s { ip6 saddr }", stickySet(j, i, 6)))
+		}
+		counter := newFlowCounter(pol.Name, name)
+		rules = append(rules, fmt.Sprintf("counter name %s goto %s", nft.Quote(counter), linkChain(i)))
+		rs.Counters = append(rs.Counters, nft.Counter{Name: counter, Comment: fmt.Sprintf("new flows %s gives %s", pol.Name, name)})
+		rs.Chains = append(rs.Chains, nft.Chain{Name: pickChain(j, i), Comment: pol.Name + " picks " + name, Rules: rules})
+	}
 }
 
 // natChains adds source NAT per uplink (and the bond's redirect).
