@@ -15,6 +15,7 @@ need=(
   conntrack:conntrack
   chromium:chromium
   frr:vtysh
+  tcpdump:tcpdump
   bird2:bird
   kea-dhcp6-server:kea-dhcp6
   keepalived:keepalived
