@@ -5,10 +5,13 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
@@ -269,6 +272,7 @@ func TestLabAddressChange(t *testing.T) {
 	cfg := labConfig(l, config.Health{}, lab.ProbeTarget1, lab.ProbeTarget2)
 	// A TCP probe: the lab's echo server records where it came from.
 	cfg.Links[0].Probes = append(cfg.Links[0].Probes, config.Probe{Type: config.ProbeTCP, Target: lab.EchoServer + ":7"})
+	heard := listenGroups(t, l.NS(lab.RoleGW))
 	c := startChild(t, l, cfg)
 	c.upAll(cfg)
 	isp := l.ISPs[0]
@@ -309,5 +313,65 @@ func TestLabAddressChange(t *testing.T) {
 	st := c.snapshot()[0]
 	if st.State != Up || st.TargetsUp != 3 {
 		t.Errorf("after the move: state %v, %d targets up", st.State, st.TargetsUp)
+	}
+	// The monitor's subscriptions and listings send nothing to the other
+	// subscribers of the namespace (they reported "Wrong sender portid").
+	kernel, others := heard()
+	if kernel == 0 {
+		t.Error("the listener heard nothing from the kernel: it cannot tell")
+	}
+	for _, o := range others {
+		t.Errorf("another subscriber of the namespace received %s", o)
+	}
+}
+
+// listenGroups subscribes a netlink socket in namespace ns to the link
+// and address groups, as any other program there may. heard stops it and
+// returns how many messages came from the kernel, and the others.
+func listenGroups(t *testing.T, ns string) (heard func() (kernel int, others []string)) {
+	t.Helper()
+	var s *nl.NetlinkSocket
+	err := netns.Do(ns, func() error {
+		var err error
+		s, err = nl.Subscribe(unix.NETLINK_ROUTE, unix.RTNLGRP_LINK, unix.RTNLGRP_IPV4_IFADDR, unix.RTNLGRP_IPV6_IFADDR)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	kernel, others := 0, []string(nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			msgs, from, err := s.Receive()
+			if err != nil {
+				return // closed
+			}
+			mu.Lock()
+			for _, m := range msgs {
+				if from.Pid == nl.PidKernel {
+					kernel++
+				} else {
+					others = append(others, fmt.Sprintf("message type %d flags %#x from port %d", m.Header.Type, m.Header.Flags, from.Pid))
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			s.Close()
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return func() (int, []string) {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		return kernel, others
 	}
 }

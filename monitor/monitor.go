@@ -62,6 +62,8 @@ type Monitor struct {
 	newProber func(config.Probe, probe.Binding) (probe.Prober, error)
 	// noNetlink disables the netlink watcher and counters (unit tests).
 	noNetlink bool
+	// ifChanges wakes InterfaceChanges' receivers (the watcher signals).
+	ifChanges changes
 }
 
 // linkRun is a link's state plus the goroutines working for it.
@@ -158,6 +160,16 @@ func checkConfig(cfg *config.Config) error {
 
 // Subscribe implements Source.
 func (m *Monitor) Subscribe() (<-chan Event, func()) { return m.bus.Subscribe() }
+
+// InterfaceChanges returns a channel that receives a value after links or
+// addresses of the namespace changed, and once at first: its receiver
+// re-reads what it needs from the kernel. Wake-ups are coalesced (one
+// pending at most) and carry nothing; after a failed netlink subscription
+// the receiver is woken again, as changes may have been missed. They come
+// from the monitor's own subscription while Run runs, so that one netlink
+// subscription serves the daemon (daemon/addrs learns addresses with it).
+// cancel stops them.
+func (m *Monitor) InterfaceChanges() (<-chan struct{}, func()) { return m.ifChanges.subscribe() }
 
 // Snapshot implements Source: the status of every link in config order.
 func (m *Monitor) Snapshot() []Status {
@@ -281,7 +293,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 		}
 		// Subscribe first, then read the current state: nothing falls
 		// between the two.
-		w := &watcher{log: m.log, out: m.msgs}
+		w := &watcher{log: m.log, out: m.msgs, changed: m.ifChanges.signal}
 		ready := make(chan struct{})
 		wg.Go(func() { w.run(ctx, ready) })
 		select {

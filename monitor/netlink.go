@@ -4,19 +4,32 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// watcher follows the interfaces of the namespace through netlink and
-// tells the loop about carrier and address changes. When a subscription
-// fails (receive error, interrupted dump) it subscribes again and re-lists
-// everything, so no change is lost for good.
+// watcher is the daemon's one netlink subscription to the interfaces of
+// the namespace: it tells the loop about carrier and address changes and
+// wakes whoever asked for InterfaceChanges. When a subscription fails
+// (receive error, overrun) it subscribes again and re-lists everything,
+// so no change is lost for good.
+//
+// The listing is a plain dump request after subscribing, not the
+// subscriptions' ListExisting option: vishvananda/netlink sends that
+// request to the socket's own address, multicast groups included, so as
+// root the kernel also broadcasts the request to every other subscriber
+// of those groups in the namespace. They receive a message from a
+// user-space port and report "Wrong sender portid" (vishvananda/netlink
+// issue 786); that is what made daemon/addrs, then a second subscriber,
+// drop its subscription right after every start.
 type watcher struct {
-	log *slog.Logger
-	out chan<- linkMsg
+	log     *slog.Logger
+	out     chan<- linkMsg
+	changed func() // wakes InterfaceChanges' receivers
 }
 
 // carrierOf judges an interface's carrier from its flags and operational
@@ -76,6 +89,12 @@ func (w *watcher) session(ctx context.Context, subscribed func()) error {
 	ach := make(chan netlink.AddrUpdate, 256)
 	errc := make(chan error, 1)
 	report := func(err error) {
+		if strings.HasPrefix(err.Error(), "Wrong sender portid") {
+			// Another program's request broadcast to the group (see
+			// watcher): dropped by the library, the socket is fine.
+			w.log.Debug("netlink: ignored a message not from the kernel", "err", err)
+			return
+		}
 		select {
 		case errc <- err:
 		default:
@@ -95,17 +114,22 @@ func (w *watcher) session(ctx context.Context, subscribed func()) error {
 		}()
 	}()
 	if err := netlink.LinkSubscribeWithOptions(lch, done, netlink.LinkSubscribeOptions{
-		ErrorCallback: report, ListExisting: true, ReceiveBufferSize: 1 << 20,
+		ErrorCallback: report, ReceiveBufferSize: 1 << 20,
 	}); err != nil {
 		return fmt.Errorf("subscribe to links: %w", err)
 	}
 	if err := netlink.AddrSubscribeWithOptions(ach, done, netlink.AddrSubscribeOptions{
-		ErrorCallback: report, ListExisting: true, ReceiveBufferSize: 1 << 20,
+		ErrorCallback: report, ReceiveBufferSize: 1 << 20,
 	}); err != nil {
 		return fmt.Errorf("subscribe to addresses: %w", err)
 	}
 	subscribed()
+	// Subscribed first, then listed: nothing falls between the two.
 	names := map[int]string{} // ifindex → name
+	if err := w.list(ctx, names); err != nil {
+		return err
+	}
+	w.changed()
 	for {
 		select {
 		case <-ctx.Done():
@@ -116,6 +140,7 @@ func (w *watcher) session(ctx context.Context, subscribed func()) error {
 			if !ok {
 				return fmt.Errorf("link subscription closed")
 			}
+			w.changed()
 			a := u.Attrs()
 			if u.Header.Type == unix.RTM_DELLINK {
 				delete(names, a.Index)
@@ -129,6 +154,7 @@ func (w *watcher) session(ctx context.Context, subscribed func()) error {
 			if !ok {
 				return fmt.Errorf("address subscription closed")
 			}
+			w.changed()
 			name, ok := names[u.LinkIndex]
 			var lk netlink.Link
 			var err error
@@ -147,9 +173,60 @@ func (w *watcher) session(ctx context.Context, subscribed func()) error {
 	}
 }
 
+// list tells the loop every interface's carrier and addresses as they
+// are now. An interrupted dump fails the session, which lists again.
+func (w *watcher) list(ctx context.Context, names map[int]string) error {
+	lks, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	for _, lk := range lks {
+		a := lk.Attrs()
+		names[a.Index] = a.Name
+		up, why := carrierOf(a.RawFlags, a.OperState, a.Name)
+		w.send(ctx, linkMsg{iface: a.Name, carrier: &carrierMsg{up: up, why: why}})
+		v4, v6 := listAddrs(lk)
+		w.send(ctx, linkMsg{iface: a.Name, addrs: &addrMsg{v4: v4, v6: v6}})
+	}
+	return nil
+}
+
 func (w *watcher) send(ctx context.Context, m linkMsg) {
 	select {
 	case w.out <- m:
 	case <-ctx.Done():
+	}
+}
+
+// changes wakes the receivers of InterfaceChanges.
+type changes struct {
+	mu   sync.Mutex
+	subs map[chan struct{}]struct{}
+}
+
+func (c *changes) subscribe() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	ch <- struct{}{} // read once: whatever changed before
+	c.mu.Lock()
+	if c.subs == nil {
+		c.subs = map[chan struct{}]struct{}{}
+	}
+	c.subs[ch] = struct{}{}
+	c.mu.Unlock()
+	return ch, func() {
+		c.mu.Lock()
+		delete(c.subs, ch)
+		c.mu.Unlock()
+	}
+}
+
+func (c *changes) signal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for ch := range c.subs {
+		select {
+		case ch <- struct{}{}:
+		default: // one wake-up pending is enough
+		}
 	}
 }
