@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -17,7 +16,8 @@ import (
 
 // Learned addresses: a link whose address4 or address6 is not set in the
 // config uses the address its interface has. addrSub reads them at start
-// and follows them through a netlink address subscription; every change
+// and again whenever the monitor's netlink subscription reports a link or
+// address change (Monitor.InterfaceChanges); every change
 // re-applies the config in force with them filled in (Daemon.withLearned),
 // as a reload would, so DNS "self" records, outbound SNAT and source
 // rules, probes' source addresses and the status follow.
@@ -36,6 +36,10 @@ type addrSub struct {
 	// apply re-applies the config in force; set by the daemon, called
 	// from Run's goroutine only.
 	apply func()
+	// changes wakes Run when links or addresses changed; set by the
+	// daemon (the monitor's InterfaceChanges). Nil: only the periodic
+	// re-read.
+	changes func() (<-chan struct{}, func())
 
 	refreshMu sync.Mutex // one refresh at a time
 	mu        sync.Mutex
@@ -82,19 +86,23 @@ func (s *addrSub) poke() {
 	}
 }
 
-// Run follows address changes until ctx is done. A failed subscription is
-// made again (with back-off) and everything re-read; a slow periodic
-// re-read catches whatever a subscription could still miss.
+// Run re-reads the interfaces whenever the monitor reports a link or
+// address change (changes), and every 30 seconds in case a change went
+// unreported, until ctx is done.
 func (s *addrSub) Run(ctx context.Context) error {
-	events := make(chan struct{}, 1)
-	go s.subscribe(ctx, events)
+	var changes <-chan struct{}
+	if s.changes != nil {
+		ch, cancel := s.changes()
+		defer cancel()
+		changes = ch
+	}
 	tick := time.NewTicker(30 * time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-events:
+		case <-changes:
 			// Let a burst (address replaced: delete then add) settle.
 			select {
 			case <-ctx.Done():
@@ -106,81 +114,6 @@ func (s *addrSub) Run(ctx context.Context) error {
 		}
 		if s.refresh() && s.apply != nil {
 			s.apply()
-		}
-	}
-}
-
-// subscribe signals events on every address or link change, subscribing
-// again when a subscription fails.
-func (s *addrSub) subscribe(ctx context.Context, events chan<- struct{}) {
-	signal := func() {
-		select {
-		case events <- struct{}{}:
-		default:
-		}
-	}
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		err := s.session(ctx, signal)
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("netlink address subscription failed: subscribing again", "err", err, "retry_in", backoff)
-		signal() // re-read what may have been missed
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
-}
-
-func (s *addrSub) session(ctx context.Context, signal func()) error {
-	done := make(chan struct{})
-	ach := make(chan netlink.AddrUpdate, 64)
-	lch := make(chan netlink.LinkUpdate, 64)
-	errc := make(chan error, 1)
-	report := func(err error) {
-		select {
-		case errc <- err:
-		default:
-		}
-	}
-	defer func() {
-		close(done)
-		go func() {
-			for range ach {
-			}
-		}()
-		go func() {
-			for range lch {
-			}
-		}()
-	}()
-	if err := netlink.AddrSubscribeWithOptions(ach, done, netlink.AddrSubscribeOptions{ErrorCallback: report}); err != nil {
-		return fmt.Errorf("subscribe to addresses: %w", err)
-	}
-	if err := netlink.LinkSubscribeWithOptions(lch, done, netlink.LinkSubscribeOptions{ErrorCallback: report}); err != nil {
-		return fmt.Errorf("subscribe to links: %w", err)
-	}
-	signal() // anything that changed before the subscription
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case err := <-errc:
-			return err
-		case _, ok := <-ach:
-			if !ok {
-				return fmt.Errorf("address subscription closed")
-			}
-			signal()
-		case _, ok := <-lch:
-			if !ok {
-				return fmt.Errorf("link subscription closed")
-			}
-			signal()
 		}
 	}
 }

@@ -1,10 +1,13 @@
 package daemon
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/multihome/multihome/config"
 )
@@ -61,5 +64,65 @@ func TestAddrSubLearns(t *testing.T) {
 	}
 	if s.refresh() {
 		t.Error("nothing changed, refresh says it did")
+	}
+}
+
+// TestAddrSubFollowsChanges: Run re-reads the interfaces when the
+// monitor's changes wake it (not only on its slow timer) and re-applies
+// the config when what it learned changed.
+func TestAddrSubFollowsChanges(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(`links:
+  - {name: a, interface: wan1, gateway4: 198.51.100.1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	addr := netip.MustParseAddr("198.51.100.2")
+	read := func(iface string, family int) ([]netip.Addr, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if family != 4 {
+			return nil, nil
+		}
+		return []netip.Addr{addr}, nil
+	}
+	s := newAddrSub(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), read)
+	s.refresh()
+	wake := make(chan struct{}, 1)
+	canceled := make(chan struct{})
+	s.changes = func() (<-chan struct{}, func()) { return wake, func() { close(canceled) } }
+	applied := make(chan struct{}, 8)
+	s.apply = func() { applied <- struct{}{} }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+
+	mu.Lock()
+	addr = netip.MustParseAddr("198.51.100.3")
+	mu.Unlock()
+	wake <- struct{}{}
+	select {
+	case <-applied:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a change reported: the config was not re-applied")
+	}
+	if got := s.Learned()["a"].v4; got != netip.MustParseAddr("198.51.100.3") {
+		t.Errorf("learned %v after the change, want 198.51.100.3", got)
+	}
+	wake <- struct{}{} // nothing changed: nothing applied
+	select {
+	case <-applied:
+		t.Error("re-applied though nothing changed")
+	case <-time.After(300 * time.Millisecond):
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-canceled:
+	default:
+		t.Error("Run returned without cancelling its wake-ups")
 	}
 }

@@ -121,6 +121,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 		return nil, fmt.Errorf("monitor: %w", err)
 	}
 	d.mon = mon
+	d.addrs.changes = mon.InterfaceChanges
 	d.subs = append(d.subs, &named{name: "monitor", sub: mon}, &named{name: "addrs", sub: d.addrs})
 	for _, b := range builders {
 		n, err := d.build(b, cfg)
