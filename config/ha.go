@@ -221,8 +221,8 @@ func checkHASync(c *Config, k *checker) {
 	}
 	if s.Interface == "" {
 		k.errorf("ha.sync.interface", "missing: this node's interface on the sync link")
-	} else if c.LinkByInterface(s.Interface) != nil {
-		k.errorf("ha.sync.interface", "%q is an uplink: the sync link must be its own", s.Interface)
+	} else if l := c.LinkByInterface(s.Interface); l != nil && l.Gateway4 != s.Partner {
+		k.errorf("ha.sync.interface", "%q is an uplink: the sync link must be its own (a transit link to the partner's uplinks has gateway4: the partner's sync address)", s.Interface)
 	}
 	switch {
 	case !s.Address.IsValid():

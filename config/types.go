@@ -79,6 +79,10 @@ type Link struct {
 	Resolvers []Resolver `yaml:"resolvers"`
 	// BFD runs a BFD session to the link's next hop (config/bfd.go).
 	BFD *LinkBFD `yaml:"bfd"`
+	// SNAT overrides outbound.snat for this link: false leaves the
+	// source of flows leaving it untouched (a transit link to an HA
+	// partner, whose uplink translates them: config/transit.go).
+	SNAT *bool `yaml:"snat"`
 }
 
 // Capacity is a link's bandwidth.

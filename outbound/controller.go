@@ -67,6 +67,11 @@ type Controller struct {
 	ctJobs chan ctJob
 	ctDone chan ctResult
 
+	// standbyWant is the HA role the daemon last reported (SetStandby);
+	// roleKick tells Run.
+	standbyWant atomic.Bool
+	roleKick    chan struct{}
+
 	mu      sync.Mutex // guards running, ran and, while not running, cfg
 	running bool
 	ran     bool
@@ -82,6 +87,7 @@ type Controller struct {
 	flushing map[string]*atomic.Bool // flushes queued or running; set: cancelled
 	last     *plan
 	inSync   bool
+	standby  bool // not the master of an HA pair (SetStandby)
 	lastErr  string
 }
 
@@ -158,6 +164,7 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger, opts ...Optio
 		metrics:  newMetrics(),
 
 		kickCount: make(chan struct{}, 1),
+		roleKick:  make(chan struct{}, 1),
 		ctJobs:    make(chan ctJob, ctQueue),
 		ctDone:    make(chan ctResult, ctQueue),
 	}
@@ -235,6 +242,19 @@ func (c *Controller) Update(cfg *config.Config) error {
 	}
 }
 
+// SetStandby tells the controller whether this node is not the master of
+// an HA pair (the daemon calls it on every role change; until then the
+// node counts as master). It changes the datapath only with a transit
+// link: a standby sends the replies of the flows its partner forwarded to
+// it back to the partner (transit.go).
+func (c *Controller) SetStandby(standby bool) {
+	c.standbyWant.Store(standby)
+	select {
+	case c.roleKick <- struct{}{}:
+	default:
+	}
+}
+
 // Run applies the desired state, then follows link events, config
 // updates and periodic verification until ctx is done; then it removes
 // everything it created (unless outbound.keep_on_exit) and returns.
@@ -274,6 +294,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.status[s.Link] = s
 	}
 	c.learn()
+	c.standby = c.standbyWant.Load()
 	if err := c.apply(ctx, "start"); err != nil {
 		c.cleanup()
 		return fmt.Errorf("outbound: initial apply: %w", err)
@@ -308,6 +329,11 @@ func (c *Controller) Run(ctx context.Context) error {
 			verify.Reset(c.o.Reconcile.D())
 		case r := <-c.ctDone:
 			c.onFlushed(r)
+		case <-c.roleKick:
+			if sb := c.standbyWant.Load(); sb != c.standby {
+				c.standby = sb
+				c.apply(ctx, fmt.Sprintf("ha role: standby %v", sb))
+			}
 		case <-verify.C:
 			c.verify(ctx)
 		case <-load.C:
@@ -342,7 +368,7 @@ func (c *Controller) statuses() []monitor.Status {
 // critical follow-up (the conntrack flush).
 func (c *Controller) apply(ctx context.Context, reason string, deferRecord ...bool) error {
 	deferRec := len(deferRecord) > 0 && deferRecord[0]
-	p := build(c.cfg, c.o, viewsFor(c.cfg, c.statuses(), c.learned))
+	p := build(c.cfg, c.o, viewsFor(c.cfg, c.statuses(), c.learned), c.standby)
 	if c.last != nil && c.inSync && p.text == c.last.text {
 		return nil
 	}

@@ -15,7 +15,7 @@ func TestMetricsLint(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := cfg.EffectiveOutbound()
-	p := build(cfg, o, viewsFor(cfg, states(cfg, nil), nil))
+	p := build(cfg, o, viewsFor(cfg, states(cfg, nil), nil), false)
 	c.metrics.setShares(p, []string{"isp1", "isp2", "lte"})
 	c.metrics.applies.WithLabelValues("ok").Inc()
 	c.metrics.flushed.WithLabelValues("isp1").Add(3)

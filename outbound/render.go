@@ -65,8 +65,20 @@ func Render(cfg *config.Config, statuses []monitor.Status) (string, error) {
 		return "", err
 	}
 	views := viewsFor(cfg, statuses, nil)
-	p := build(cfg, o, views)
+	p := build(cfg, o, views, false)
 	return p.text, nil
+}
+
+// RenderStandby is Render on the standby node of an HA pair with a
+// transit link: replies of the flows the partner forwarded here go back
+// to it (docs/ha.md, "Split uplinks"). Without a transit link it is
+// Render.
+func RenderStandby(cfg *config.Config, statuses []monitor.Status) (string, error) {
+	o := cfg.EffectiveOutbound()
+	if err := validate(cfg, o); err != nil {
+		return "", err
+	}
+	return build(cfg, o, viewsFor(cfg, statuses, nil), true).text, nil
 }
 
 // validate checks references a config built in Go may get wrong; parsed
@@ -288,8 +300,9 @@ func newFlowCounter(policy, link string) string { return "new/" + policy + "/" +
 
 // build computes the desired kernel state: the links' rules, routes and
 // chains, the hooks, the steering of new flows, one chain per policy and
-// source NAT.
-func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
+// source NAT. standby says this node is not the master of an HA pair
+// (it matters only with a transit link: transit.go).
+func build(cfg *config.Config, o config.Outbound, views []linkView, standby bool) *plan {
 	s := route.SchemeOf(o)
 	byName := map[string]int{}
 	for _, v := range views {
@@ -304,12 +317,19 @@ func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 		rl = append(rl, route.Link{Index: v.idx, Interface: v.cfg.Interface, Gateway4: v.cfg.Gateway4, Gateway6: v.cfg.Gateway6, Address4: v.addr4, Address6: v.addr6})
 	}
 	p.routes = s.Desired(rl)
+	transit := cfg.TransitLink()
+	if transit >= 0 {
+		p.routes = s.WithPartnerReturn(p.routes, transit)
+	}
 
 	rs := &nft.Ruleset{Family: TableFamily, Name: TableName}
 	rs.Header = append(rs.Header, "multihome outbound ruleset: generated, replaced atomically on every change; do not edit",
 		fmt.Sprintf("marks in %s, tables %d-%d, rule priorities %d-%d", hexMark(o.MarkMask), s.TableBase, s.TableBase+config.TableRange-1, s.PriorityBase, s.PriorityBase+config.RulePriorityRange-1))
-	restore, save := linkChains(rs, o, s, views)
-	hookChains(rs, cfg, o, restore, save)
+	restore, save, inbound := linkChains(rs, cfg, o, s, views)
+	hookChains(rs, cfg, o, restore, save, inbound, standby)
+	if transit >= 0 {
+		transitChains(rs, cfg, o, views, byName, standby)
+	}
 	polIndex := steerChain(rs, o)
 	for j, pol := range o.Policies {
 		c := decide(pol, views, byName)
@@ -327,7 +347,7 @@ func build(cfg *config.Config, o config.Outbound, views []linkView) *plan {
 // linkChains adds each link's header line and its two chains (mark a
 // packet for the link, remember it in the flow's conntrack mark) and
 // returns the vmap elements that restore and save those marks.
-func linkChains(rs *nft.Ruleset, o config.Outbound, s route.Scheme, views []linkView) (restore, save []string) {
+func linkChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, s route.Scheme, views []linkView) (restore, save, inbound []string) {
 	keep := ^o.MarkMask
 	for _, v := range views {
 		m := s.Mark(v.idx)
@@ -341,29 +361,41 @@ func linkChains(rs *nft.Ruleset, o config.Outbound, s route.Scheme, views []link
 			}})
 		restore = append(restore, fmt.Sprintf("%s : goto %s", hexMark(m), linkChain(v.idx)))
 		save = append(save, fmt.Sprintf("%s : goto %s", nft.Quote(v.cfg.Interface), saveChain(v.idx)))
+		if cfg.IsTransit(v.idx) {
+			// Flows arriving from the partner are not inbound flows of
+			// the transit link: they leave by this node's own uplinks
+			// (transitChains).
+			continue
+		}
+		inbound = append(inbound, save[len(save)-1])
 	}
 	rs.Chains = append(rs.Chains, nft.Chain{Name: "unreachable", Comment: "last resort: no route", Rules: []string{
 		fmt.Sprintf("meta mark set meta mark | %s", hexMark(s.LastResort())),
 	}})
-	return restore, save
+	return restore, save, inbound
 }
 
 // hookChains adds the chains on the netfilter hooks: known flows keep
 // their link, inbound flows' replies leave by it, local traffic and
-// pinned sockets (probes) are left alone, new flows go to steer.
-func hookChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, restore, save []string) {
+// pinned sockets (probes) are left alone, new flows go to steer (or, from
+// an HA partner over the transit link, to this node's own uplinks).
+func hookChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, restore, save, inbound []string, standby bool) {
 	restoreRule := fmt.Sprintf("ct mark & %s vmap { %s } comment \"known flow: keep its link\"", hexMark(o.MarkMask), strings.Join(restore, ", "))
 	saveMap := strings.Join(save, ", ")
 	local := "fib daddr type { local, broadcast, multicast } return"
+	pre := slices.Concat(partnerReturnRules(cfg, o, standby), []string{
+		restoreRule,
+		"ct state != new return",
+	})
+	if len(inbound) > 0 {
+		pre = append(pre, fmt.Sprintf("iifname vmap { %s } comment \"inbound flow: replies leave by its link\"", strings.Join(inbound, ", ")))
+	}
+	pre = append(pre, local)
+	pre = append(pre, fromPartnerRules(cfg)...)
+	pre = append(pre, "goto steer")
 
 	rs.Chains = append(rs.Chains,
-		nft.Chain{Name: "prerouting", Type: "filter", Hook: "prerouting", Priority: "mangle", Policy: "accept", Rules: []string{
-			restoreRule,
-			"ct state != new return",
-			fmt.Sprintf("iifname vmap { %s } comment \"inbound flow: replies leave by its link\"", saveMap),
-			local,
-			"goto steer",
-		}},
+		nft.Chain{Name: "prerouting", Type: "filter", Hook: "prerouting", Priority: "mangle", Policy: "accept", Rules: pre},
 		nft.Chain{Name: "output", Type: "route", Hook: "output", Priority: "mangle", Policy: "accept", Rules: slices.Concat([]string{
 			restoreRule,
 			"ct state != new return",
@@ -416,23 +448,30 @@ func policyChainFor(rs *nft.Ruleset, p *plan, o config.Outbound, j int, pol conf
 		rules = append(rules, "goto unreachable comment \"no link accepts new flows\"")
 	case len(c.members) == 0:
 		rules = append(rules, "return comment \"no link accepts new flows: main table\"")
-	case len(c.members) == 1:
-		rules = append(rules, "goto "+target(c.members[0].idx))
 	default:
-		var ranges []string
-		n := 0
-		for _, m := range c.members {
-			if m.weight == 1 {
-				ranges = append(ranges, fmt.Sprintf("%d : goto %s", n, target(m.idx)))
-			} else {
-				ranges = append(ranges, fmt.Sprintf("%d-%d : goto %s", n, n+m.weight-1, target(m.idx)))
-			}
-			n += m.weight
-		}
-		rules = append(rules, fmt.Sprintf("numgen random mod %d vmap { %s }", n, strings.Join(ranges, ", ")))
+		rules = append(rules, memberRules(c, target)...)
 	}
 	rules = bondPolicyRules(o, pol, polIndex, rules)
 	rs.Chains = append(rs.Chains, nft.Chain{Name: policyChain(j), Comment: fmt.Sprintf("policy %s (%s)", pol.Name, pol.Type), Rules: rules})
+}
+
+// memberRules send a new flow to one of c's members (at least one),
+// weighted: target names a member's chain.
+func memberRules(c choice, target func(int) string) []string {
+	if len(c.members) == 1 {
+		return []string{"goto " + target(c.members[0].idx)}
+	}
+	var ranges []string
+	n := 0
+	for _, m := range c.members {
+		if m.weight == 1 {
+			ranges = append(ranges, fmt.Sprintf("%d : goto %s", n, target(m.idx)))
+		} else {
+			ranges = append(ranges, fmt.Sprintf("%d-%d : goto %s", n, n+m.weight-1, target(m.idx)))
+		}
+		n += m.weight
+	}
+	return []string{fmt.Sprintf("numgen random mod %d vmap { %s }", n, strings.Join(ranges, ", "))}
 }
 
 // stickyRules adds a sticky policy's sets and pick chains (flushing the
@@ -487,7 +526,7 @@ func natChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, views []l
 	var nat []string
 	for _, v := range views {
 		dev := nft.Quote(v.cfg.Interface)
-		if *o.SNAT {
+		if snatOn(cfg, o, v.idx) {
 			switch snat := cfg.SNAT4(v.idx); {
 			case snat.IsValid() && snat != v.cfg.Address4:
 				// An HA virtual address (config.SNAT4): the node's own

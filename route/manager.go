@@ -218,7 +218,7 @@ func (m *Manager) observe(o Owner, l Lease) (rules []obsRule, routes []obsRoute,
 }
 
 func observeRule(fam int, nr netlink.Rule) obsRule {
-	o := obsRule{nl: nr, r: Rule{Family: fam, Priority: nr.Priority, Table: nr.Table, Mark: nr.Mark, Src: prefixOf(nr.Src)}}
+	o := obsRule{nl: nr, r: Rule{Family: fam, Priority: nr.Priority, Table: nr.Table, Mark: nr.Mark, Src: prefixOf(nr.Src), Invert: nr.Invert}}
 	if nr.Mask != nil {
 		o.r.Mask = *nr.Mask
 	}
@@ -229,7 +229,7 @@ func observeRule(fam int, nr netlink.Rule) obsRule {
 			o.extra = true
 		}
 	}
-	if nr.Dst != nil || nr.IifName != "" || nr.OifName != "" || nr.Tos != 0 || nr.Invert || nr.Dport != nil || nr.Sport != nil ||
+	if nr.Dst != nil || nr.IifName != "" || nr.OifName != "" || nr.Tos != 0 || nr.Dport != nil || nr.Sport != nil ||
 		nr.IPProto != 0 || nr.UIDRange != nil || nr.Goto > 0 || (nr.SuppressPrefixlen > 0) || nr.SuppressIfgroup > 0 {
 		o.extra = true
 	}
@@ -455,6 +455,7 @@ func toNetlinkRule(r Rule) *netlink.Rule {
 	nr := netlink.NewRule()
 	nr.Family = family(r.Family)
 	nr.Priority = r.Priority
+	nr.Invert = r.Invert
 	if r.Src.IsValid() {
 		nr.Src = ipnetOf(r.Src)
 	}

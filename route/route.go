@@ -38,6 +38,13 @@ import (
 //	P+1        fwmark LastResort/mask lookup table base+255
 //	P+10+i     fwmark Mark(i)/mask lookup Table(i)
 //	P+300+i    from Address(i) lookup Table(i)
+//
+// With a transit link t to an HA partner (config.Config.TransitLink),
+// replies the standby sends back to the partner carry [Scheme.PartnerReturn]
+// and skip the main table ([Scheme.WithPartnerReturn]):
+//
+//	P+0        not fwmark PartnerReturn/mask lookup main suppress_prefixlength 0
+//	P+2        fwmark PartnerReturn/mask lookup Table(t)
 type Scheme struct {
 	TableBase    int
 	PriorityBase int
@@ -84,6 +91,29 @@ func (s Scheme) LinkOf(m uint32) int {
 	return int(v) - 1
 }
 
+// PartnerReturn is the mark of the packets an HA node sends back to its
+// partner over the transit link: replies of flows the partner forwarded
+// to this node's uplinks, while the partner holds the LAN. It is the
+// third value from the top of the mask (the last resort and the bond
+// mark are above it).
+func (s Scheme) PartnerReturn() uint32 { return s.MarkMask - 2<<s.shift() }
+
+// WithPartnerReturn adds to st (from [Scheme.Desired]) the rules that
+// route packets marked [Scheme.PartnerReturn] through the transit link
+// t's table, before the main table: their destinations are LAN hosts,
+// which the main table would reach directly, past the partner that holds
+// their flows' state.
+func (s Scheme) WithPartnerReturn(st State, t int) State {
+	for i, r := range st.Rules {
+		if r.Family == 4 && r.Suppress {
+			st.Rules[i].Invert, st.Rules[i].Mark, st.Rules[i].Mask = true, s.PartnerReturn(), s.MarkMask
+		}
+	}
+	st.Rules = append(st.Rules, Rule{Family: 4, Priority: s.PriorityBase + 2, Mark: s.PartnerReturn(), Mask: s.MarkMask, Table: s.Table(t)})
+	st.Sort()
+	return st
+}
+
 // Table returns the routing table of link i.
 func (s Scheme) Table(i int) int { return s.TableBase + i }
 
@@ -106,9 +136,11 @@ type Rule struct {
 	Priority int
 	Table    int
 	Suppress bool // lookup main suppress_prefixlength 0
-	Mark     uint32
-	Mask     uint32
-	Src      netip.Prefix
+	// Invert negates the selectors (ip rule add not ...).
+	Invert bool
+	Mark   uint32
+	Mask   uint32
+	Src    netip.Prefix
 }
 
 // Route is one route in a leased table: to Dst via Gateway on Dev, a
@@ -146,6 +178,9 @@ func (r Route) key() string {
 func (r Rule) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ip -%d rule add pref %d", r.Family, r.Priority)
+	if r.Invert {
+		b.WriteString(" not")
+	}
 	if r.Src.IsValid() {
 		fmt.Fprintf(&b, " from %s", r.Src)
 	}

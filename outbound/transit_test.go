@@ -1,0 +1,58 @@
+package outbound
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/multihome/multihome/monitor"
+)
+
+// TestRenderSplitGolden renders gateway A of a split-uplinks pair (isp1
+// its own, isp2 the partner's over the transit link) as master and as
+// standby, and with its own uplink down.
+func TestRenderSplitGolden(t *testing.T) {
+	cfg := loadConfig(t, filepath.Join("testdata", "split.yaml"))
+	for _, tc := range []struct {
+		name    string
+		standby bool
+		mod     map[string]func(*monitor.Status)
+	}{
+		{name: "split-master"},
+		{name: "split-standby", standby: true},
+		{name: "split-standby-isp1-down", standby: true, mod: map[string]func(*monitor.Status){"isp1": down}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			render := Render
+			if tc.standby {
+				render = RenderStandby
+			}
+			got, err := render(cfg, states(cfg, tc.mod))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkGolden(t, tc.name, got)
+			nftCheck(t, got)
+			// What the golden files must show, whatever else changes.
+			for _, want := range []string{
+				`iifname "sync0" goto from_partner`,
+				`iifname "sync0" oifname "sync0" drop`,
+				"ip -4 rule add pref 31000 not fwmark 0xfd0000/0xff0000 lookup main suppress_prefixlength 0",
+				"ip -4 rule add pref 31002 fwmark 0xfd0000/0xff0000 lookup 31001",
+			} {
+				if !strings.Contains(got, want) {
+					t.Errorf("missing %q", want)
+				}
+			}
+			if strings.Contains(got, `oifname "sync0" snat`) || strings.Contains(got, `oifname "sync0" meta nfproto ipv4 masquerade`) {
+				t.Error("the transit link is source-NATed")
+			}
+			if strings.Contains(got, `"sync0" : goto save1 }`+" comment \"inbound") || strings.Contains(got, `iifname vmap { "wan1" : goto save0, "sync0"`) {
+				t.Error("flows from the partner are treated as inbound flows of the transit link")
+			}
+			if back := strings.Contains(got, "ct direction reply"); back != tc.standby {
+				t.Errorf("replies sent back to the partner: %v, want %v (standby)", back, tc.standby)
+			}
+		})
+	}
+}
