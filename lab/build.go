@@ -111,7 +111,10 @@ func (l *Lab) build(ctx context.Context) error {
 		return err
 	}
 	l.srv = srv
-	return l.writeState()
+	if err := l.writeState(); err != nil {
+		return err
+	}
+	return l.settle(ctx)
 }
 
 // setSysctls prepares a fresh namespace: no reverse-path filter, no IPv6
