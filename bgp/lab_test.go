@@ -35,14 +35,14 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 
 // startSpeaker writes yaml to a file and runs the speaker child with it
 // in l's gateway namespace.
-func startSpeaker(t testing.TB, l *lab.Lab, yaml string) *child {
+func startSpeaker(t testing.TB, l *lab.Lab, yaml string, env ...string) *child {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "multihome.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c := &child{t: t, events: make(chan monitor.Event, 1024)}
-	c.Child = labtest.StartChild(t, l, lab.RoleGW, "speaker", childEnv+"="+path)
+	c.Child = labtest.StartChild(t, l, lab.RoleGW, "speaker", append(env, childEnv+"="+path)...)
 	go func() {
 		defer close(c.events)
 		dec := json.NewDecoder(c.Stdout)

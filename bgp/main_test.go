@@ -17,8 +17,14 @@ import (
 // childEnv, when set, makes the test binary the speaker child: it runs
 // the monitor and the speaker with the config file it names, in the
 // namespace it was started in (the lab's gateway), writes the monitor's
-// events as JSON lines on stdout and stops when stdin closes.
-const childEnv = "MULTIHOME_BGP_CHILD"
+// events as JSON lines on stdout and stops when stdin closes. A line
+// "standby" or "master" on stdin drives the speaker's HA role
+// (SetStandby, as the daemon does on keepalived's reports);
+// childStandbyEnv set starts it as the standby.
+const (
+	childEnv        = "MULTIHOME_BGP_CHILD"
+	childStandbyEnv = "MULTIHOME_BGP_CHILD_STANDBY"
+)
 
 func TestMain(m *testing.M) {
 	if path := os.Getenv(childEnv); path != "" {
@@ -47,6 +53,9 @@ func runChild(path string) int {
 		log.Error("bgp", "err", err)
 		return 2
 	}
+	if os.Getenv(childStandbyEnv) != "" {
+		sp.SetStandby(true)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	events, stop := mon.Subscribe()
 	defer stop()
@@ -70,6 +79,12 @@ func runChild(path string) int {
 	go func() {
 		sc := bufio.NewScanner(os.Stdin)
 		for sc.Scan() {
+			switch sc.Text() {
+			case "standby":
+				sp.SetStandby(true)
+			case "master":
+				sp.SetStandby(false)
+			}
 		}
 		cancel()
 	}()

@@ -32,9 +32,11 @@ type Speaker struct {
 	bfdEv   chan bfdEvent
 	bfdMgr  *bfd.Manager
 	dampC   chan struct{}
-	ifaces  map[string]string // link → interface
-	links   map[string]linkTable
-	routes  *routeManager // the daemon's (UseRoutes); nil: the imports make their own
+	// standbyC wakes Run when SetStandby changed standby.
+	standbyC chan struct{}
+	ifaces   map[string]string // link → interface
+	links    map[string]linkTable
+	routes   *routeManager // the daemon's (UseRoutes); nil: the imports make their own
 
 	impMu    sync.Mutex // guards impDirty, written by GoBGP's callbacks
 	impDirty map[netip.Addr]bool
@@ -44,10 +46,13 @@ type Speaker struct {
 	// of what a neighbour is sent, for the decision log.
 	decided func(Decision)
 
-	mu    sync.Mutex // guards the fields below, read by the collector
-	cfg   *config.BGP
-	peers map[netip.Addr]*peerInfo
-	srv   *server.BgpServer
+	mu  sync.Mutex // guards the fields below, read by the collector
+	cfg *config.BGP
+	// standby: this node is an HA pair's standby (SetStandby); Run
+	// withdraws every announcement while it is set.
+	standby bool
+	peers   map[netip.Addr]*peerInfo
+	srv     *server.BgpServer
 }
 
 type update struct {
@@ -90,13 +95,14 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Speaker, er
 	}
 	return &Speaker{
 		log: log, src: src, cfg: cfg.BGP,
-		updates: make(chan update),
-		bfdEv:   make(chan bfdEvent, 16),
-		bfdMgr:  bfd.NewManager(log, bfd.ManagerOptions{}),
-		dampC:   make(chan struct{}, 1),
-		peers:   map[netip.Addr]*peerInfo{},
-		ifaces:  ifaces,
-		links:   linkTables(cfg),
+		updates:  make(chan update),
+		bfdEv:    make(chan bfdEvent, 16),
+		bfdMgr:   bfd.NewManager(log, bfd.ManagerOptions{}),
+		dampC:    make(chan struct{}, 1),
+		standbyC: make(chan struct{}, 1),
+		peers:    map[netip.Addr]*peerInfo{},
+		ifaces:   ifaces,
+		links:    linkTables(cfg),
 
 		impDirty: map[netip.Addr]bool{},
 		impKick:  make(chan struct{}, 1),
@@ -191,6 +197,8 @@ type runState struct {
 	ann     []announce
 	paths   map[netip.Prefix]uuid.UUID // prefix → GoBGP path UUID
 	imp     *importState
+	standby bool            // as last applied (SetStandby)
+	ctx     context.Context // Run's
 }
 
 // Run starts GoBGP, the sessions and the announcements, and follows the
@@ -205,6 +213,7 @@ func (s *Speaker) Run(ctx context.Context) error {
 	}
 	defer stop()
 	st := s.newRunState(srv)
+	st.ctx = ctx
 	// Runs before stop: a clean stop leaves no imported route and sends
 	// AdminDown to every BFD peer.
 	defer s.teardown(st)
@@ -276,7 +285,7 @@ func (s *Speaker) startServer(ctx context.Context) (srv *server.BgpServer, stop 
 func (s *Speaker) newRunState(srv *server.BgpServer) *runState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return &runState{srv: srv, cfg: s.cfg, usable: map[string]bool{}, drained: map[string]bool{}, bfd: map[netip.Addr]bool{}, paths: map[netip.Prefix]uuid.UUID{},
+	return &runState{srv: srv, cfg: s.cfg, standby: s.standby, usable: map[string]bool{}, drained: map[string]bool{}, bfd: map[netip.Addr]bool{}, paths: map[netip.Prefix]uuid.UUID{},
 		damp: map[netip.Addr]*damping{}, healthy: map[netip.Addr]bool{}, bfdSubs: map[netip.Addr]*bfdClient{}, imp: newImportState(s.links)}
 }
 
@@ -288,7 +297,7 @@ func (s *Speaker) setup(ctx context.Context, st *runState) error {
 		st.usable[ls.Link] = usable(cfg, ls)
 		st.drained[ls.Link] = ls.Admin == monitor.AdminDrain
 	}
-	st.ann = drain(cfg, decide(cfg, st.usable, s.updateDamping(st, time.Now())), st.drained)
+	st.ann = s.decisions(st)
 	pr := policies(cfg, st.ann)
 	if err := srv.SetPolicies(ctx, pr); err != nil {
 		return fmt.Errorf("set export policy: %w", err)
@@ -302,7 +311,7 @@ func (s *Speaker) setup(ctx context.Context, st *runState) error {
 	s.log.Info("bgp export policy", "asn", cfg.ASN, "router_id", cfg.RouterID, "policy", render(cfg, st.ann))
 	for i, n := range cfg.Neighbors {
 		s.decide(Decision{Time: time.Now(), Neighbor: n.Address, Link: n.Link, To: st.ann[i].action(),
-			Reason: fmt.Sprintf("bgp started: link %s %s", n.Link, map[bool]string{true: "usable", false: "not usable"}[st.usable[n.Link]])})
+			Reason: startReason(n.Link, st.usable[n.Link], st.standby)})
 	}
 	for i := range cfg.Neighbors {
 		if err := s.addPeer(ctx, srv, cfg, i); err != nil {
@@ -355,6 +364,8 @@ func (s *Speaker) loop(ctx context.Context, st *runState, events <-chan monitor.
 				return errors.New("monitor event stream closed")
 			}
 			s.linkEvent(ctx, st, e)
+		case <-s.standbyC:
+			s.roleChanged(st)
 		case <-s.dampC:
 			s.apply(ctx, st, "flap damping: penalty decayed below reuse")
 		case e := <-s.bfdEv:
@@ -405,11 +416,18 @@ func (s *Speaker) apply(ctx context.Context, st *runState, why string) {
 	s.applyPolicy(ctx, st, why, false, nil)
 }
 
+// decisions is what each neighbour is sent now: what its link and BFD
+// allow (decide), then the operator's drains, then the HA role.
+func (s *Speaker) decisions(st *runState) []announce {
+	ann := drain(st.cfg, decide(st.cfg, st.usable, s.updateDamping(st, time.Now())), st.drained)
+	return standDown(ann, st.standby)
+}
+
 // applyPolicy installs the policy when the decisions changed (or always,
 // with force); it logs the neighbours whose decision differs from prev
 // (by address; default: the current decisions).
 func (s *Speaker) applyPolicy(ctx context.Context, st *runState, why string, force bool, prev map[netip.Addr]announce) {
-	ann := drain(st.cfg, decide(st.cfg, st.usable, s.updateDamping(st, time.Now())), st.drained)
+	ann := s.decisions(st)
 	if !force && slices.Equal(ann, st.ann) {
 		return
 	}

@@ -82,6 +82,8 @@ type Daemon struct {
 	missing []config.SelfNeed
 
 	reloadMu sync.Mutex
+	// roleMu serialises applying the HA role to the subsystems (ha.go).
+	roleMu sync.Mutex
 
 	// Set by Run (guarded by mu): the context subsystems run under, the
 	// cancel that stops them all, and the errors they failed with.
@@ -141,7 +143,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 	}
 	d.reportMissing(d.cfg)
 	d.subs = append(d.subs, &named{name: "routes", sub: routesSub{d.routes, log.With("subsystem", "route")}})
-	d.wireHA()
+	d.followRole()
 	if cfg.API.Listen != "off" {
 		token, err := apiToken(cfg.API)
 		if err != nil {
@@ -333,6 +335,8 @@ func (d *Daemon) withLearned(file *config.Config) *config.Config {
 func (d *Daemon) reload(file *config.Config, what string) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	// An ha section added or removed changes every subsystem's role.
+	defer d.followRole()
 	relearn, applied := file == nil, false
 	d.mu.Lock()
 	prevFile := d.file

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"log/slog"
-	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -28,45 +27,64 @@ func init() {
 }
 
 // standbyer is a subsystem that stands down on the standby node of an HA
-// pair (the router advertisements: router lifetime 0).
+// pair: the router advertisements (router lifetime 0), the BGP speaker
+// (sessions kept, announcements withdrawn), the DNS server (answers, but
+// leaves the RFC 2136 push to the master).
 type standbyer interface{ SetStandby(bool) }
 
-// followRole makes the subsystems follow this node's HA role: every one
-// that can stand down does so unless the node is master. Until keepalived
-// has reported, the node counts as standby.
-func (d *Daemon) followRole(n *ha.Node) {
-	set := func(r ha.Role) {
-		d.mu.Lock()
-		subs := slices.Clone(d.subs)
-		d.mu.Unlock()
-		for _, s := range subs {
-			if sb, ok := s.sub.(standbyer); ok {
-				sb.SetStandby(r != ha.RoleMaster)
-			}
-		}
+// wireRole makes a freshly built subsystem follow the HA role: an ha
+// node reports its role changes to followRole; a standbyer starts as
+// standby when cfg has an ha section and this node is not its master
+// yet (a subsystem or an ha section added by a reload stands down from
+// its start, not from the node's first role change).
+func (d *Daemon) wireRole(s subsystem, cfg *config.Config) {
+	if n, ok := s.(*ha.Node); ok {
+		n.OnRole(func(ha.Role) { d.followRole() })
 	}
-	n.OnRole(set)
-	set(ha.RoleInit)
+	if sb, ok := s.(standbyer); ok {
+		master := false
+		if n := d.haNode(); n != nil {
+			master = n.Status().Role == ha.RoleMaster
+		}
+		sb.SetStandby(cfg.HA != nil && !master)
+	}
 }
 
-// wireHA makes the subsystems follow the HA node's role, if there is one.
-// (A node added by a reload starts with the subsystems as they are; they
-// follow from its first role change.)
-func (d *Daemon) wireHA() {
-	for _, s := range d.subs {
-		if n, ok := s.sub.(*ha.Node); ok {
-			d.followRole(n)
+// followRole makes the running subsystems follow this node's HA role:
+// every one that can stand down does so unless the node is master; with
+// no ha node running (none configured, or its section removed by a
+// reload) every one is master. Until keepalived has reported, the node
+// counts as standby. Called on every role change and after every reload;
+// roleMu makes the last call apply the latest role.
+func (d *Daemon) followRole() {
+	d.roleMu.Lock()
+	defer d.roleMu.Unlock()
+	standby := false
+	if n := d.haNode(); n != nil {
+		standby = n.Status().Role != ha.RoleMaster
+	}
+	for _, s := range d.running() {
+		if sb, ok := s.sub.(standbyer); ok {
+			sb.SetStandby(standby)
 		}
 	}
+}
+
+// haNode returns the running ha node, nil without one.
+func (d *Daemon) haNode() *ha.Node {
+	for _, s := range d.running() {
+		if n, ok := s.sub.(*ha.Node); ok {
+			return n
+		}
+	}
+	return nil
 }
 
 // HAStatus returns the pair's state as this node sees it, and false when
 // the config has no ha section.
 func (d *Daemon) HAStatus() (ha.Status, bool) {
-	for _, s := range d.subs {
-		if n, ok := s.sub.(*ha.Node); ok {
-			return n.Status(), true
-		}
+	if n := d.haNode(); n != nil {
+		return n.Status(), true
 	}
 	return ha.Status{}, false
 }

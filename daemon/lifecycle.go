@@ -81,6 +81,7 @@ func (d *Daemon) build(b builder, cfg *config.Config) (*named, error) {
 			return nil, fmt.Errorf("%s: %w", b.name, err)
 		}
 	}
+	d.wireRole(s, cfg)
 	return &named{name: b.name, sub: s, cols: rec.cols}, nil
 }
 

@@ -136,7 +136,7 @@ func (s *Server) reconcilePushers() {
 	}
 	want := map[string]*pushConf{}
 	for _, z := range s.zones {
-		if z.push != nil {
+		if z.push != nil && !s.standby {
 			want[z.origin] = z.push
 		}
 	}
@@ -159,6 +159,46 @@ func (s *Server) reconcilePushers() {
 			defer close(p.done)
 			p.run(ctx)
 		}()
+	}
+}
+
+// SetStandby makes the server the standby node of an HA pair (the
+// daemon calls it with every role change of its ha node) or, with false,
+// the master. The standby keeps answering as the master does (both nodes
+// may be listed as the zones' name servers), but only the master pushes
+// the records to a zone's primary (RFC 2136): two nodes pushing would
+// fight over them. On becoming master the server pushes the records it
+// answers with at once (after reading what the primary holds, so nothing
+// the partner already pushed is pushed again). Safe to call from any
+// goroutine, before or during Run.
+func (s *Server) SetStandby(standby bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.standby == standby {
+		return
+	}
+	s.standby = standby
+	s.reconcilePushers()
+	if v := s.view.Load(); v != nil {
+		for _, zv := range v.all {
+			if p := s.pushers[zv.z.origin]; p != nil {
+				p.set(desiredOf(zv))
+			}
+		}
+	}
+	pushed := 0
+	for _, z := range s.zones {
+		if z.push != nil {
+			pushed++
+		}
+	}
+	if pushed == 0 {
+		return
+	}
+	if standby {
+		s.log.Info("ha standby: dns updates to the primaries left to the master; still answering", "zones", pushed)
+	} else {
+		s.log.Info("ha master: pushing the records to the primaries", "zones", pushed)
 	}
 }
 

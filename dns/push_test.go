@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -293,4 +294,74 @@ func TestPushKnot(t *testing.T) {
 	k.start(t, bin)
 	k.wait(t, mdns.TypeA, a1)
 	t.Logf("after the primary came back: %d failures, %d updates", ts2.Stats().UpdateFailures, ts2.Stats().UpdatesPushed)
+}
+
+// TestPushStandby: an HA pair's standby answers as the master does but
+// pushes nothing to the primary; on becoming master it pushes the
+// records it answers with at once, and as standby again it stops.
+func TestPushStandby(t *testing.T) {
+	ns := testNS(t, "knot")
+	k := startKnot(t, ns)
+	src := newFakeSource("isp1", "isp2")
+	// Served and pushed; both nodes of a pair are the zone's name servers.
+	y := strings.Replace(pushYAML, "      mode: push\n", "      mode: both\n      records: [\"@ NS gwa\", \"@ NS gwb\", \"gwa A 192.0.2.53\", \"gwb A 192.0.2.54\"]\n", 1)
+	cfg := parseConfig(t, y+"  listen: [\"127.0.0.1:53\"]\n")
+	cfg.DNS.Listen[0] = netip.AddrPortFrom(cfg.DNS.Listen[0].Addr(), 0)
+	s, err := New(cfg, src, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetStandby(true) // as the daemon does before Run on an HA node
+	s.inNS = inNS(ns)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	eventually(t, 5*time.Second, "listening", func() bool { return len(s.Addrs()) > 0 })
+	addr := s.Addrs()[0].String()
+	answer := func() string {
+		var got string
+		if err := netns.Do(ns, func() error {
+			got = sortedAddrs(queryAt(t, "udp", addr, "www.example.com.", mdns.TypeA))
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	// The standby answers with the healthy links' addresses; the primary
+	// keeps the zone file's record, through a link change too.
+	serial := k.serial(t)
+	if got := answer(); got != join(a1, a2) {
+		t.Errorf("standby answers %q, want %q", got, join(a1, a2))
+	}
+	src.state("isp1", monitor.Down)
+	eventually(t, 2*time.Second, "standby answering the change", func() bool { return answer() == a2 })
+	time.Sleep(600 * time.Millisecond) // three verify rounds
+	if got := sortedAddrs(k.must(t, "www.example.com.", mdns.TypeA)); got != "192.0.2.99" || k.serial(t) != serial || s.Stats().UpdatesPushed != 0 {
+		t.Fatalf("the standby pushed: knot has %q (serial %d → %d), %d updates", got, serial, k.serial(t), s.Stats().UpdatesPushed)
+	}
+
+	// Master: the current records go out at once.
+	start := time.Now()
+	s.SetStandby(false)
+	k.wait(t, mdns.TypeA, a2)
+	t.Logf("became master: pushed to knot in %v", time.Since(start).Round(time.Millisecond))
+	k.wait(t, mdns.TypeAAAA, "")
+
+	// Standby again: link changes reach the answers, not the primary.
+	s.SetStandby(true)
+	pushed, serial := s.Stats().UpdatesPushed, k.serial(t)
+	src.state("isp1", monitor.Up)
+	eventually(t, 2*time.Second, "standby answering the recovery", func() bool { return answer() == join(a1, a2) })
+	time.Sleep(600 * time.Millisecond)
+	if got := sortedAddrs(k.must(t, "www.example.com.", mdns.TypeA)); got != a2 || k.serial(t) != serial || s.Stats().UpdatesPushed != pushed {
+		t.Errorf("standby again pushed: knot has %q (serial %d → %d), %d more updates", got, serial, k.serial(t), s.Stats().UpdatesPushed-pushed)
+	}
 }

@@ -48,6 +48,9 @@ type Server struct {
 	pushers   map[string]*pusher
 	weighted  bool
 	running   bool
+	// standby: this node is an HA pair's standby (SetStandby): it
+	// answers, but pushes nothing to the zones' primaries.
+	standby   bool
 	ctx       context.Context // Run's, cancelled when it returns
 	cancelRun context.CancelFunc
 	wg        sync.WaitGroup
