@@ -32,13 +32,21 @@ func init() {
 // leaves the RFC 2136 push to the master).
 type standbyer interface{ SetStandby(bool) }
 
+// roleNode is what the daemon needs of an HA node (*ha.Node): its state
+// and its role changes.
+type roleNode interface {
+	Status() ha.Status
+	// OnRole sets the function called with every new role (before Run).
+	OnRole(func(ha.Role))
+}
+
 // wireRole makes a freshly built subsystem follow the HA role: an ha
 // node reports its role changes to followRole; a standbyer starts as
 // standby when cfg has an ha section and this node is not its master
 // yet (a subsystem or an ha section added by a reload stands down from
 // its start, not from the node's first role change).
 func (d *Daemon) wireRole(s subsystem, cfg *config.Config) {
-	if n, ok := s.(*ha.Node); ok {
+	if n, ok := s.(roleNode); ok {
 		n.OnRole(func(ha.Role) { d.followRole() })
 	}
 	if sb, ok := s.(standbyer); ok {
@@ -71,9 +79,9 @@ func (d *Daemon) followRole() {
 }
 
 // haNode returns the running ha node, nil without one.
-func (d *Daemon) haNode() *ha.Node {
+func (d *Daemon) haNode() roleNode {
 	for _, s := range d.running() {
-		if n, ok := s.sub.(*ha.Node); ok {
+		if n, ok := s.sub.(roleNode); ok {
 			return n
 		}
 	}
