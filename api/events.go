@@ -17,7 +17,8 @@ type Entry struct {
 	Seq  uint64    `json:"seq"`
 	Time time.Time `json:"time"`
 	// Kind is the monitor event's kind (state, saturation, admin,
-	// hold-down), "reload", "bgp" or "bfd".
+	// hold-down), "reload", "bgp", "bfd" or "ha" (a role change of an HA
+	// node, From and To its roles).
 	Kind string `json:"kind"`
 	Link string `json:"link,omitempty"`
 	// Neighbor is the BGP neighbour of a "bgp" entry, whose From and To

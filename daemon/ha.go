@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/ha"
 	"github.com/multihome/multihome/monitor"
@@ -47,7 +49,12 @@ type roleNode interface {
 // its start, not from the node's first role change).
 func (d *Daemon) wireRole(s subsystem, cfg *config.Config) {
 	if n, ok := s.(roleNode); ok {
-		n.OnRole(func(ha.Role) { d.followRole() })
+		prev := n.Status().Role // the callback runs in the node's Run goroutine only
+		n.OnRole(func(r ha.Role) {
+			d.recordRole(prev, r)
+			prev = r
+			d.followRole()
+		})
 	}
 	if sb, ok := s.(standbyer); ok {
 		master := false
@@ -76,6 +83,19 @@ func (d *Daemon) followRole() {
 			sb.SetStandby(standby)
 		}
 	}
+}
+
+// recordRole puts a role change into the decision log (multihome events)
+// with what the subsystems do about it.
+func (d *Daemon) recordRole(from, to ha.Role) {
+	if d.api == nil {
+		return
+	}
+	why := "not master: BGP announcements withdrawn (sessions kept), DNS push left to the master, router lifetime 0 in RAs"
+	if to == ha.RoleMaster {
+		why = "master: BGP announces, DNS pushes, RAs advertise this node as the router"
+	}
+	d.api.Record(api.Entry{Time: time.Now(), Kind: "ha", From: string(from), To: string(to), Reason: "keepalived reported the role; " + why})
 }
 
 // haNode returns the running ha node, nil without one.

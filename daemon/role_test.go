@@ -2,13 +2,17 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/ha"
 	"github.com/multihome/multihome/monitor"
@@ -103,7 +107,9 @@ func TestRoleFollowsReload(t *testing.T) {
 		}})
 	optional["withha"] = func(c *config.Config) bool { return c.HA != nil }
 
-	d := newTestDaemon(t, roleLinks)
+	// The API is built (not run) for its decision log.
+	links := strings.Replace(roleLinks, `api: {listen: "off"}`, `api: {listen: "127.0.0.1:9771"}`, 1)
+	d := newTestDaemon(t, links)
 	// The daemon is not run (its monitor would probe from this
 	// namespace, outbound would write its tables): the subsystems other
 	// than the fakes, which refuse updates while not running, are left
@@ -127,7 +133,7 @@ func TestRoleFollowsReload(t *testing.T) {
 		}
 	}
 
-	reload(roleLinks + roleHA)
+	reload(links + roleHA)
 	if node == nil {
 		t.Fatal("the reload did not build the ha node")
 	}
@@ -153,7 +159,29 @@ func TestRoleFollowsReload(t *testing.T) {
 		t.Errorf("HAStatus = %+v, %v", st, ok)
 	}
 
-	reload(roleLinks)
+	// The role changes are in the decision log.
+	rec := httptest.NewRecorder()
+	d.api.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/api/v1/events?limit=100", nil))
+	var ev struct {
+		Events []api.Entry `json:"events"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &ev); err != nil {
+		t.Fatalf("events: %v: %s", err, rec.Body)
+	}
+	var roles []string
+	for _, e := range ev.Events {
+		if e.Kind == "ha" {
+			roles = append(roles, e.From+"->"+e.To)
+			if !strings.Contains(e.Reason, "keepalived reported the role") {
+				t.Errorf("ha entry without its reason: %+v", e)
+			}
+		}
+	}
+	if want := []string{"init->master", "master->backup", "backup->fault"}; !slices.Equal(roles, want) {
+		t.Errorf("role changes in the decision log: %v, want %v\n%s", roles, want, rec.Body)
+	}
+
+	reload(links)
 	if always.standby() {
 		t.Errorf("ha section removed: the subsystem still stands down: %v", always.history())
 	}
