@@ -5,12 +5,9 @@ package outbound
 // runs only inside lab namespaces.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,9 +20,7 @@ import (
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/lab/labtest"
-	"github.com/multihome/multihome/monitor"
 	mhnetns "github.com/multihome/multihome/netns"
-	"github.com/vishvananda/netlink"
 )
 
 func benchGate(t *testing.T) {
@@ -77,6 +72,30 @@ func stream(e *env, stop <-chan struct{}) []sample {
 	}
 }
 
+// fakeBlackhole streams connections from the LAN host (stream),
+// blackholes isp1 and has the fake monitor report it down at once (t0:
+// the fault is in place, the monitor "detects" it now), calls during(t0)
+// unless nil, and after 1.5 s returns failoverFigures for isp2. isp1
+// stays blackholed and down.
+func fakeBlackhole(t *testing.T, e *env, during func(t0 time.Time)) (first, gap time.Duration) {
+	t.Helper()
+	stop := make(chan struct{})
+	res := make(chan []sample, 1)
+	go func() { res <- stream(e, stop) }()
+	time.Sleep(300 * time.Millisecond)
+	if _, err := e.l.Fault("isp1", lab.Fault{Kind: lab.Blackhole}); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	e.src.down("isp1")
+	if during != nil {
+		during(t0)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	close(stop)
+	return failoverFigures(<-res, t0, e.addr("isp2"))
+}
+
 // failoverFigures returns the time from t0 to the first successful
 // connection through the backup (source backup) started at or after t0,
 // and the longest gap between two successful completions around t0.
@@ -110,18 +129,7 @@ func TestBenchFailoverFake(t *testing.T) {
 	trials := benchTrials()
 	var firsts, gaps []time.Duration
 	for i := range trials {
-		stop := make(chan struct{})
-		res := make(chan []sample, 1)
-		go func() { res <- stream(e, stop) }()
-		time.Sleep(300 * time.Millisecond)
-		if _, err := e.l.Fault("isp1", lab.Fault{Kind: lab.Blackhole}); err != nil {
-			t.Fatal(err)
-		}
-		t0 := time.Now() // the fault is in place; the monitor "detects" it now
-		e.src.down("isp1")
-		time.Sleep(1500 * time.Millisecond)
-		close(stop)
-		first, gap := failoverFigures(<-res, t0, e.addr("isp2"))
+		first, gap := fakeBlackhole(t, e, nil)
 		t.Logf("trial %d: first new connection %s, stream gap %s", i, first.Round(time.Millisecond), gap.Round(time.Millisecond))
 		firsts, gaps = append(firsts, first), append(gaps, gap)
 		e.l.Restore("isp1")
@@ -141,14 +149,7 @@ func report(t *testing.T, name string, firsts, gaps []time.Duration) {
 	line := fmt.Sprintf("%s: trials=%d first-new-connection median=%s p95=%s; stream-gap median=%s p95=%s",
 		name, len(firsts), pct(firsts, 0.5).Round(time.Millisecond), pct(firsts, 0.95).Round(time.Millisecond),
 		pct(gaps, 0.5).Round(time.Millisecond), pct(gaps, 0.95).Round(time.Millisecond))
-	t.Log(line)
-	if f := os.Getenv("MULTIHOME_BENCH_OUT"); f != "" {
-		fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err == nil {
-			fmt.Fprintln(fh, line)
-			fh.Close()
-		}
-	}
+	benchOut(t, line)
 }
 
 // TestBenchFailoverMonitor: the same with the real link monitor at its
@@ -269,13 +270,8 @@ func TestBenchThroughput(t *testing.T) {
 	slices.Sort(without)
 	ratio := with[1] / without[1]
 	line := fmt.Sprintf("throughput: iperf3 lan1→core 4s ×3 alternating: with multihome median %.2f Gbit/s, plain NAT median %.2f Gbit/s, ratio %.3f", with[1]/1e9, without[1]/1e9, ratio)
-	t.Log(line)
+	benchOut(t, line)
 	t.Logf("with %v without %v", with, without)
-	if f := os.Getenv("MULTIHOME_BENCH_OUT"); f != "" {
-		fh, _ := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		fmt.Fprintln(fh, line)
-		fh.Close()
-	}
 }
 
 // TestBenchRuleUpdate: 64 links and 1000 rules: time to apply the whole
@@ -285,82 +281,7 @@ func TestBenchRuleUpdate(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
-	ns := mhnetns.Unique(lab.TestPrefix, "")
-	if err := mhnetns.Add(ns); err != nil {
-		t.Fatal(err)
-	}
-	defer mhnetns.Delete(ns)
-	h, err := mhnetns.Handle(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	var b strings.Builder
-	b.WriteString("links:\n")
-	for i := range 64 {
-		name := fmt.Sprintf("wan%d", i+1)
-		if err := h.LinkAdd(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("p%d", i+1)}); err != nil {
-			t.Fatal(err)
-		}
-		lk, _ := h.LinkByName(name)
-		a := netip.AddrFrom4([4]byte{198, 51, 100, byte(i * 2)})
-		addr, _ := netlink.ParseAddr(netip.PrefixFrom(a.Next(), 31).String())
-		h.AddrAdd(lk, addr)
-		h.LinkSetUp(lk)
-		if p, err := h.LinkByName(fmt.Sprintf("p%d", i+1)); err == nil {
-			h.LinkSetUp(p)
-		}
-		fmt.Fprintf(&b, "  - {name: l%d, interface: %s, gateway4: %s, weight: %d, priority: %d}\n", i+1, name, a, 1+i%4, 1+i/16)
-	}
-	b.WriteString("outbound:\n  policies:\n    - {name: default, type: weighted}\n    - {name: fo, type: failover}\n    - {name: st, type: sticky}\n    - {name: ll, type: least-loaded, spillover: 80%}\n  rules:\n")
-	for i := range 1000 {
-		fmt.Fprintf(&b, "    - {src: [192.0.2.%d/32], dst: [203.0.113.%d/32], proto: tcp, dport: %d, policy: %s}\n", i%128, i%256, 1000+i, []string{"fo", "st", "ll", "default"}[i%4])
-	}
-	cfg, err := config.Parse("bench.yaml", []byte(b.String()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := newFakeSource(cfg, monitor.Up)
-	c, err := New(cfg, src, slog.New(slog.DiscardHandler), WithNetns(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	for _, s := range src.Snapshot() {
-		c.status[s.Link] = s
-	}
-	start := time.Now()
-	if err := c.apply(ctx, "bench"); err != nil {
-		t.Fatal(err)
-	}
-	initial := time.Since(start)
-	var updates, readbacks []time.Duration
-	for i := range 10 {
-		link := fmt.Sprintf("l%d", 1+i%64)
-		st := c.status[link]
-		st.State = monitor.Down
-		c.status[link] = st
-		start := time.Now()
-		if err := c.apply(ctx, "bench", true); err != nil {
-			t.Fatal(err)
-		}
-		updates = append(updates, time.Since(start))
-		start = time.Now()
-		c.record(ctx)
-		readbacks = append(readbacks, time.Since(start))
-		st.State = monitor.Up
-		c.status[link] = st
-		c.apply(ctx, "bench")
-	}
-	rendered := len(c.last.text)
-	c.cleanup()
-	line := fmt.Sprintf("rule update: 64 links × 1000 rules (%d KiB of nft): initial apply %s; one link down: apply median %s p95 %s, then read-back for tamper checks median %s (10 updates)",
-		rendered/1024, initial.Round(time.Millisecond), pct(updates, 0.5).Round(time.Millisecond), pct(updates, 0.95).Round(time.Millisecond), pct(readbacks, 0.5).Round(time.Millisecond))
-	t.Log(line)
-	if f := os.Getenv("MULTIHOME_BENCH_OUT"); f != "" {
-		fh, _ := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		fmt.Fprintln(fh, line)
-		fh.Close()
-	}
-	_ = bufio.NewReader
+	r := applyBench(t, 64, 1000, 10)
+	benchOut(t, fmt.Sprintf("rule update: 64 links × 1000 rules (%d KiB of nft): initial apply %s; one link down: apply median %s p95 %s, then read-back for tamper checks median %s (10 updates)",
+		r.size/1024, r.initial.Round(time.Millisecond), pct(r.updates, 0.5).Round(time.Millisecond), pct(r.updates, 0.95).Round(time.Millisecond), pct(r.readbacks, 0.5).Round(time.Millisecond)))
 }

@@ -269,20 +269,10 @@ outbound:
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := newFakeSource(cfg, monitor.Up)
-	c, err := New(cfg, src, slog.New(slog.DiscardHandler), WithNetns(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _ := appliedController(t, cfg, ns)
 	defer c.close()
-	ctx := context.Background()
-	for _, s := range src.Snapshot() {
-		c.status[s.Link] = s
-	}
-	if err := c.apply(ctx, "test"); err != nil {
-		t.Fatal(err)
-	}
 	defer c.cleanup()
+	ctx := context.Background()
 	s := c.view.Load().scheme
 	synthFlows(t, fd, 5000, s.Mark(0), 1, 17, 53)
 	synthFlows(t, fd, 3000, s.Mark(1), 2, 17, 53)

@@ -9,8 +9,6 @@ package outbound
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -24,11 +22,11 @@ import (
 	mhnetns "github.com/multihome/multihome/netns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/ti-mo/conntrack"
-	vnetlink "github.com/vishvananda/netlink"
 )
 
 // benchOut writes lines to MULTIHOME_BENCH_OUT (and the test log).
 func benchOut(t *testing.T, lines ...string) {
+	t.Helper()
 	for _, l := range lines {
 		t.Log(l)
 	}
@@ -200,30 +198,20 @@ func TestBenchScaleFailover(t *testing.T) {
 			if n > 0 {
 				synthFlows(t, fd, n, mark, 9, 17, 53)
 			}
-			stop := make(chan struct{})
-			res := make(chan []sample, 1)
-			go func() { res <- stream(e, stop) }()
-			time.Sleep(300 * time.Millisecond)
-			if _, err := e.l.Fault("isp1", lab.Fault{Kind: lab.Blackhole}); err != nil {
-				t.Fatal(err)
-			}
-			t0 := time.Now()
-			e.src.down("isp1")
 			// When are isp1's entries gone (the table back under n/10)?
 			gone := make(chan time.Duration, 1)
-			go func() {
-				for time.Since(t0) < 10*time.Second {
-					if left, err := (tracker{nsFD: fd}).entries(); err == nil && left <= base+n/10 {
-						gone <- time.Since(t0)
-						return
+			first, gap := fakeBlackhole(t, e, func(t0 time.Time) {
+				go func() {
+					for time.Since(t0) < 10*time.Second {
+						if left, err := (tracker{nsFD: fd}).entries(); err == nil && left <= base+n/10 {
+							gone <- time.Since(t0)
+							return
+						}
+						time.Sleep(5 * time.Millisecond)
 					}
-					time.Sleep(5 * time.Millisecond)
-				}
-				gone <- -1
-			}()
-			time.Sleep(1500 * time.Millisecond)
-			close(stop)
-			first, gap := failoverFigures(<-res, t0, e.addr("isp2"))
+					gone <- -1
+				}()
+			})
 			flushed := <-gone
 			t.Logf("%d flows, trial %d: first new connection %s, gap %s, flushed after %s", n, i, first.Round(time.Millisecond), gap.Round(time.Millisecond), flushed.Round(time.Millisecond))
 			firsts, gaps, flushes = append(firsts, first), append(gaps, gap), append(flushes, flushed)
@@ -244,37 +232,22 @@ func TestBenchScaleFailover(t *testing.T) {
 	}
 }
 
-// applyBench builds a controller over nLinks veth uplinks in a throwaway
-// namespace with nRules rules and returns the initial apply, the median
-// apply of one link going down, and the median read-back (tamper check).
-func applyBench(t *testing.T, nLinks, nRules int) (initial, update, readback time.Duration, size int) {
-	ns := mhnetns.Unique(lab.TestPrefix, "")
-	if err := mhnetns.Add(ns); err != nil {
-		t.Fatal(err)
-	}
-	defer mhnetns.Delete(ns)
-	h, err := mhnetns.Handle(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+// applied is what applyBench measured.
+type applied struct {
+	initial            time.Duration   // the whole state, from nothing
+	updates, readbacks []time.Duration // one link down: apply, then read back
+	size               int             // of the rendered state
+}
+
+// applyBench applies nLinks links and nRules rules in a throwaway
+// namespace, then takes one link down and back rounds times.
+func applyBench(t *testing.T, nLinks, nRules, rounds int) applied {
+	ns, links, drop := benchNamespace(t, nLinks, func(i int) string {
+		return fmt.Sprintf(", weight: %d, priority: %d", 1+i%4, 1+i/16)
+	})
+	defer drop()
 	var b strings.Builder
-	b.WriteString("links:\n")
-	for i := range nLinks {
-		name := fmt.Sprintf("wan%d", i+1)
-		if err := h.LinkAdd(&vnetlink.Veth{LinkAttrs: vnetlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("p%d", i+1)}); err != nil {
-			t.Fatal(err)
-		}
-		lk, _ := h.LinkByName(name)
-		a := netip.AddrFrom4([4]byte{198, 51, 100, byte(i * 2)})
-		addr, _ := vnetlink.ParseAddr(netip.PrefixFrom(a.Next(), 31).String())
-		h.AddrAdd(lk, addr)
-		h.LinkSetUp(lk)
-		if p, err := h.LinkByName(fmt.Sprintf("p%d", i+1)); err == nil {
-			h.LinkSetUp(p)
-		}
-		fmt.Fprintf(&b, "  - {name: l%d, interface: %s, gateway4: %s, weight: %d, priority: %d}\n", i+1, name, a, 1+i%4, 1+i/16)
-	}
+	b.WriteString(links)
 	b.WriteString("outbound:\n  policies:\n    - {name: default, type: weighted}\n    - {name: fo, type: failover}\n    - {name: st, type: sticky}\n    - {name: ll, type: least-loaded, spillover: 80%}\n  rules:\n")
 	for i := range nRules {
 		fmt.Fprintf(&b, "    - {src: [192.0.2.%d/32], dst: [203.0.113.%d/32], proto: tcp, dport: %d, policy: %s}\n", i%128, i%256, 1000+i%60000, []string{"fo", "st", "ll", "default"}[i%4])
@@ -283,23 +256,12 @@ func applyBench(t *testing.T, nLinks, nRules int) (initial, update, readback tim
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := newFakeSource(cfg, monitor.Up)
-	c, err := New(cfg, src, slog.New(slog.DiscardHandler), WithNetns(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var r applied
+	c, initial := appliedController(t, cfg, ns)
 	defer c.close()
+	r.initial = initial
 	ctx := context.Background()
-	for _, s := range src.Snapshot() {
-		c.status[s.Link] = s
-	}
-	start := time.Now()
-	if err := c.apply(ctx, "bench"); err != nil {
-		t.Fatal(err)
-	}
-	initial = time.Since(start)
-	var updates, readbacks []time.Duration
-	for i := range 6 {
+	for i := range rounds {
 		link := fmt.Sprintf("l%d", 1+i%nLinks)
 		st := c.status[link]
 		st.State = monitor.Down
@@ -308,17 +270,17 @@ func applyBench(t *testing.T, nLinks, nRules int) (initial, update, readback tim
 		if err := c.apply(ctx, "bench", true); err != nil {
 			t.Fatal(err)
 		}
-		updates = append(updates, time.Since(start))
+		r.updates = append(r.updates, time.Since(start))
 		start = time.Now()
 		c.record(ctx)
-		readbacks = append(readbacks, time.Since(start))
+		r.readbacks = append(r.readbacks, time.Since(start))
 		st.State = monitor.Up
 		c.status[link] = st
 		c.apply(ctx, "bench")
 	}
-	size = len(c.last.text)
+	r.size = len(c.last.text)
 	c.cleanup()
-	return initial, pct(updates, 0.5), pct(readbacks, 0.5), size
+	return r
 }
 
 // TestBenchScaleApply: ruleset apply time against links 2/16/64 and
@@ -333,8 +295,8 @@ func TestBenchScaleApply(t *testing.T) {
 		"|---|---|---|---|---|---|")
 	for _, nl := range []int{2, 16, 64} {
 		for _, nr := range sizes(10, 1000, 10000) {
-			initial, update, readback, size := applyBench(t, nl, nr)
-			benchOut(t, fmt.Sprintf("| %d | %d | %d KiB | %s | %s | %s |", nl, nr, size/1024, ms(initial), ms(update), ms(readback)))
+			r := applyBench(t, nl, nr, 6)
+			benchOut(t, fmt.Sprintf("| %d | %d | %d KiB | %s | %s | %s |", nl, nr, r.size/1024, ms(r.initial), ms(pct(r.updates, 0.5)), ms(pct(r.readbacks, 0.5))))
 		}
 	}
 }
@@ -352,101 +314,74 @@ func TestBenchScaleSticky(t *testing.T) {
 		"| sticky sources | load them | link down: apply (new flows move) | then read-back (record) | tamper check (verify, every reconcile) | reload: full apply keeping sets |",
 		"|---|---|---|---|---|---|")
 	for _, n := range sizes(1000, 10000, 65000) { // a set an `update` rule uses holds at most 65535 (kernel nft_dynset default)
-		ns := mhnetns.Unique(lab.TestPrefix, "")
-		if err := mhnetns.Add(ns); err != nil {
-			t.Fatal(err)
-		}
-		h, err := mhnetns.Handle(ns)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var b strings.Builder
-		b.WriteString("links:\n")
-		for i := range 2 {
-			name := fmt.Sprintf("wan%d", i+1)
-			h.LinkAdd(&vnetlink.Veth{LinkAttrs: vnetlink.LinkAttrs{Name: name}, PeerName: fmt.Sprintf("p%d", i+1)})
-			lk, _ := h.LinkByName(name)
-			a := netip.AddrFrom4([4]byte{198, 51, 100, byte(i * 2)})
-			addr, _ := vnetlink.ParseAddr(netip.PrefixFrom(a.Next(), 31).String())
-			h.AddrAdd(lk, addr)
-			h.LinkSetUp(lk)
-			fmt.Fprintf(&b, "  - {name: l%d, interface: %s, gateway4: %s}\n", i+1, name, a)
-		}
-		h.Close()
-		b.WriteString("outbound:\n  policies:\n    - {name: st, type: sticky, sticky_timeout: 1h}\n  default_policy: st\n")
-		cfg, err := config.Parse("bench.yaml", []byte(b.String()))
-		if err != nil {
-			mhnetns.Delete(ns)
-			t.Fatal(err)
-		}
-		src := newFakeSource(cfg, monitor.Up)
-		c, err := New(cfg, src, slog.New(slog.DiscardHandler), WithNetns(ns))
-		if err != nil {
-			mhnetns.Delete(ns)
-			t.Fatal(err)
-		}
-		ctx := context.Background()
-		for _, s := range src.Snapshot() {
-			c.status[s.Link] = s
-		}
-		if err := c.apply(ctx, "bench"); err != nil {
-			t.Fatal(err)
-		}
-		// N IPv6 sources (2001:db8::/32) in l2's set.
-		// Loaded 10K per nft transaction (one of 100K overflows the
-		// netlink socket).
-		load := func() time.Duration {
-			var took time.Duration
-			for from := 0; from < n; from += 10000 {
-				var el strings.Builder
-				fmt.Fprintf(&el, "add element %s %s %s { ", TableFamily, TableName, stickySet(0, 1, 6))
-				for k := from; k < min(n, from+10000); k++ {
-					if k > from {
-						el.WriteString(", ")
-					}
-					fmt.Fprintf(&el, "2001:db8::%x:%x timeout 1h", k>>16, k&0xffff)
-				}
-				el.WriteString(" }\n")
-				cmd := mhnetns.Command(ctx, ns, "nft", "-f", "-")
-				cmd.Stdin = strings.NewReader(el.String())
-				start := time.Now()
-				if out, err := cmd.CombinedOutput(); err != nil {
-					t.Fatalf("loading sticky sources %d-: %v: %s", from, err, out)
-				}
-				took += time.Since(start)
-			}
-			return took
-		}
-		loaded := load()
-		st := c.status["l1"]
-		st.State = monitor.Down
-		c.status["l1"] = st
-		start := time.Now()
-		if err := c.apply(ctx, "bench", true); err != nil {
-			t.Fatal(err)
-		}
-		down := time.Since(start)
-		start = time.Now()
-		c.record(ctx)
-		record := time.Since(start)
-		start = time.Now()
-		if ok, err := c.table.Verify(ctx); err != nil || !ok {
-			t.Fatalf("verify: %v %v", ok, err)
-		}
-		verify := time.Since(start)
-		c.inSync = false // as a reload does
-		start = time.Now()
-		if err := c.apply(ctx, "bench reload"); err != nil {
-			t.Fatal(err)
-		}
-		reload := time.Since(start)
-		out, _ := mhnetns.Command(ctx, ns, "nft", "list", "set", TableFamily, TableName, stickySet(0, 1, 6)).Output()
-		if kept := strings.Count(string(out), "2001:db8::"); kept < n {
-			t.Errorf("%d of %d sticky sources kept after the reload", kept, n)
-		}
-		c.cleanup()
-		c.close()
-		mhnetns.Delete(ns)
-		benchOut(t, fmt.Sprintf("| %d | %s | %s | %s | %s | %s |", n, ms(loaded), ms(down), ms(record), ms(verify), ms(reload)))
+		benchOut(t, stickyBench(t, n))
 	}
+}
+
+// stickyBench measures TestBenchScaleSticky's row for n sources.
+func stickyBench(t *testing.T, n int) string {
+	ns, links, drop := benchNamespace(t, 2, nil)
+	defer drop()
+	cfg, err := config.Parse("bench.yaml", []byte(links+"outbound:\n  policies:\n    - {name: st, type: sticky, sticky_timeout: 1h}\n  default_policy: st\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := appliedController(t, cfg, ns)
+	defer c.close()
+	ctx := context.Background()
+	// N IPv6 sources (2001:db8::/32) in l2's set.
+	// Loaded 10K per nft transaction (one of 100K overflows the
+	// netlink socket).
+	load := func() time.Duration {
+		var took time.Duration
+		for from := 0; from < n; from += 10000 {
+			var el strings.Builder
+			fmt.Fprintf(&el, "add element %s %s %s { ", TableFamily, TableName, stickySet(0, 1, 6))
+			for k := from; k < min(n, from+10000); k++ {
+				if k > from {
+					el.WriteString(", ")
+				}
+				fmt.Fprintf(&el, "2001:db8::%x:%x timeout 1h", k>>16, k&0xffff)
+			}
+			el.WriteString(" }\n")
+			cmd := mhnetns.Command(ctx, ns, "nft", "-f", "-")
+			cmd.Stdin = strings.NewReader(el.String())
+			start := time.Now()
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("loading sticky sources %d-: %v: %s", from, err, out)
+			}
+			took += time.Since(start)
+		}
+		return took
+	}
+	loaded := load()
+	st := c.status["l1"]
+	st.State = monitor.Down
+	c.status["l1"] = st
+	start := time.Now()
+	if err := c.apply(ctx, "bench", true); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Since(start)
+	start = time.Now()
+	c.record(ctx)
+	record := time.Since(start)
+	start = time.Now()
+	if ok, err := c.table.Verify(ctx); err != nil || !ok {
+		t.Fatalf("verify: %v %v", ok, err)
+	}
+	verify := time.Since(start)
+	c.inSync = false // as a reload does
+	start = time.Now()
+	if err := c.apply(ctx, "bench reload"); err != nil {
+		t.Fatal(err)
+	}
+	reload := time.Since(start)
+	out, _ := mhnetns.Command(ctx, ns, "nft", "list", "set", TableFamily, TableName, stickySet(0, 1, 6)).Output()
+	if kept := strings.Count(string(out), "2001:db8::"); kept < n {
+		t.Errorf("%d of %d sticky sources kept after the reload", kept, n)
+	}
+	c.cleanup()
+	return fmt.Sprintf("| %d | %s | %s | %s | %s | %s |", n, ms(loaded), ms(down), ms(record), ms(verify), ms(reload))
+
 }
