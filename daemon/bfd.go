@@ -199,10 +199,18 @@ func (b *linkBFD) Run(ctx context.Context) error {
 	}
 }
 
-// apply makes the running sessions those of want.
+// apply makes the running sessions those of want. A change of hold-up
+// only applies to the next down: the session keeps running.
 func (b *linkBFD) apply(ctx context.Context, sessions map[string]*bfdSession, want map[string]bfdSpec) {
 	for link, s := range sessions {
-		if w, ok := want[link]; !ok || w != s.spec {
+		w, ok := want[link]
+		if same := s.spec; ok && w.holdUp != same.holdUp {
+			if same.holdUp = w.holdUp; same == w {
+				s.spec = w
+				b.log.Info("bfd hold-up changed", "link", link, "peer", s.spec.peer, "hold_up", w.holdUp)
+			}
+		}
+		if !ok || w != s.spec {
 			b.stopSession(s)
 			delete(sessions, link)
 			b.log.Info("bfd session stopped", "link", link, "peer", s.spec.peer, "changed", ok)

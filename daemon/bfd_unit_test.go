@@ -288,6 +288,97 @@ func TestLinkBFDHoldUp(t *testing.T) {
 	}
 }
 
+// TestLinkBFDShared: a reload changing only isp1's hold-up keeps its
+// session running. Then the session is shared with another client of
+// the manager (a BGP neighbour to the same peer): a reload removing or
+// changing the link's
+// session leaves it to the neighbour; a reload giving both new timers
+// (the link first, then the neighbour, as the daemon applies them) ends
+// with one session at the new timers serving both.
+func TestLinkBFDShared(t *testing.T) {
+	cfg := parseConfig(t, strings.Replace(bfdLinks, "%s", "", 1))
+	src := &fakeSource{}
+	runs := &fakeRuns{notify: map[string]func(bfd.Event){}, started: make(chan string, 16)}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	mgr := bfd.NewManager(log, bfd.ManagerOptions{Run: runs.run})
+	b := newLinkBFD(cfg, src, mgr, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for range 2 {
+		<-runs.started
+	}
+	runs.take()
+	linkState := func(s string) float64 { return testutil.ToFloat64(b.state.WithLabelValues("isp1", "198.51.100.1", s)) }
+	runs.send("wan1", bfd.Init, bfd.Up, bfd.DiagNone, bfd.DiagNone)
+	waitFor(t, "isp1 up", func() bool { return linkState("up") == 1 })
+	// Only the hold-up changes (isp1's session is not shared yet):
+	// nothing restarts, no AdminDown to the peer.
+	if err := b.Update(parseConfig(t, strings.Replace(strings.Replace(bfdLinks, "%s", "", 1), "hold_up: 0s", "hold_up: 2s", 1))); err != nil {
+		t.Fatal(err)
+	}
+	if got := runs.take(); len(got) != 0 || linkState("up") != 1 {
+		t.Errorf("a hold-up change restarted sessions: %v, up %v", got, linkState("up"))
+	}
+	peer := func(tx time.Duration) bfd.Peer {
+		return bfd.Peer{Interface: "wan1", Remote: cfg.Links[0].BFD.Peer, Config: bfd.Config{DesiredMinTx: tx, RequiredMinRx: tx, DetectMult: 3}}
+	}
+	var nmu sync.Mutex
+	var nbEvents int
+	nb, err := mgr.Open(peer(100*time.Millisecond), func(bfd.Event) { nmu.Lock(); nbEvents++; nmu.Unlock() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mgr.Sessions() != 2 {
+		t.Fatalf("%d sessions: the neighbour did not join isp1's", mgr.Sessions())
+	}
+
+	// The link's bfd removed: the neighbour's session runs on.
+	noBFD := strings.Replace(strings.Replace(bfdLinks, "%s", "", 1), ", bfd: {min_tx: 100ms, min_rx: 100ms, hold_up: 0s}", "", 1)
+	if err := b.Update(parseConfig(t, noBFD)); err != nil {
+		t.Fatal(err)
+	}
+	if got := runs.take(); len(got) != 0 || nb.State() != bfd.Up {
+		t.Errorf("removing the link's bfd stopped the neighbour's session: %v, %s", got, nb.State())
+	}
+	// Back, joining the running session (up at once).
+	if err := b.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := runs.take(); len(got) != 0 || linkState("up") != 1 {
+		t.Errorf("the link's bfd back: %v, up %v", got, linkState("up"))
+	}
+	// Both go to 50 ms: the link first (it waits, down), then the
+	// neighbour (the old session stops, one new one serves both).
+	if err := b.Update(parseConfig(t, strings.Replace(strings.Replace(bfdLinks, "%s", "", 1), "min_tx: 100ms, min_rx: 100ms", "min_tx: 50ms, min_rx: 50ms", 1))); err != nil {
+		t.Fatal(err)
+	}
+	if got := runs.take(); len(got) != 0 || linkState("down") != 1 {
+		t.Errorf("the link's new timers: %v, down %v", got, linkState("down"))
+	}
+	nb.Close()
+	nb, err = mgr.Open(peer(50*time.Millisecond), func(bfd.Event) { nmu.Lock(); nbEvents++; nmu.Unlock() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nb.Close()
+	if got := <-runs.started; got != "wan1" {
+		t.Fatalf("started %s", got)
+	}
+	if got := strings.Join(runs.take(), ", "); got != "stop wan1, start wan1 198.51.100.1" {
+		t.Errorf("after the neighbour's new timers: %s", got)
+	}
+	if mgr.Sessions() != 2 {
+		t.Errorf("%d sessions, want isp1's (shared) and isp3's", mgr.Sessions())
+	}
+	runs.send("wan1", bfd.Init, bfd.Up, bfd.DiagNone, bfd.DiagNone)
+	waitFor(t, "isp1 up on the new session", func() bool { return linkState("up") == 1 })
+	if nb.State() != bfd.Up {
+		t.Errorf("neighbour's state %s", nb.State())
+	}
+}
+
 func sortedCopy(s []string) []string {
 	out := append([]string{}, s...)
 	for i := range out {
