@@ -35,8 +35,9 @@ type NeighborStatus struct {
 	PrefixesSent     uint64 `json:"prefixes_sent"`
 	PrefixesReceived uint64 `json:"prefixes_received"`
 	// Announced: the site's prefixes are exported to the neighbour;
-	// Withdrawn: they are not (its link is not usable, BFD is down or
-	// flap damping suppresses it); Prepend: extra copies of the local AS.
+	// Withdrawn: they are not (its link is not usable, BFD is down, flap
+	// damping suppresses it, or this node is an HA pair's standby);
+	// Prepend: extra copies of the local AS.
 	Announced bool `json:"announced"`
 	Withdrawn bool `json:"withdrawn"`
 	Prepend   int  `json:"prepend"`
