@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/multihome/multihome/ha"
+	"github.com/multihome/multihome/mptcp"
 	"io"
 	"net"
 	"net/http"
@@ -144,6 +145,13 @@ func (c *Client) Status(ctx context.Context) (Overview, error) {
 func (c *Client) IPv6(ctx context.Context) (IPv6Status, error) {
 	var s IPv6Status
 	return s, c.do(ctx, "GET", "/api/v1/ipv6", nil, &s)
+}
+
+// MPTCP returns the MPTCP endpoints; an *APIError with Code 404 when the
+// daemon has no mptcp section.
+func (c *Client) MPTCP(ctx context.Context) (mptcp.Status, error) {
+	var s mptcp.Status
+	return s, c.do(ctx, "GET", "/api/v1/mptcp", nil, &s)
 }
 
 // HA returns this node's view of the HA pair; an *APIError with Code 404

@@ -55,6 +55,7 @@ func (s *Server) routes(metricsHandler http.Handler) http.Handler {
 	api.Handle("/api/v1/bgp", method("GET", s.getBGP))
 	api.Handle("/api/v1/ipv6", method("GET", s.getIPv6))
 	api.Handle("/api/v1/ha", method("GET", s.getHA))
+	api.Handle("/api/v1/mptcp", method("GET", s.getMPTCP))
 	api.Handle("/api/v1/audit", method("GET", s.getAudit))
 	api.Handle("/api/v1/audit.svg", method("GET", s.getAuditSVG))
 	api.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

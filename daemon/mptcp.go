@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/mptcp"
@@ -28,4 +29,22 @@ func init() {
 		}
 		return c, nil
 	}})
+}
+
+var _ api.MPTCPReporter = (*Daemon)(nil)
+
+// MPTCPStatus returns the MPTCP endpoints as the path manager's last
+// apply left them (nothing is asked of the kernel), and false when the
+// config has no mptcp section.
+func (d *Daemon) MPTCPStatus() (mptcp.Status, bool) {
+	for _, s := range d.running() {
+		if c, ok := s.sub.(*mptcp.Controller); ok {
+			st, ok := c.Status()
+			if !ok {
+				st = mptcp.Status{Error: "the path manager has not been set up yet"}
+			}
+			return st, true
+		}
+	}
+	return mptcp.Status{}, false
 }

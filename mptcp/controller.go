@@ -2,18 +2,22 @@ package mptcp
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
+	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/monitor"
+	"github.com/multihome/multihome/netns"
 )
 
 // Controller keeps the path manager of the namespace it runs in in step
@@ -29,18 +33,77 @@ type Controller struct {
 	// (from the kernel; a fake in tests).
 	interfaces func(name string) (int32, []netip.Addr, error)
 
-	mu   sync.Mutex
-	cfg  *config.Config // the config in force, replaced by Update
-	kick chan struct{}
+	// addrOpts subscribes to address changes (in the namespace of
+	// WithNetns).
+	addrOpts netlink.AddrSubscribeOptions
+
+	mu     sync.Mutex
+	cfg    *config.Config // the config in force, replaced by Update
+	status *Status        // after the last apply; nil before the first
+	kick   chan struct{}
+
+	// closers release what options opened, when Run ends.
+	closers []func()
 
 	endpoints *prometheus.GaugeVec
 	changes   *prometheus.CounterVec
 	errors    prometheus.Counter
 }
 
+// Option configures a Controller.
+type Option func(*Controller) error
+
+// WithNetns makes the controller drive the path manager of the named
+// network namespace (one `ip netns` knows) instead of the process's own,
+// reading interfaces and following addresses there. For tests and the
+// lab.
+func WithNetns(name string) Option {
+	return func(c *Controller) error {
+		h, err := netns.Handle(name)
+		if err != nil {
+			return err
+		}
+		ns, err := vnetns.GetFromPath(netns.Path(name))
+		if err != nil {
+			h.Close()
+			return fmt.Errorf("mptcp: netns %s: %w", name, err)
+		}
+		c.dial = func() (Kernel, error) {
+			var k *Conn
+			err := netns.Do(name, func() (err error) { k, err = Dial(); return err })
+			return k, err
+		}
+		c.interfaces = func(ifname string) (int32, []netip.Addr, error) { return handleInterface(h, ifname) }
+		c.addrOpts.Namespace = &ns
+		c.closers = append(c.closers, func() { h.Close(); ns.Close() })
+		return nil
+	}
+}
+
 // New returns a controller for cfg's mptcp section (which must be set).
 // Nothing touches the kernel until Run.
-func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Controller, error) {
+func New(cfg *config.Config, src monitor.Source, log *slog.Logger, opts ...Option) (*Controller, error) {
+	c, err := newController(cfg, src, log)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range opts {
+		if err := o(c); err != nil {
+			c.close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Controller) close() {
+	for _, f := range c.closers {
+		f()
+	}
+	c.closers = nil
+}
+
+func newController(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Controller, error) {
 	ns, sub := "multihome", "mptcp"
 	return &Controller{
 		log: log, src: src, cfg: cfg, kick: make(chan struct{}, 1),
@@ -58,6 +121,20 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Controller,
 // Collectors returns the controller's Prometheus collectors.
 func (c *Controller) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{c.endpoints, c.changes, c.errors}
+}
+
+// Status returns the path manager as the last apply left it, and false
+// before the first apply. It asks the kernel nothing.
+func (c *Controller) Status() (Status, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status == nil {
+		return Status{}, false
+	}
+	st := *c.status
+	st.Endpoints = slices.Clone(st.Endpoints)
+	st.Links = slices.Clone(st.Links)
+	return st, true
 }
 
 // Update makes cfg the config in force; Run applies it at once.
@@ -82,6 +159,7 @@ func (c *Controller) config() *config.Config {
 // address change and reconcile tick, until ctx ends; then it removes the
 // endpoints it made.
 func (c *Controller) Run(ctx context.Context) error {
+	defer c.close()
 	k, err := c.dial()
 	if err != nil {
 		return err
@@ -99,7 +177,9 @@ func (c *Controller) Run(ctx context.Context) error {
 	addrs := make(chan netlink.AddrUpdate, 16)
 	done := make(chan struct{})
 	defer close(done)
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, netlink.AddrSubscribeOptions{ErrorCallback: func(error) {}}); err != nil {
+	opts := c.addrOpts
+	opts.ErrorCallback = func(error) {}
+	if err := netlink.AddrSubscribeWithOptions(addrs, done, opts); err != nil {
 		c.log.Warn("no address notifications: learning addresses at each reconcile only", "err", err)
 		addrs = nil
 	}
@@ -137,9 +217,20 @@ func (c *Controller) Run(ctx context.Context) error {
 }
 
 func (c *Controller) apply(m *Manager, cfg *config.Config, status map[string]monitor.Status, why string) {
-	want := Desired(cfg, c.links(cfg, status))
+	links := c.links(cfg, status)
+	want := Desired(cfg, links)
 	changes, err := m.Set(want)
 	c.logChanges(changes, err, why)
+	ifaces := map[string]string{}
+	for _, name := range cfg.MPTCP.Links {
+		if lc := cfg.LinkByName(name); lc != nil {
+			ifaces[name] = lc.Interface
+		}
+	}
+	st := statusOf(time.Now(), links, ifaces, want, m, err)
+	c.mu.Lock()
+	c.status = &st
+	c.mu.Unlock()
 	c.endpoints.Reset()
 	for _, ep := range want.Endpoints {
 		c.endpoints.WithLabelValues(want.Names[ep.ID], ep.Flags.String()).Inc()
@@ -173,7 +264,7 @@ func (c *Controller) links(cfg *config.Config, status map[string]monitor.Status)
 			continue
 		}
 		st := status[name]
-		l := Link{Name: name, State: st.State, Admin: st.Admin, Addr4: lc.Address4, Addr6: lc.Address6}
+		l := Link{Name: name, State: st.State, Admin: st.Admin, HoldDown: st.HoldDown, Addr4: lc.Address4, Addr6: lc.Address6}
 		idx, addrs, err := c.interfaces(lc.Interface)
 		if err != nil {
 			c.log.Debug("mptcp: interface not readable", "link", name, "interface", lc.Interface, "err", err)
@@ -194,12 +285,21 @@ func (c *Controller) links(cfg *config.Config, status map[string]monitor.Status)
 
 // kernelInterface reads an interface's index and usable global addresses.
 func kernelInterface(name string) (int32, []netip.Addr, error) {
-	lk, err := netlink.LinkByName(name)
+	return handleInterface(nil, name)
+}
+
+// handleInterface is kernelInterface through h (nil: the process's
+// namespace).
+func handleInterface(h *netlink.Handle, name string) (int32, []netip.Addr, error) {
+	if h == nil {
+		h = &netlink.Handle{}
+	}
+	lk, err := h.LinkByName(name)
 	if err != nil {
 		return 0, nil, err
 	}
 	var out []netip.Addr
-	addrs, err := netlink.AddrList(lk, netlink.FAMILY_ALL)
+	addrs, err := h.AddrList(lk, netlink.FAMILY_ALL)
 	if err != nil {
 		return int32(lk.Attrs().Index), nil, err
 	}

@@ -76,8 +76,8 @@ type Endpoint struct {
 // Limits are the kernel's per-connection limits: extra subflows, and
 // addresses accepted from the peer's ADD_ADDR.
 type Limits struct {
-	Subflows        uint32
-	AddAddrAccepted uint32
+	Subflows        uint32 `json:"subflows"`
+	AddAddrAccepted uint32 `json:"add_addr_accepted"`
 }
 
 // Conn talks to the path manager of the network namespace it was opened

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 
@@ -22,6 +23,8 @@ type Link struct {
 	Addr4, Addr6 netip.Addr
 	State        monitor.State
 	Admin        monitor.Admin
+	// HoldDown: recovered, waiting out the monitor's hold-down.
+	HoldDown bool
 }
 
 // State is the path manager's desired state.
@@ -98,6 +101,22 @@ type Manager struct {
 	// owned holds every ID range this manager was given, so that a
 	// reload that moves id_base removes the endpoints of the old range.
 	owned map[[2]uint8]bool
+	// table and limits are the kernel's endpoints and limits as the last
+	// Set left them: what it read, with its successful changes applied
+	// (tableOK false when the read failed). skipped are wanted endpoints
+	// whose address an operator's endpoint holds (wanted ID -> its ID).
+	table   []Endpoint
+	limits  Limits
+	tableOK bool
+	skipped map[uint8]uint8
+}
+
+// Table returns the kernel's endpoints and limits as the last Set left
+// them, without asking the kernel again, and whether Set could read
+// them. skipped maps a wanted endpoint ID to the ID of the operator's
+// endpoint that holds its address.
+func (m *Manager) Table() (eps []Endpoint, l Limits, skipped map[uint8]uint8, ok bool) {
+	return slices.Clone(m.table), m.limits, maps.Clone(m.skipped), m.tableOK
 }
 
 // NewManager returns a manager of k.
@@ -126,29 +145,46 @@ func (m *Manager) Set(want State) ([]string, error) {
 	if cur, err := m.k.Limits(); err != nil {
 		errs = append(errs, err)
 	} else if cur != want.Limits {
+		m.limits = cur
 		if err := m.k.SetLimits(want.Limits); err != nil {
 			errs = append(errs, err)
 		} else {
+			m.limits = want.Limits
 			changes = append(changes, fmt.Sprintf("limits set subflows %d add_addr_accepted %d", want.Limits.Subflows, want.Limits.AddAddrAccepted))
 		}
+	} else {
+		m.limits = cur
 	}
 	have, err := m.k.Endpoints()
 	if err != nil {
+		m.tableOK = false
 		return changes, errors.Join(append(errs, err)...)
 	}
+	// result is the kernel's table as our successful changes leave it.
+	result := map[uint8]Endpoint{}
 	foreign := map[netip.Addr]uint8{}
 	mine := map[uint8]Endpoint{}
 	for _, ep := range have {
+		result[ep.ID] = ep
 		if m.owns(ep.ID) {
 			mine[ep.ID] = ep
 		} else {
 			foreign[ep.Addr] = ep.ID
 		}
 	}
+	defer func() {
+		m.table, m.tableOK = nil, true
+		for _, id := range sortedIDs(result) {
+			m.table = append(m.table, result[id])
+		}
+	}()
 	wanted := map[uint8]Endpoint{}
+	m.skipped = map[uint8]uint8{}
 	for _, ep := range want.Endpoints {
-		if _, ok := foreign[ep.Addr]; !ok {
+		if id, ok := foreign[ep.Addr]; !ok {
 			wanted[ep.ID] = ep
+		} else {
+			m.skipped[ep.ID] = id
 		}
 	}
 	// Deletions first: a wanted address may sit on another owned ID
@@ -164,6 +200,7 @@ func (m *Manager) Set(want State) ([]string, error) {
 			continue
 		}
 		delete(mine, id)
+		delete(result, id)
 		changes = append(changes, fmt.Sprintf("endpoint delete id %d %s", id, ep.Addr))
 	}
 	for _, id := range sortedIDs(wanted) {
@@ -175,12 +212,15 @@ func (m *Manager) Set(want State) ([]string, error) {
 				errs = append(errs, err)
 				continue
 			}
+			result[id] = w
 			changes = append(changes, fmt.Sprintf("endpoint add %s id %d %s%s", w.Addr, id, w.Flags, dev(w)))
 		case ep.Flags != w.Flags:
 			if err := m.k.SetFlags(id, w.Flags&Backup); err != nil {
 				errs = append(errs, err)
 				continue
 			}
+			ep.Flags = ep.Flags&^Backup | w.Flags&Backup
+			result[id] = ep
 			changes = append(changes, fmt.Sprintf("endpoint change id %d %s", id, backupWord(w.Flags)))
 		}
 	}
@@ -195,11 +235,14 @@ func (m *Manager) Clear() ([]string, error) {
 	}
 	var changes []string
 	var errs []error
+	m.table, m.tableOK, m.skipped = nil, true, nil
 	for _, ep := range have {
 		if !m.owns(ep.ID) {
+			m.table = append(m.table, ep)
 			continue
 		}
 		if err := m.k.Del(ep.ID); err != nil {
+			m.table = append(m.table, ep)
 			errs = append(errs, err)
 			continue
 		}
