@@ -3,8 +3,10 @@ package mptcp_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -177,6 +179,19 @@ mptcp: {}
 		case ep.ID >= 102 && (ep.Operator || ep.Link != "isp2" || ep.Interface != "wan2"):
 			t.Errorf("isp2's endpoint: %+v", ep)
 		}
+	}
+	// The JSON a browser gets: endpoint IDs are numbers, not base64.
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", strings.TrimPrefix(addr, "unix:"))
+	}}}
+	resp, err := hc.Get("http://multihome/api/v1/mptcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(raw), `"endpoints": [`+"\n"+`        102,`) && !strings.Contains(string(raw), `"endpoints":[102,103]`) {
+		t.Errorf("isp2's endpoint IDs are not a JSON array of numbers:\n%s", raw)
 	}
 	if st.Limits != (mptcp.Limits{Subflows: 4, AddAddrAccepted: 4}) || st.Time.IsZero() || st.Error != "" {
 		t.Errorf("limits %+v, time %v, error %q", st.Limits, st.Time, st.Error)

@@ -56,7 +56,7 @@ type LinkStatus struct {
 	// "backup" (only when no other subflow works) or "none".
 	Mode string `json:"mode"`
 	// Endpoints are the IDs of the link's endpoints in the table.
-	Endpoints []uint8 `json:"endpoints"`
+	Endpoints []int `json:"endpoints"`
 	// Reason says why the link is backup or has no endpoint.
 	Reason string `json:"reason,omitempty"`
 }
@@ -96,10 +96,10 @@ func statusOf(now time.Time, links []Link, ifaces map[string]string, want State,
 		wanted[want.Names[ep.ID]] = append(wanted[want.Names[ep.ID]], ep)
 	}
 	for _, l := range links {
-		ls := LinkStatus{Link: l.Name, Interface: ifaces[l.Name], State: l.State.String(), Admin: l.Admin.String(), Mode: "none", Endpoints: []uint8{}}
+		ls := LinkStatus{Link: l.Name, Interface: ifaces[l.Name], State: l.State.String(), Admin: l.Admin.String(), Mode: "none", Endpoints: []int{}}
 		for _, ep := range wanted[l.Name] {
 			if in[ep.ID] {
-				ls.Endpoints = append(ls.Endpoints, ep.ID)
+				ls.Endpoints = append(ls.Endpoints, int(ep.ID))
 			}
 		}
 		var notes []string

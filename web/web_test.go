@@ -130,7 +130,7 @@ func optional404(m chromedp.ConsoleMessage) bool {
 	if !strings.Contains(m.Text, "status of 404") {
 		return false
 	}
-	for _, p := range []string{"/api/v1/bgp", "/api/v1/ipv6", "/api/v1/audit", "/api/v1/audit.svg"} {
+	for _, p := range []string{"/api/v1/bgp", "/api/v1/ipv6", "/api/v1/mptcp", "/api/v1/audit", "/api/v1/audit.svg"} {
 		if strings.HasSuffix(m.URL, p) {
 			return true
 		}
@@ -449,11 +449,69 @@ func TestDashboardWithoutOptional(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2500 * time.Millisecond) // a poll or two
-	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('#bgp-panel').hidden && document.querySelector('#ipv6-panel').hidden && document.querySelector('#audit-panel').hidden`))
+	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('#bgp-panel').hidden && document.querySelector('#ipv6-panel').hidden && document.querySelector('#mptcp-panel').hidden && document.querySelector('#audit-panel').hidden`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !hidden {
-		t.Error("BGP, IPv6 or audit panel shown without BGP, ipv6 or audit")
+		t.Error("BGP, IPv6, MPTCP or audit panel shown without BGP, ipv6, mptcp or audit")
+	}
+}
+
+// TestDashboardMPTCP: the MPTCP panel shows each link's mode and why,
+// and every endpoint with its flags and link (the operator's marked),
+// and follows a change on the next event.
+func TestDashboardMPTCP(t *testing.T) {
+	ctx := browser(t)
+	f := apitest.NewFake(apitest.Links()...)
+	sf := apitest.WithStatus(f)
+	sf.SetBGP(false)
+	sf.SetMPTCP(true, apitest.MPTCP())
+	_, addr := serve(t, ctx, sf, api.Options{Listen: "127.0.0.1:0"})
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate("http://"+addr+"/"),
+		chromedp.WaitVisible(`#mptcp-panel tr[data-id="102"]`),
+		until(`document.querySelector('#live').dataset.live === 'on'`, 5*time.Second),
+	); err != nil {
+		t.Fatalf("the MPTCP panel: %v", err)
+	}
+	for sel, want := range map[string][]string{
+		`#mptcp-links tr[data-link="fiber"]`: {"fiber", "up", "subflow", "100 101"},
+		`#mptcp-links tr[data-link="cable"]`: {"cable", "degraded", "backup", "102", "degraded"},
+		`#mptcp-links tr[data-link="lte"]`:   {"lte", "down", "none", "—", "link down"},
+		`#mptcp tr[data-id="1"]`:             {"192.0.2.1", "signal", "operator", "—"},
+		`#mptcp tr[data-id="101"]`:           {"2001:db8:1::2", "subflow", "fiber", "wan1"},
+		`#mptcp tr[data-id="102"]`:           {"203.0.113.2", "subflow backup", "cable", "wan2"},
+		`#mptcp-count`:                       {"1 of 3 links for subflows, limits: 4 subflows, 4 addresses accepted"},
+	} {
+		r := text(t, ctx, sel)
+		for _, w := range want {
+			if !strings.Contains(r, w) {
+				t.Errorf("%s shows %q, want %q in it", sel, r, w)
+			}
+		}
+	}
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#mptcp tbody tr').length`)); err != nil || n != 4 {
+		t.Errorf("%d endpoint rows (%v), want 4", n, err)
+	}
+	if hidden, _ := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector('#mptcp-error').hidden`)); !hidden {
+		t.Error("an error shown without one")
+	}
+
+	// cable recovers: its endpoint loses backup; a failed add is shown.
+	st := apitest.MPTCP()
+	st.Links[1].State, st.Links[1].Mode, st.Links[1].Reason = "up", "subflow", ""
+	st.Endpoints[3].Flags = []string{"subflow"}
+	st.Error = "endpoint add 198.51.100.18 id 104: no room"
+	sf.SetMPTCP(true, st)
+	f.Update("lte", "carrier lost", func(s *monitor.Status) { s.State, s.Health = monitor.Down, monitor.Down })
+	if err := chromedp.Do(ctx, until(`document.querySelector('#mptcp-links tr[data-link="cable"]').dataset.mode === 'subflow'`, 5*time.Second)); err != nil {
+		t.Fatalf("cable's mode not updated after an event: %v", err)
+	}
+	if r := text(t, ctx, `#mptcp tr[data-id="102"]`); strings.Contains(r, "backup") {
+		t.Errorf("cable's endpoint still backup: %q", r)
+	}
+	if e := text(t, ctx, `#mptcp-error`); e != "last apply: endpoint add 198.51.100.18 id 104: no room" {
+		t.Errorf("error line %q", e)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/audit"
 	"github.com/multihome/multihome/bgp"
+	"github.com/multihome/multihome/mptcp"
 )
 
 // StatusFake is a Fake that also serves the optional views: BGP
@@ -22,12 +23,15 @@ type StatusFake struct {
 	neighbors []bgp.NeighborStatus
 	ipv6On    bool
 	ipv6      api.IPv6Status
+	mptcpOn   bool
+	mptcp     mptcp.Status
 }
 
 var (
-	_ api.BGPReporter  = (*StatusFake)(nil)
-	_ api.Auditor      = (*StatusFake)(nil)
-	_ api.IPv6Reporter = (*StatusFake)(nil)
+	_ api.BGPReporter   = (*StatusFake)(nil)
+	_ api.Auditor       = (*StatusFake)(nil)
+	_ api.IPv6Reporter  = (*StatusFake)(nil)
+	_ api.MPTCPReporter = (*StatusFake)(nil)
 )
 
 // WithStatus wraps f; BGP is configured with these neighbours.
@@ -131,4 +135,42 @@ func (s *StatusFake) IPv6Status() (api.IPv6Status, bool) {
 	st.Prefixes = slices.Clone(st.Prefixes)
 	st.FirewallSets = slices.Clone(st.FirewallSets)
 	return st, s.ipv6On
+}
+
+// MPTCP returns an MPTCP view for Links: fiber up with two subflow
+// endpoints, cable degraded with a backup one, lte down without any, and
+// an operator's signal endpoint.
+func MPTCP() mptcp.Status {
+	a := netip.MustParseAddr
+	return mptcp.Status{Time: time.Now(), Limits: mptcp.Limits{Subflows: 4, AddAddrAccepted: 4},
+		Endpoints: []mptcp.EndpointStatus{
+			{ID: 1, Address: a("192.0.2.1"), Flags: []string{"signal"}, Operator: true},
+			{ID: 100, Address: a("198.51.100.2"), Flags: []string{"subflow"}, Link: "fiber", Interface: "wan1", IfIndex: 3},
+			{ID: 101, Address: a("2001:db8:1::2"), Flags: []string{"subflow"}, Link: "fiber", Interface: "wan1", IfIndex: 3},
+			{ID: 102, Address: a("203.0.113.2"), Flags: []string{"subflow", "backup"}, Link: "cable", Interface: "wan2", IfIndex: 4},
+		},
+		Links: []mptcp.LinkStatus{
+			{Link: "fiber", Interface: "wan1", State: "up", Admin: "none", Mode: "subflow", Endpoints: []int{100, 101}},
+			{Link: "cable", Interface: "wan2", State: "degraded", Admin: "none", Mode: "backup", Endpoints: []int{102}, Reason: "degraded"},
+			{Link: "lte", Interface: "wwan0", State: "down", Admin: "none", Mode: "none", Endpoints: []int{}, Reason: "link down"},
+		}}
+}
+
+// SetMPTCP replaces the MPTCP view; configured false makes GET
+// /api/v1/mptcp answer 404 as a daemon without an mptcp section does (the
+// default).
+func (s *StatusFake) SetMPTCP(configured bool, st mptcp.Status) {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	s.mptcpOn, s.mptcp = configured, st
+}
+
+// MPTCPStatus implements api.MPTCPReporter.
+func (s *StatusFake) MPTCPStatus() (mptcp.Status, bool) {
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	st := s.mptcp
+	st.Endpoints = slices.Clone(st.Endpoints)
+	st.Links = slices.Clone(st.Links)
+	return st, s.mptcpOn
 }

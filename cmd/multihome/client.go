@@ -12,6 +12,7 @@ import (
 	"github.com/multihome/multihome/ha"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/multihome/multihome/api"
+	"github.com/multihome/multihome/mptcp"
 )
 
 // clientFlags are the flags every API command takes.
@@ -85,7 +87,7 @@ func runStatus(ctx context.Context, w io.Writer, args []string) error {
 	cf.register(fs)
 	asJSON := fs.Bool("json", false, "print the API's JSON answer")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: multihome status [--json] [--api ADDR] [--token T]\n\nShows every link's state, quality and load; with BGP, every neighbour's session,\nannouncements, received and imported routes and BFD; with IPv6, the LAN prefixes;\nwith HA, this node's role in the pair, the partner and the sync.")
+		fmt.Fprintln(fs.Output(), "usage: multihome status [--json] [--api ADDR] [--token T]\n\nShows every link's state, quality and load; with BGP, every neighbour's session,\nannouncements, received and imported routes and BFD; with IPv6, the LAN prefixes;\nwith HA, this node's role in the pair, the partner and the sync; with MPTCP,\nthe endpoints kept in the kernel, with their flags and links.")
 		fs.PrintDefaults()
 	}
 	if pos, err := parseInterleaved(fs, args); err != nil {
@@ -128,14 +130,72 @@ func runStatus(ctx context.Context, w io.Writer, args []string) error {
 	}
 	st, err := c.IPv6(ctx)
 	switch {
-	case errors.As(err, &ae) && ae.Code == 404:
-		return nil // no ipv6 section
+	case errors.As(err, &ae) && ae.Code == 404: // no ipv6 section
 	case err != nil:
 		return cf.explain(fmt.Errorf("ipv6 prefixes: %w", err))
+	default:
+		fmt.Fprintln(w)
+		writeIPv6(w, st)
 	}
-	fmt.Fprintln(w)
-	writeIPv6(w, st)
+	m, err := c.MPTCP(ctx)
+	switch {
+	case errors.As(err, &ae) && ae.Code == 404: // no mptcp section
+	case err != nil:
+		return cf.explain(fmt.Errorf("mptcp: %w", err))
+	default:
+		fmt.Fprintln(w)
+		writeMPTCP(w, m)
+	}
 	return nil
+}
+
+// writeMPTCP prints the "MPTCP" block: each link of mptcp.links with
+// what MPTCP may do with it and why, then the kernel's endpoint table
+// (the operator's endpoints marked) and the last apply's error.
+func writeMPTCP(out io.Writer, st mptcp.Status) {
+	var w strings.Builder
+	defer func() { // no padding after the last column
+		for _, l := range strings.SplitAfter(w.String(), "\n") {
+			if l != "" {
+				fmt.Fprintln(out, strings.TrimRight(l, " \n"))
+			}
+		}
+	}()
+	fmt.Fprintf(&w, "MPTCP (limits: subflows %d, add_addr_accepted %d)\n", st.Limits.Subflows, st.Limits.AddAddrAccepted)
+	tw := tabwriter.NewWriter(&w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "LINK\tSTATE\tMODE\tENDPOINTS\tREASON")
+	for _, l := range st.Links {
+		ids := make([]string, len(l.Endpoints))
+		for i, id := range l.Endpoints {
+			ids[i] = fmt.Sprint(id)
+		}
+		eps := strings.Join(ids, " ")
+		if eps == "" {
+			eps = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Link, l.State, l.Mode, eps, l.Reason)
+	}
+	tw.Flush()
+	tw = tabwriter.NewWriter(&w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tADDRESS\tFLAGS\tLINK\tINTERFACE")
+	for _, ep := range st.Endpoints {
+		link, iface := ep.Link, ep.Interface
+		if ep.Operator {
+			link = "(operator)"
+		}
+		if iface == "" {
+			iface = "-"
+		}
+		addr := ep.Address.String()
+		if ep.Port != 0 {
+			addr = netip.AddrPortFrom(ep.Address, ep.Port).String()
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", ep.ID, addr, strings.Join(ep.Flags, " "), link, iface)
+	}
+	tw.Flush()
+	if st.Error != "" {
+		fmt.Fprintf(&w, "error: %s\n", st.Error)
+	}
 }
 
 // writeHA prints the "HA" block: this node's role in the pair, the

@@ -144,6 +144,7 @@
       pollOK(true);
       loadBGP();
       loadIPv6();
+      loadMPTCP();
     } catch (e) {
       pollOK(false, e.message);
     }
@@ -592,6 +593,69 @@
     }));
   }
 
+  // ---- MPTCP endpoints ----
+  // As for BGP: null not asked yet, false no mptcp section (404), asked
+  // again only after a config reload.
+  let mptcpAvailable = null;
+  let mptcpBusy = false;
+  let mptcpAgain = false;
+  async function loadMPTCP(recheck) {
+    if (recheck) mptcpAvailable = null;
+    if (mptcpAvailable === false) return;
+    if (mptcpBusy) { mptcpAgain = true; return; }
+    mptcpBusy = true;
+    try {
+      const res = await api('/api/v1/mptcp');
+      mptcpAvailable = true;
+      renderMPTCP(res);
+    } catch (e) {
+      if (e.status === 404) {
+        mptcpAvailable = false;
+        $('#mptcp-panel').hidden = true;
+      }
+    } finally {
+      mptcpBusy = false;
+    }
+    if (mptcpAgain) {
+      mptcpAgain = false;
+      loadMPTCP();
+    }
+  }
+
+  function renderMPTCP(st) {
+    $('#mptcp-panel').hidden = false;
+    const ls = st.links || [];
+    const eps = st.endpoints || [];
+    const used = ls.filter((l) => l.mode === 'subflow').length;
+    const lim = st.limits || {};
+    $('#mptcp-count').textContent = (ls.length ? `${used} of ${ls.length} links for subflows` : 'no links') +
+      `, limits: ${lim.subflows ?? '?'} subflows, ${lim.add_addr_accepted ?? '?'} addresses accepted`;
+    $('#mptcp-links tbody').replaceChildren(...ls.map((l) => {
+      const tr = h('tr');
+      tr.dataset.link = l.link;
+      tr.dataset.mode = l.mode;
+      const mode = h('td');
+      mode.append(h('span', 'pill state mp-' + l.mode, l.mode));
+      const ids = (l.endpoints || []).join(' ');
+      tr.append(h('td', 'l', l.link), h('td', '', l.state), mode,
+        h('td', ids ? 'n' : 'muted', ids || '—'), h('td', 'why', l.reason || ''));
+      return tr;
+    }));
+    $('#mptcp tbody').replaceChildren(...eps.map((ep) => {
+      const tr = h('tr');
+      tr.dataset.id = String(ep.id);
+      if (ep.operator) tr.dataset.operator = 'true';
+      const link = ep.operator ? h('td', 'muted', 'operator') : h('td', 'l', ep.link || '');
+      link.title = ep.operator ? 'The operator\'s own endpoint: multihome leaves it alone' : 'Kept by multihome for this link';
+      tr.append(h('td', 'n', String(ep.id)), h('td', 'addr', ep.port ? `${ep.address} port ${ep.port}` : ep.address),
+        h('td', '', (ep.flags || []).join(' ')), link, h('td', ep.interface ? '' : 'muted', ep.interface || '—'));
+      return tr;
+    }));
+    const err = $('#mptcp-error');
+    err.hidden = !st.error;
+    err.textContent = st.error ? 'last apply: ' + st.error : '';
+  }
+
   // ---- audit ----
   let auditURL = '';
   async function loadAudit() {
@@ -659,6 +723,7 @@
     renderEvents(new Set([e.seq]));
     loadBGP(e.kind === 'reload');
     loadIPv6(e.kind === 'reload');
+    loadMPTCP(e.kind === 'reload');
     if (e.kind === 'reload') loadAudit();
     if (e.status && e.link && links.has(e.link)) {
       const l = links.get(e.link);
@@ -874,6 +939,7 @@
     if (!events.length) await loadEvents();
     loadBGP(true);
     loadIPv6(true);
+    loadMPTCP(true);
     loadAudit();
   }
 
