@@ -61,7 +61,7 @@ func (d *demo) bondStart(ctx context.Context, dir string) error {
 			return err
 		}
 		go func() { <-ctx.Done(); ln.Close() }()
-		go serveEndless(ln)
+		go lab.ServeStream(ln, 128<<10, 0, 10*time.Second)
 	}
 	path := filepath.Join(dir, "aggregate.yaml")
 	cfg := fmt.Sprintf("aggregate: {listen: %q, key: %q}\n", demoAggregator, demoBondKey)
@@ -77,26 +77,6 @@ func (d *demo) bondStart(ctx context.Context, dir string) error {
 	}
 	d.aggregator = cmd
 	return nil
-}
-
-// serveEndless writes to every client as fast as it reads.
-func serveEndless(ln net.Listener) {
-	buf := make([]byte, 128<<10)
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			defer c.Close()
-			for {
-				c.SetWriteDeadline(time.Now().Add(10 * time.Second))
-				if _, err := c.Write(buf); err != nil {
-					return
-				}
-			}
-		}()
-	}
 }
 
 // bondScene shows one download through the bond over both ISPs going on

@@ -22,20 +22,7 @@ import (
 
 // benchBondConfig bonds downloads from 203.0.113.7 and steers those from
 // 203.0.113.8 by failover (isp1), so one daemon serves both.
-const benchBondConfig = `
-defaults:
-  health: {interval: 100ms, down_after: 3, up_after: 3, hold_down: 1s}
-links:
-  - name: isp1
-    interface: wan1
-    gateway4: 198.51.100.1
-    probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
-  - name: isp2
-    interface: wan2
-    gateway4: 198.51.100.17
-    priority: 2
-    probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
-mptcp: {}
+var benchBondConfig = twoLinks("", "    priority: 2\n") + `mptcp: {}
 bond: {aggregator: 203.0.113.80:7400, key: ` + bondKey + `, max_conns: 1000}
 outbound:
   policies:
@@ -152,13 +139,8 @@ func benchShaped(t *testing.T) {
 	benchOut(t, "bonded connections %v, fallback %v", metricValue(page, `multihome_bond_connections_total{result="bonded"}`), metricValue(page, `multihome_bond_connections_total{result="fallback"}`))
 	// Blackhole isp1: the link of the first subflow (the main table's
 	// default route) of the bonded download, and the link of the plain one.
-	bonded := download(t, l)
-	c, err := netns.DialContext(context.Background(), l.NS("lan1"), &net.Dialer{Timeout: 5 * time.Second}, "tcp", "203.0.113.8:5601")
-	if err != nil {
-		t.Fatal(err)
-	}
-	plain := &stream{conn: c.(*net.TCPConn), last: time.Now()}
-	go plain.read()
+	bonded := download(t, l, "203.0.113.7:5601")
+	plain := download(t, l, "203.0.113.8:5601")
 	time.Sleep(3 * time.Second)
 	if _, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole}); err != nil {
 		t.Fatal(err)

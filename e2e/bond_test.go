@@ -26,22 +26,8 @@ func bondConfig(bonded bool) string {
 	if bonded {
 		policy = "bonded"
 	}
-	return fmt.Sprintf(`
-defaults:
-  health: {interval: 100ms, down_after: 3, up_after: 3, hold_down: 1s}
-links:
-  - name: isp1
-    interface: wan1
-    gateway4: 198.51.100.1
-    capacity: {down: 20Mbit, up: 20Mbit}
-    probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
-  - name: isp2
-    interface: wan2
-    gateway4: 198.51.100.17
-    capacity: {down: 20Mbit, up: 20Mbit}
-    priority: 2
-    probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
-mptcp: {}
+	capacity := "    capacity: {down: 20Mbit, up: 20Mbit}\n"
+	return twoLinks(capacity, capacity+"    priority: 2\n") + fmt.Sprintf(`mptcp: {}
 bond:
   aggregator: 203.0.113.80:7400
   key: %s
@@ -87,42 +73,19 @@ func startAggregator(t *testing.T, l *lab.Lab) *exec.Cmd {
 // on addr in the core.
 func serveDownload(t *testing.T, l *lab.Lab, addr string) {
 	t.Helper()
-	ln, err := netns.Listen(context.Background(), l.NS(lab.RoleCore), &net.ListenConfig{}, "tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		buf := make([]byte, 128<<10)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				for {
-					c.SetWriteDeadline(time.Now().Add(20 * time.Second))
-					if _, err := c.Write(buf); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
+	serveStream(t, l.NS(lab.RoleCore), &net.ListenConfig{}, addr, 128<<10, 0)
 }
 
-// download opens a connection from the LAN host to the download server.
-func download(t *testing.T, l *lab.Lab) *stream {
+// download opens a connection from the LAN host to the download server
+// at addr.
+func download(t *testing.T, l *lab.Lab, addr string) *stream {
 	t.Helper()
-	c, err := netns.DialContext(context.Background(), l.NS("lan1"), &net.Dialer{Timeout: 5 * time.Second}, "tcp", "203.0.113.7:5601")
+	c, err := netns.DialContext(context.Background(), l.NS("lan1"), &net.Dialer{Timeout: 5 * time.Second}, "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	s := &stream{conn: c.(*net.TCPConn), last: time.Now()}
-	go s.read()
-	return s
+	return newStream(c)
 }
 
 func mbit(n int64, d time.Duration) float64 { return float64(n) * 8 / d.Seconds() / 1e6 }
@@ -153,9 +116,7 @@ func bondLabRate(t *testing.T, cfg string, aggregator bool, rate string) (*lab.L
 	if aggregator {
 		startAggregator(t, l)
 	}
-	d, _ := startDaemon(t, l, []byte(cfg))
-	d.waitState(15*time.Second, "isp1", monitor.Up)
-	d.waitState(15*time.Second, "isp2", monitor.Up)
+	d := startBothUp(t, l, cfg)
 	time.Sleep(500 * time.Millisecond) // endpoints and the aggregator check
 	return l, d
 }
@@ -166,7 +127,7 @@ func bondLabRate(t *testing.T, cfg string, aggregator bool, rate string) (*lab.L
 func TestBondDownload(t *testing.T) {
 	requireRoot(t)
 	l, d := bondLab(t, bondConfig(true))
-	s := download(t, l)
+	s := download(t, l, "203.0.113.7:5601")
 	s.phase(2 * time.Second) // slow start, second subflow
 	n, gap, err := s.phase(4 * time.Second)
 	rate := mbit(n, 4*time.Second)
@@ -187,7 +148,7 @@ func TestBondDownload(t *testing.T) {
 	// is bonded too: its first subflow starts from a link that works.
 	d.waitState(10*time.Second, "isp1", monitor.Down)
 	start := time.Now()
-	s2 := download(t, l)
+	s2 := download(t, l, "203.0.113.7:5601")
 	n, _, err = s2.phase(3 * time.Second)
 	t.Logf("new download with isp1 down: %.1f Mbit/s", mbit(n, 3*time.Second))
 	if err != nil || mbit(n, 3*time.Second) < 8 {
@@ -209,7 +170,7 @@ func TestBondDownload(t *testing.T) {
 func TestBondControl(t *testing.T) {
 	requireRoot(t)
 	l, _ := bondLab(t, bondConfig(false))
-	s := download(t, l)
+	s := download(t, l, "203.0.113.7:5601")
 	s.phase(2 * time.Second)
 	n, _, err := s.phase(4 * time.Second)
 	rate := mbit(n, 4*time.Second)
@@ -233,7 +194,7 @@ func TestBondControl(t *testing.T) {
 func TestBondFallback(t *testing.T) {
 	requireRoot(t)
 	l, d := bondLabWith(t, bondConfig(true), false)
-	s := download(t, l)
+	s := download(t, l, "203.0.113.7:5601")
 	s.phase(time.Second)
 	n, _, err := s.phase(3 * time.Second)
 	t.Logf("aggregator down: %.1f Mbit/s", mbit(n, 3*time.Second))
@@ -255,7 +216,7 @@ func TestBondFallback(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	s2 := download(t, l)
+	s2 := download(t, l, "203.0.113.7:5601")
 	s2.phase(time.Second)
 	if n, _, err := s2.phase(2 * time.Second); err != nil || n == 0 {
 		t.Fatalf("bonded download after the aggregator came back: %d bytes, %v", n, err)
@@ -279,13 +240,7 @@ func TestBondIPv6(t *testing.T) {
 	cfg = strings.Replace(cfg, "gateway4: 198.51.100.17\n", "gateway4: 198.51.100.17\n    gateway6: 2001:db8:2::1\n", 1)
 	l, d := bondLab(t, cfg)
 	serveDownload(t, l, "[2001:db8:ffff::7]:5601")
-	c, err := netns.DialContext(context.Background(), l.NS("lan1"), &net.Dialer{Timeout: 5 * time.Second}, "tcp", "[2001:db8:ffff::7]:5601")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	s := &stream{conn: c.(*net.TCPConn), last: time.Now()}
-	go s.read()
+	s := download(t, l, "[2001:db8:ffff::7]:5601")
 	s.phase(2 * time.Second)
 	n, _, err := s.phase(3 * time.Second)
 	t.Logf("bonded IPv6 download: %.1f Mbit/s", mbit(n, 3*time.Second))

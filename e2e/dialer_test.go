@@ -23,9 +23,7 @@ import (
 func TestDialer(t *testing.T) {
 	requireRoot(t)
 	l := labtest.Up(t, lab.Spec{ISPs: 2})
-	d, _ := startDaemon(t, l, []byte(hostModeConfig))
-	d.waitState(15*time.Second, "isp1", monitor.Up)
-	d.waitState(15*time.Second, "isp2", monitor.Up)
+	d := startBothUp(t, l, hostModeConfig)
 	gw := l.NS(lab.RoleGW)
 	servePaced(t, l.NS(lab.RoleCore), "203.0.113.80:5700")
 	// A dead address: the core drops what is sent to it, without a word.

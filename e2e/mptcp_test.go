@@ -15,23 +15,39 @@ import (
 	"github.com/multihome/multihome/netns"
 )
 
-// hostModeConfig is a host with two uplinks and no LAN: the daemon gives
-// each interface its source routing (outbound's per-link tables and
-// source rules), probes and an MPTCP endpoint.
-const hostModeConfig = `
+// twoLinks is the start of the bond and MPTCP tests' configs: the lab's
+// two ISPs probed every 100 ms, isp1 and isp2 the extra fields of each
+// (YAML lines indented as a link's fields, "" for none).
+func twoLinks(isp1, isp2 string) string {
+	return `
 defaults:
   health: {interval: 100ms, down_after: 3, up_after: 3, hold_down: 1s}
 links:
   - name: isp1
     interface: wan1
     gateway4: 198.51.100.1
-    probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
+` + isp1 + `    probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
   - name: isp2
     interface: wan2
     gateway4: 198.51.100.17
-    probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
-mptcp: {}
+` + isp2 + `    probes: [{target: 203.0.113.10}, {target: 203.0.113.11}]
 `
+}
+
+// hostModeConfig is a host with two uplinks and no LAN: the daemon gives
+// each interface its source routing (outbound's per-link tables and
+// source rules), probes and an MPTCP endpoint.
+var hostModeConfig = twoLinks("", "") + "mptcp: {}\n"
+
+// startBothUp starts the daemon with cfg in l and waits until both links
+// are up.
+func startBothUp(t *testing.T, l *lab.Lab, cfg string) *daemon {
+	t.Helper()
+	d, _ := startDaemon(t, l, []byte(cfg))
+	d.waitState(15*time.Second, "isp1", monitor.Up)
+	d.waitState(15*time.Second, "isp2", monitor.Up)
+	return d
+}
 
 // stream is a long-lived download: the server writes a paced stream,
 // the client reads it and records when each read returned.
@@ -42,6 +58,13 @@ type stream struct {
 	last time.Time
 	gap  time.Duration // longest time between two reads since reset
 	err  error
+}
+
+// newStream reads c in the background.
+func newStream(c net.Conn) *stream {
+	s := &stream{conn: c.(*net.TCPConn), last: time.Now()}
+	go s.read()
+	return s
 }
 
 func (s *stream) read() {
@@ -84,30 +107,18 @@ func servePaced(t *testing.T, ns, addr string) {
 	t.Helper()
 	lc := &net.ListenConfig{}
 	lc.SetMultipathTCP(true)
+	serveStream(t, ns, lc, addr, 16<<10, 10*time.Millisecond)
+}
+
+// serveStream serves lab.ServeStream on addr in ns until the test ends.
+func serveStream(t *testing.T, ns string, lc *net.ListenConfig, addr string, chunk int, pace time.Duration) {
+	t.Helper()
 	ln, err := netns.Listen(context.Background(), ns, lc, "tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 16<<10)
-				for {
-					c.SetWriteDeadline(time.Now().Add(30 * time.Second))
-					if _, err := c.Write(buf); err != nil {
-						return
-					}
-					time.Sleep(10 * time.Millisecond)
-				}
-			}()
-		}
-	}()
+	go lab.ServeStream(ln, chunk, pace, 30*time.Second)
 }
 
 // waitSubflows waits until the connection has at least n extra subflows.
@@ -133,9 +144,7 @@ func waitSubflows(t *testing.T, c *net.TCPConn, n int, within time.Duration) {
 func TestHostModeMPTCP(t *testing.T) {
 	requireRoot(t)
 	l := labtest.Up(t, lab.Spec{ISPs: 2})
-	d, _ := startDaemon(t, l, []byte(hostModeConfig))
-	d.waitState(15*time.Second, "isp1", monitor.Up)
-	d.waitState(15*time.Second, "isp2", monitor.Up)
+	d := startBothUp(t, l, hostModeConfig)
 	gw := l.NS(lab.RoleGW)
 	waitEndpoints := func(want ...string) {
 		t.Helper()
@@ -170,8 +179,7 @@ func TestHostModeMPTCP(t *testing.T) {
 	if ok, err := tc.MultipathTCP(); !ok || err != nil {
 		t.Fatalf("the connection is not MPTCP (%v)", err)
 	}
-	s := &stream{conn: tc, last: time.Now()}
-	go s.read()
+	s := newStream(tc)
 	waitSubflows(t, tc, 1, 5*time.Second)
 	if n, gap, err := s.phase(time.Second); err != nil || n == 0 {
 		t.Fatalf("download does not run: %d bytes, gap %v, err %v", n, gap, err)
