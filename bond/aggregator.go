@@ -70,30 +70,9 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 // Serve accepts connections on ln until ctx ends.
 func (a *Aggregator) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { <-ctx.Done(); ln.Close() }()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		select {
-		case a.sem <- struct{}{}:
-		default:
-			a.accepted.WithLabelValues("limit").Inc()
-			c.Close()
-			continue
-		}
-		go func() {
-			defer func() { <-a.sem }()
-			a.handle(ctx, c)
-		}()
-	}
+	return serve(ctx, ln, a.sem,
+		func(net.Conn) { a.accepted.WithLabelValues("limit").Inc() },
+		func(c net.Conn) { a.handle(ctx, c) })
 }
 
 func (a *Aggregator) handle(ctx context.Context, c net.Conn) {

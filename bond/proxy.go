@@ -133,31 +133,12 @@ func (p *Proxy) Serve(ctx context.Context, lns ...net.Listener) error {
 }
 
 func (p *Proxy) accept(ctx context.Context, ln net.Listener) error {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return err
-		}
-		select {
-		case p.sem <- struct{}{}:
-		default:
+	return serve(ctx, ln, p.sem,
+		func(c net.Conn) {
 			p.total.WithLabelValues("refused").Inc()
 			c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-			continue
-		}
-		go func() {
-			defer func() { <-p.sem }()
-			p.handle(ctx, c.(*net.TCPConn))
-		}()
-	}
+		},
+		func(c net.Conn) { p.handle(ctx, c.(*net.TCPConn)) })
 }
 
 // check tries the aggregator: every CheckInterval while it is down, to
