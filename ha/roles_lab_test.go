@@ -1,18 +1,26 @@
 package ha_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	mdns "github.com/miekg/dns"
 
 	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/lab/labtest"
+	"github.com/multihome/multihome/netns"
 )
 
 // siteRoute4 is the prefix both nodes of the pair originate to ISP 1.
@@ -187,5 +195,185 @@ func TestPairBGPFollowsRole(t *testing.T) {
 				t.Errorf("%s's decision log has no %q: %v", p.Nodes[i].Role, w, got)
 			}
 		}
+	}
+}
+
+// knotSecret is the TSIG secret of the pair's updates to Knot.
+const knotSecret = "bXVsdGlob21lLXRlc3Qtc2VjcmV0LWtleS0xMjM0NTY="
+
+// startKnot runs knotd in the core namespace as the primary of
+// example.com on DNSServer port 5300, accepting updates signed with
+// mhkey; it returns the address, stopped when the test ends.
+func startKnot(t *testing.T, p *lab.Pair) string {
+	t.Helper()
+	bin, err := exec.LookPath("knotd")
+	if err != nil {
+		if _, err := os.Stat("/usr/sbin/knotd"); err != nil {
+			t.Skip("knotd not installed (apt-get install knot)")
+		}
+		bin = "/usr/sbin/knotd"
+	}
+	dir := t.TempDir()
+	addr := net.JoinHostPort(lab.DNSServer, "5300")
+	conf := fmt.Sprintf(`server:
+    rundir: "%[1]s"
+    listen: %[2]s@5300
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "%[1]s/db"
+key:
+  - id: mhkey.
+    algorithm: hmac-sha256
+    secret: %[3]s
+acl:
+  - id: upd
+    key: mhkey.
+    action: update
+zone:
+  - domain: example.com
+    storage: "%[1]s"
+    file: "example.com.zone"
+    zonefile-sync: -1
+    acl: upd
+`, dir, lab.DNSServer, knotSecret)
+	zone := "$ORIGIN example.com.\n$TTL 300\n@ SOA ns1 hostmaster 1 3600 600 604800 30\n@ NS ns1\nns1 A 192.0.2.53\nwww A 192.0.2.99\n"
+	for name, text := range map[string]string{"knot.conf": conf, "example.com.zone": zone} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "db"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	var mu sync.Mutex
+	cmd := p.Run(context.Background(), lab.RoleCore, bin, "-c", filepath.Join(dir, "knot.conf"))
+	cmd.Stdout = &lockedWriter{mu: &mu, w: &log}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("knotd: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			mu.Lock()
+			t.Logf("knotd log:\n%s", log.String())
+			mu.Unlock()
+		}
+	})
+	waitFor(t, "knotd answering", 5*time.Second, func() bool { _, err := knotQuery(p, addr, nil); return err == nil })
+	return addr
+}
+
+// knotQuery asks Knot for www.example.com's A records from the core
+// namespace (sorted, joined by spaces), or sends update (signed) instead.
+func knotQuery(p *lab.Pair, addr string, update *mdns.Msg) (string, error) {
+	var got string
+	err := netns.Do(p.NS(lab.RoleCore), func() error {
+		c := &mdns.Client{Net: "tcp", Timeout: time.Second, TsigSecret: map[string]string{"mhkey.": knotSecret}}
+		if update != nil {
+			update.SetTsig("mhkey.", mdns.HmacSHA256, 300, time.Now().Unix())
+			r, _, err := c.Exchange(update, addr)
+			if err == nil && r.Rcode != mdns.RcodeSuccess {
+				err = fmt.Errorf("update: %s", mdns.RcodeToString[r.Rcode])
+			}
+			return err
+		}
+		r, _, err := c.Exchange(new(mdns.Msg).SetQuestion("www.example.com.", mdns.TypeA), addr)
+		if err != nil {
+			return err
+		}
+		var as []string
+		for _, rr := range r.Answer {
+			if a, ok := rr.(*mdns.A); ok {
+				as = append(as, a.A.String())
+			}
+		}
+		slices.Sort(as)
+		got = strings.Join(as, " ")
+		return nil
+	})
+	return got, err
+}
+
+// TestPairDNSPushFollowsRole: both nodes of a pair (real keepalived)
+// keep example.com's www at Knot in sync (RFC 2136), with no periodic
+// verification. Only the master pushes. Someone replaces the record at
+// Knot; the master's LAN goes down: the new master pushes the records at
+// once on taking the role, the old one pushes nothing more.
+func TestPairDNSPushFollowsRole(t *testing.T) {
+	p := labtest.UpPair(t, lab.Spec{ISPs: 2})
+	primary := startKnot(t, p)
+	dir := t.TempDir()
+	var nodes [2]*pairNode
+	var want []string
+	for k := range p.ISPs {
+		want = append(want, p.WANVIP[k].Addr().String())
+	}
+	slices.Sort(want)
+	for i := range 2 {
+		n := &pairNode{t: t, p: p, role: p.Nodes[i].Role, conf: filepath.Join(dir, p.Nodes[i].Role+".yaml")}
+		y := p.PairConfig(i, filepath.Join(dir, "run-"+n.role), "100ms") + fmt.Sprintf(`dns:
+  keys: [{name: mhkey, algorithm: hmac-sha256, secret: "%s"}]
+  zones:
+    - name: example.com
+      mode: push
+      push: {server: "%s", key: mhkey, verify: 0s, retry_min: 100ms, retry_max: 1s}
+      names:
+        - name: www
+          ttl: 30s
+          records:
+`, knotSecret, primary)
+		for k, isp := range p.ISPs {
+			y += fmt.Sprintf("            - {link: %s, a: %s}\n", isp.Name, p.WANVIP[k].Addr())
+		}
+		if err := os.WriteFile(n.conf, []byte(y), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.start()
+		t.Cleanup(n.halt)
+		nodes[i] = n
+	}
+	master := waitOneMaster(t, p, 15*time.Second)
+	mi := nodeIndex(master)
+	waitFor(t, "the master's records at Knot", 10*time.Second, func() bool {
+		got, _ := knotQuery(p, primary, nil)
+		return got == strings.Join(want, " ")
+	})
+	pushes := func(i int) int {
+		nodes[i].mu.Lock()
+		defer nodes[i].mu.Unlock()
+		return strings.Count(nodes[i].log.String(), `msg="dns update pushed"`)
+	}
+	time.Sleep(time.Second)
+	if m, s := pushes(mi), pushes(1-mi); m != 1 || s != 0 {
+		t.Errorf("dns updates pushed: master %s %d, standby %s %d; want 1 and 0", master, m, p.Other(master), s)
+	}
+
+	// A foreign change at the primary, which nobody verifies.
+	up := new(mdns.Msg).SetUpdate("example.com.")
+	rr, _ := mdns.NewRR("www.example.com. 30 IN A 192.0.2.123")
+	up.RemoveRRset([]mdns.RR{rr})
+	up.Insert([]mdns.RR{rr})
+	if _, err := knotQuery(p, primary, up); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := knotQuery(p, primary, nil); got != "192.0.2.123" {
+		t.Fatalf("Knot after the foreign update: %q", got)
+	}
+	at := time.Now()
+	if err := p.SetLinkUp(master, lab.PairLANIface, false); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new master's records at Knot", 5*time.Second, func() bool {
+		got, _ := knotQuery(p, primary, nil)
+		return got == strings.Join(want, " ")
+	})
+	report(t, "master %s lost its LAN → the new master %s pushed the records to Knot after %v", master, p.Other(master), time.Since(at).Round(time.Millisecond))
+	if m, s := pushes(mi), pushes(1-mi); m != 1 || s != 1 {
+		t.Errorf("dns updates pushed: old master %s %d, new master %s %d; want 1 and 1", master, m, p.Other(master), s)
 	}
 }
