@@ -313,7 +313,7 @@ func TestBenchScaleSticky(t *testing.T) {
 	benchOut(t, "",
 		"| sticky sources | load them | link down: apply (new flows move) | then read-back (record) | tamper check (verify, every reconcile) | reload: full apply keeping sets |",
 		"|---|---|---|---|---|---|")
-	for _, n := range sizes(1000, 10000, 65000) { // a set an `update` rule uses holds at most 65535 (kernel nft_dynset default)
+	for _, n := range sizes(1000, 10000, 65000, 200000) { // sticky_size 262144: past nft's old implicit 65535
 		benchOut(t, stickyBench(t, n))
 	}
 }
@@ -322,7 +322,7 @@ func TestBenchScaleSticky(t *testing.T) {
 func stickyBench(t *testing.T, n int) string {
 	ns, links, drop := benchNamespace(t, 2, nil)
 	defer drop()
-	cfg, err := config.Parse("bench.yaml", []byte(links+"outbound:\n  policies:\n    - {name: st, type: sticky, sticky_timeout: 1h}\n  default_policy: st\n"))
+	cfg, err := config.Parse("bench.yaml", []byte(links+"outbound:\n  policies:\n    - {name: st, type: sticky, sticky_timeout: 1h, sticky_size: 262144}\n  default_policy: st\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
