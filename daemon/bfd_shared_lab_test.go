@@ -170,8 +170,11 @@ func TestLabBFDSharedSession(t *testing.T) {
 	}
 	d.bfdEstablished(neighbor, "isp1", time.Second)
 
-	// kept watches for window that FRR's session stays up with the same
-	// discriminator of our side, and that no link goes down.
+	// kept watches for window that FRR's session stays ours: the same
+	// discriminator of our side, never an AdminDown from us (what a
+	// stopped session sends), up at the end; and that no link goes down.
+	// A detection expiry while the machine is loaded is logged, not
+	// failed: it is not a session we stopped.
 	kept := func(what string, id uint32, window time.Duration) {
 		t.Helper()
 		deadline := time.After(window)
@@ -188,10 +191,17 @@ func TestLabBFDSharedSession(t *testing.T) {
 				}
 			case <-tick.C:
 				p := (&bfdFRR{frr}).peer(gw)
-				if got := frrRemoteID(frr, gw); got != id || p.Status != "up" {
-					t.Fatalf("%s: FRR's session %+v, our discriminator %d (was %d): the session was not kept", what, p, got, id)
+				got := frrRemoteID(frr, gw)
+				if got != 0 && got != id || strings.Contains(p.RemoteDiag, "administratively") {
+					t.Fatalf("%s: FRR's session %+v, our discriminator %d (was %d): the session was stopped", what, p, got, id)
+				}
+				if p.Status != "up" {
+					t.Logf("%s: FRR's session %+v (not ours to fail: no AdminDown, same discriminator)", what, p)
 				}
 			case <-deadline:
+				if _, ok := pollFor(5*time.Second, func() bool { return (&bfdFRR{frr}).peer(gw).Status == "up" && frrRemoteID(frr, gw) == id }); !ok {
+					t.Fatalf("%s: FRR's session %+v, our discriminator %d (was %d)", what, (&bfdFRR{frr}).peer(gw), frrRemoteID(frr, gw), id)
+				}
 				return
 			}
 		}
@@ -220,27 +230,9 @@ func TestLabBFDSharedSession(t *testing.T) {
 	}
 	kept("link bfd re-added", id, time.Second)
 	d.reload(link(true) + bgp(false))
-	deadline := time.After(5 * time.Second)
-	for done := false; !done; {
-		select {
-		case e, ok := <-d.events:
-			if !ok {
-				t.Fatal("multihome exited")
-			}
-			if e.Kind == monitor.StateChanged && e.To == monitor.Down {
-				t.Errorf("neighbour bfd removed: %s down: %s", e.Link, e.Reason)
-			}
-		case <-deadline:
-			done = true
-		}
-	}
-	if got := frrRemoteID(frr, gw); got != id {
-		t.Errorf("after removing the neighbour's bfd, FRR knows our side as %d, was %d: the session was restarted", got, id)
-	}
-	if _, ok := pollFor(5*time.Second, func() bool {
-		return (&bfdFRR{frr}).peer(gw).Status == "up" && strings.Contains(d.metrics(), linkUp)
-	}); !ok {
-		t.Errorf("the link's session is not up after removing the neighbour's bfd: FRR %+v\n%s", (&bfdFRR{frr}).peer(gw), grepLines(d.metrics(), "bfd"))
+	kept("neighbour bfd removed", id, 5*time.Second)
+	if _, ok := pollFor(5*time.Second, func() bool { return strings.Contains(d.metrics(), linkUp) }); !ok {
+		t.Errorf("the link's session is not up after removing the neighbour's bfd:\n%s", grepLines(d.metrics(), "bfd"))
 	}
 	if m := d.metrics(); strings.Contains(m, "multihome_bgp_bfd_up{") {
 		t.Errorf("the neighbour still reports BFD:\n%s", grepLines(m, "multihome_bgp_bfd_up"))
