@@ -23,32 +23,19 @@ import (
 // spec.Name gets a unique name with lab.TestPrefix.
 func Up(t testing.TB, spec lab.Spec) *lab.Lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: the lab creates network namespaces")
-	}
-	if spec.Name == "" {
-		spec.Name = netns.Unique(lab.TestPrefix, "")
-	}
-	var log *slog.Logger
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-	}
-	l, err := lab.Up(context.Background(), spec, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(); err != nil {
-			t.Error(err)
-		}
-	})
-	return l
+	return up(t, spec, lab.Up, (*lab.Lab).Down)
 }
 
 // UpPair builds a pair lab (two gateways, lab.UpPair) for a test and
 // tears it down when the test ends; it skips the test when not run as
 // root.
 func UpPair(t testing.TB, spec lab.Spec) *lab.Pair {
+	t.Helper()
+	return up(t, spec, lab.UpPair, (*lab.Pair).Down)
+}
+
+// up builds with upFn and tears down with down: Up and UpPair.
+func up[L any](t testing.TB, spec lab.Spec, upFn func(context.Context, lab.Spec, *slog.Logger) (L, error), down func(L) error) L {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the lab creates network namespaces")
@@ -60,16 +47,16 @@ func UpPair(t testing.TB, spec lab.Spec) *lab.Pair {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	p, err := lab.UpPair(context.Background(), spec, log)
+	l, err := upFn(context.Background(), spec, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := p.Down(); err != nil {
+		if err := down(l); err != nil {
 			t.Error(err)
 		}
 	})
-	return p
+	return l
 }
 
 // RunTests runs a test binary's tests with the lab's hygiene, for the
