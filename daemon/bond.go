@@ -34,12 +34,7 @@ func init() {
 			return nil, err
 		}
 		s.proxy = bond.NewProxy(opts, s.linkOf, s.log)
-		for _, col := range s.proxy.Collectors() {
-			if err := reg.Register(col); err != nil {
-				return nil, err
-			}
-		}
-		return s, nil
+		return s, registerAll(reg, s.proxy.Collectors())
 	}})
 }
 

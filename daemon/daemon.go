@@ -105,10 +105,8 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 	// Calls that could hang are bounded (nft runs: nft.Timeout; kernel
 	// requests: netlinkTimeout); what hits a bound is logged and counted.
 	bound.SetLogger(log)
-	for _, c := range bound.Collectors() {
-		if err := d.reg.Register(c); err != nil {
-			return nil, fmt.Errorf("bound: %w", err)
-		}
+	if err := registerAll(d.reg, bound.Collectors()); err != nil {
+		return nil, fmt.Errorf("bound: %w", err)
 	}
 	if err := netlink.SetSocketTimeout(netlinkTimeout); err != nil {
 		return nil, fmt.Errorf("netlink: %w", err)

@@ -61,6 +61,16 @@ func (r *collectorRecorder) MustRegister(cs ...prometheus.Collector) {
 	}
 }
 
+// registerAll registers every collector of a subsystem.
+func registerAll(reg prometheus.Registerer, cols []prometheus.Collector) error {
+	for _, c := range cols {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // build runs one builder; nil when the config does not ask for it.
 func (d *Daemon) build(b builder, cfg *config.Config) (*named, error) {
 	rec := &collectorRecorder{Registerer: d.reg}

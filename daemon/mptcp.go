@@ -22,12 +22,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		for _, col := range c.Collectors() {
-			if err := reg.Register(col); err != nil {
-				return nil, err
-			}
-		}
-		return c, nil
+		return c, registerAll(reg, c.Collectors())
 	}})
 }
 
