@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -165,6 +166,26 @@ func TestHostModeMPTCP(t *testing.T) {
 		}
 	}
 	waitEndpoints("198.51.100.2 id 100 subflow dev wan1", "198.51.100.18 id 102 subflow dev wan2")
+	// multihome status shows them, from the daemon's own state.
+	waitStatus := func(want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			out, err := d.cli("status")
+			ok := err == nil
+			for _, w := range want {
+				ok = ok && regexp.MustCompile(w).MatchString(out)
+			}
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("multihome status (%v):\n%s\nwant every one of %q", err, out, want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitStatus(`(?m)^isp1 +up +subflow +100 101$`, `(?m)^100 +198\.51\.100\.2 +subflow +isp1 +wan1$`, `(?m)^102 +198\.51\.100\.18 +subflow +isp2 +wan2$`)
 
 	server := net.JoinHostPort(lab.HTTPServer, "5600")
 	servePaced(t, l.NS(lab.RoleCore), server)
@@ -203,6 +224,7 @@ func TestHostModeMPTCP(t *testing.T) {
 			t.Errorf("%s %s: %d bytes in 4 s, longest stall %v: want ≥ 2 MiB and ≤ 2.5 s", step.isp, step.fault, n, gap)
 		}
 		d.waitState(10*time.Second, step.isp, monitor.Down)
+		waitStatus(`(?m)^` + step.isp + ` +down +none +- +link down$`)
 		if err := l.Restore(step.isp); err != nil {
 			t.Fatal(err)
 		}
