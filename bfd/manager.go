@@ -113,6 +113,9 @@ func (m *Manager) Open(p Peer, notify func(Event)) (*Sub, error) {
 		return nil, fmt.Errorf("bfd: no peer address")
 	}
 	k := keyOf(p)
+	// Each client sees the peer as it asked for it (a zone or not): a
+	// shared session's events carry the first client's.
+	notify = withRemote(p.Remote, notify)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.nextID++
@@ -132,6 +135,10 @@ func (m *Manager) Open(p Peer, notify func(Event)) (*Sub, error) {
 	s = m.start(k, p)
 	s.subs[id] = notify
 	return &Sub{m: m, key: k, s: s, id: id}, nil
+}
+
+func withRemote(r netip.Addr, notify func(Event)) func(Event) {
+	return func(e Event) { e.Remote = r; notify(e) }
 }
 
 // sameSession reports whether a and b can share one session.

@@ -96,8 +96,9 @@ func TestManagerShares(t *testing.T) {
 	m := NewManager(slog.New(slog.DiscardHandler), ManagerOptions{Run: f.run})
 	var mu sync.Mutex
 	got := map[string]int{}
+	remote := map[string]netip.Addr{}
 	note := func(who string) func(Event) {
-		return func(Event) { mu.Lock(); got[who]++; mu.Unlock() }
+		return func(e Event) { mu.Lock(); got[who]++; remote[who] = e.Remote; mu.Unlock() }
 	}
 	link, err := m.Open(testPeer(), note("link"))
 	if err != nil {
@@ -121,6 +122,10 @@ func TestManagerShares(t *testing.T) {
 	mu.Lock()
 	if got["link"] != 1 || got["neighbor"] != 1 || got["other"] != 0 {
 		t.Errorf("events delivered: %v", got)
+	}
+	// Each client sees the peer as it named it.
+	if remote["link"] != testPeer().Remote || remote["neighbor"] != p.Remote {
+		t.Errorf("events' peers: %v", remote)
 	}
 	mu.Unlock()
 	if n := f.count(); n != 1 || m.Sessions() != 1 {
