@@ -19,9 +19,14 @@ const NewFlowsMaxAge = time.Second
 var mNewFlows = prometheus.NewDesc("multihome_outbound_new_flows_total",
 	"New flows each policy gave each link, from the ruleset's nft counters (read at most once a second, however many scrapes).", []string{"policy", "link"}, nil)
 
+var mLastResort = prometheus.NewDesc("multihome_outbound_last_resort_flows_total",
+	"New flows each policy sent to its last resort (the main table, or refused as unreachable) because no member took new flows, from the ruleset's nft counters.", []string{"policy"}, nil)
+
+// flowKey is a counter's series: link "" is the policy's last resort.
 type flowKey struct{ policy, link string }
 
-// newFlowsCollector reads the ruleset's counters (new/POLICY/LINK) when
+// newFlowsCollector reads the ruleset's counters (new/POLICY/LINK and
+// last/POLICY) when
 // scraped, at most once per NewFlowsMaxAge (one netlink dump of the
 // table's counter objects, nft.Counters), and keeps the totals
 // monotonic: a counter found lower than at the last reading was
@@ -41,7 +46,10 @@ func newNewFlowsCollector(read func(context.Context) (map[string]uint64, error))
 	return &newFlowsCollector{read: read, last: map[flowKey]uint64{}, base: map[flowKey]uint64{}, totals: map[flowKey]uint64{}}
 }
 
-func (f *newFlowsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- mNewFlows }
+func (f *newFlowsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- mNewFlows
+	ch <- mLastResort
+}
 
 func (f *newFlowsCollector) Collect(ch chan<- prometheus.Metric) {
 	f.mu.Lock()
@@ -50,6 +58,10 @@ func (f *newFlowsCollector) Collect(ch chan<- prometheus.Metric) {
 		f.refresh()
 	}
 	for k, v := range f.totals {
+		if k.link == "" {
+			ch <- prometheus.MustNewConstMetric(mLastResort, prometheus.CounterValue, float64(v), k.policy)
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(mNewFlows, prometheus.CounterValue, float64(v), k.policy, k.link)
 	}
 }
@@ -67,15 +79,18 @@ func (f *newFlowsCollector) refresh() {
 	}
 	seen := map[flowKey]bool{}
 	for name, v := range raw {
-		rest, ok := strings.CutPrefix(name, "new/")
-		if !ok {
+		var k flowKey
+		if pol, ok := strings.CutPrefix(name, "last/"); ok {
+			k.policy = pol
+		} else if rest, ok := strings.CutPrefix(name, "new/"); ok {
+			pol, link, ok := strings.Cut(rest, "/")
+			if !ok || link == "" {
+				continue
+			}
+			k = flowKey{pol, link}
+		} else {
 			continue
 		}
-		pol, link, ok := strings.Cut(rest, "/")
-		if !ok {
-			continue
-		}
-		k := flowKey{pol, link}
 		seen[k] = true
 		if v < f.last[k] {
 			f.base[k] += f.last[k]

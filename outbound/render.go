@@ -298,6 +298,10 @@ func stickySet(j, i, f int) string { return fmt.Sprintf("sticky%d_%d_v%d", j, i,
 // reload reordering policies or links keeps each count with its pair.
 func newFlowCounter(policy, link string) string { return "new/" + policy + "/" + link }
 
+// lastResortCounter names the counter of the new flows a policy sends to
+// its last resort: "last/POLICY".
+func lastResortCounter(policy string) string { return "last/" + policy }
+
 // build computes the desired kernel state: the links' rules, routes and
 // chains, the hooks, the steering of new flows, one chain per policy and
 // source NAT. standby says this node is not the master of an HA pair
@@ -445,9 +449,9 @@ func policyChainFor(rs *nft.Ruleset, p *plan, o config.Outbound, j int, pol conf
 	}
 	switch {
 	case len(c.members) == 0 && c.lastResort == config.LastResortUnreachable:
-		rules = append(rules, "goto unreachable comment \"no link accepts new flows\"")
+		rules = append(rules, lastResortCount(pol)+"goto unreachable comment \"no link accepts new flows\"")
 	case len(c.members) == 0:
-		rules = append(rules, "return comment \"no link accepts new flows: main table\"")
+		rules = append(rules, lastResortCount(pol)+"return comment \"no link accepts new flows: main table\"")
 	default:
 		rules = append(rules, memberRules(c, target)...)
 	}
@@ -504,7 +508,9 @@ func stickyRules(rs *nft.Ruleset, p *plan, j int, pol config.OutboundPolicy, c c
 // pickChains adds, for each member i of policy j, the chain its new
 // flows go through (pickJ_I: record the source for sticky, count, goto
 // linkI) and the named counter of new flows it gives that member
-// (new/POLICY/LINK), read by the multihome_outbound_new_flows_total collector.
+// (new/POLICY/LINK), and the counter of its flows on the last resort
+// (last/POLICY), read by the multihome_outbound_new_flows_total and
+// multihome_outbound_last_resort_flows_total collector.
 func pickChains(rs *nft.Ruleset, j int, pol config.OutboundPolicy, byName map[string]int) {
 	for _, name := range pol.Links {
 		i := byName[name]
@@ -519,6 +525,18 @@ func pickChains(rs *nft.Ruleset, j int, pol config.OutboundPolicy, byName map[st
 		rs.Counters = append(rs.Counters, nft.Counter{Name: counter, Comment: fmt.Sprintf("new flows %s gives %s", pol.Name, name)})
 		rs.Chains = append(rs.Chains, nft.Chain{Name: pickChain(j, i), Comment: pol.Name + " picks " + name, Rules: rules})
 	}
+	// Declared whatever the links' states, so that a link event leaves
+	// the counters alone (and the transaction incremental).
+	rs.Counters = append(rs.Counters, nft.Counter{Name: lastResortCounter(pol.Name), Comment: fmt.Sprintf("new flows %s sends to its last resort (%s)", pol.Name, pol.LastResort)})
+}
+
+// lastResortCount is the statement counting a policy's new flows on its
+// last resort ("" for a bond policy, whose rules are its own).
+func lastResortCount(pol config.OutboundPolicy) string {
+	if pol.Type == config.PolicyBond {
+		return ""
+	}
+	return fmt.Sprintf("counter name %s ", nft.Quote(lastResortCounter(pol.Name)))
 }
 
 // natChains adds source NAT per uplink (and the bond's redirect).
