@@ -82,8 +82,10 @@ type Daemon struct {
 	missing []config.SelfNeed
 
 	reloadMu sync.Mutex
-	// roleMu serialises applying the HA role to the subsystems (ha.go).
+	// roleMu serialises applying the HA role to the subsystems (ha.go);
+	// haNext (guarded by mu) is the ha node a reload is adding.
 	roleMu sync.Mutex
+	haNext roleNode
 
 	// Set by Run (guarded by mu): the context subsystems run under, the
 	// cancel that stops them all, and the errors they failed with.
@@ -141,7 +143,7 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 	}
 	d.reportMissing(d.cfg)
 	d.subs = append(d.subs, &named{name: "routes", sub: routesSub{d.routes, log.With("subsystem", "route")}})
-	d.followRole()
+	d.roleSettled()
 	if cfg.API.Listen != "off" {
 		token, err := apiToken(cfg.API)
 		if err != nil {
@@ -334,7 +336,7 @@ func (d *Daemon) reload(file *config.Config, what string) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	// An ha section added or removed changes every subsystem's role.
-	defer d.followRole()
+	defer d.roleSettled()
 	relearn, applied := file == nil, false
 	d.mu.Lock()
 	prevFile := d.file

@@ -45,8 +45,10 @@ type roleNode interface {
 // wireRole makes a freshly built subsystem follow the HA role: an ha
 // node reports its role changes to followRole; a standbyer starts as
 // standby when cfg has an ha section and this node is not its master
-// yet (a subsystem or an ha section added by a reload stands down from
-// its start, not from the node's first role change).
+// yet. An ha node added by a reload is followed from the moment it is
+// built (the running subsystems stand down at once), through its trial
+// start, not only once the reload is through: the reload ends with
+// followRole, after clearing haNext, whether it applied or not.
 func (d *Daemon) wireRole(s subsystem, cfg *config.Config) {
 	if n, ok := s.(roleNode); ok {
 		prev := n.Status().Role // the callback runs in the node's Run goroutine only
@@ -55,6 +57,10 @@ func (d *Daemon) wireRole(s subsystem, cfg *config.Config) {
 			prev = r
 			d.followRole()
 		})
+		d.mu.Lock()
+		d.haNext = n
+		d.mu.Unlock()
+		d.followRole()
 	}
 	if sb, ok := s.(standbyer); ok {
 		master := false
@@ -98,14 +104,26 @@ func (d *Daemon) recordRole(from, to ha.Role) {
 	d.api.Record(api.Entry{Time: time.Now(), Kind: "ha", From: string(from), To: string(to), Reason: "keepalived reported the role; " + why})
 }
 
-// haNode returns the running ha node, nil without one.
+// haNode returns the running ha node, or the one a reload is adding
+// (haNext); nil without either.
 func (d *Daemon) haNode() roleNode {
 	for _, s := range d.running() {
 		if n, ok := s.sub.(roleNode); ok {
 			return n
 		}
 	}
-	return nil
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.haNext
+}
+
+// roleSettled ends a reload's (or New's) hold of the ha node it built, and
+// makes every subsystem follow the role of the node that runs now.
+func (d *Daemon) roleSettled() {
+	d.mu.Lock()
+	d.haNext = nil
+	d.mu.Unlock()
+	d.followRole()
 }
 
 // HAStatus returns the pair's state as this node sees it, and false when

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -73,18 +74,10 @@ func frrConnections(t *testing.T, f *lab.FRR, peer string) (established, dropped
 	return r[peer].Established, r[peer].Dropped, r[peer].State
 }
 
-// TestPairBGPFollowsRole: both nodes of a pair (real keepalived and
-// conntrackd) run BGP to ISP 1's FRR over the shared handoff, each from
-// its own address. Only the master's announcement reaches FRR while the
-// standby's session stays established. The master's LAN interface goes
-// down: keepalived moves the role (fault on the old master), and FRR's
-// route moves to the new master over sessions that never reset; each
-// node's decision log has its role change and its BGP decision.
-func TestPairBGPFollowsRole(t *testing.T) {
-	if err := lab.FRRAvailable(); err != nil {
-		t.Skip(err)
-	}
-	p := labtest.UpPair(t, lab.Spec{ISPs: 2})
+// startISP1FRR runs FRR's bgpd in ISP 1's namespace, peering with both
+// nodes' own addresses on the shared handoff.
+func startISP1FRR(t *testing.T, p *lab.Pair) *lab.FRR {
+	t.Helper()
 	isp := p.ISPs[0]
 	conf := fmt.Sprintf("router bgp 64501\n bgp router-id %s\n no bgp ebgp-requires-policy\n", isp.Router)
 	for _, n := range p.Nodes {
@@ -99,17 +92,38 @@ func TestPairBGPFollowsRole(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	dir := t.TempDir()
-	var nodes [2]*pairNode
-	for i := range 2 {
-		n := &pairNode{t: t, p: p, role: p.Nodes[i].Role, conf: filepath.Join(dir, p.Nodes[i].Role+".yaml")}
-		yaml := p.PairConfig(i, filepath.Join(dir, "run-"+n.role), "100ms") + fmt.Sprintf(`bgp:
+	return frr
+}
+
+// pairBGP is a node's bgp section: siteRoute4 to ISP 1.
+func pairBGP(p *lab.Pair) string {
+	return fmt.Sprintf(`bgp:
   asn: 64500
   prefixes: [%s]
   connect_retry: 1s
   neighbors:
     - {link: %s, address: %s, asn: 64501}
-`, siteRoute4, isp.Name, isp.Router)
+`, siteRoute4, p.ISPs[0].Name, p.ISPs[0].Router)
+}
+
+// TestPairBGPFollowsRole: both nodes of a pair (real keepalived and
+// conntrackd) run BGP to ISP 1's FRR over the shared handoff, each from
+// its own address. Only the master's announcement reaches FRR while the
+// standby's session stays established. The master's LAN interface goes
+// down: keepalived moves the role (fault on the old master), and FRR's
+// route moves to the new master over sessions that never reset; each
+// node's decision log has its role change and its BGP decision.
+func TestPairBGPFollowsRole(t *testing.T) {
+	if err := lab.FRRAvailable(); err != nil {
+		t.Skip(err)
+	}
+	p := labtest.UpPair(t, lab.Spec{ISPs: 2})
+	frr := startISP1FRR(t, p)
+	dir := t.TempDir()
+	var nodes [2]*pairNode
+	for i := range 2 {
+		n := &pairNode{t: t, p: p, role: p.Nodes[i].Role, conf: filepath.Join(dir, p.Nodes[i].Role+".yaml")}
+		yaml := p.PairConfig(i, filepath.Join(dir, "run-"+n.role), "100ms") + pairBGP(p)
 		if err := os.WriteFile(n.conf, []byte(yaml), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -375,5 +389,103 @@ func TestPairDNSPushFollowsRole(t *testing.T) {
 	report(t, "master %s lost its LAN → the new master %s pushed the records to Knot after %v", master, p.Other(master), time.Since(at).Round(time.Millisecond))
 	if m, s := pushes(mi), pushes(1-mi); m != 1 || s != 1 {
 		t.Errorf("dns updates pushed: old master %s %d, new master %s %d; want 1 and 1", master, m, p.Other(master), s)
+	}
+}
+
+// TestPairReloadHA: two gateways run multihome with BGP to ISP 1 and no
+// ha section: both announce. A reload adds the ha section on both: each
+// stands down at once (before keepalived's first report), and only the
+// elected master announces again. A reload removes the section from the
+// backup: it announces again, as a gateway alone does. No BGP session is
+// reset by any of it.
+func TestPairReloadHA(t *testing.T) {
+	if err := lab.FRRAvailable(); err != nil {
+		t.Skip(err)
+	}
+	p := labtest.UpPair(t, lab.Spec{ISPs: 2})
+	frr := startISP1FRR(t, p)
+	dir := t.TempDir()
+	var nodes [2]*pairNode
+	var withHA, withoutHA [2]string
+	for i := range 2 {
+		n := &pairNode{t: t, p: p, role: p.Nodes[i].Role, conf: filepath.Join(dir, p.Nodes[i].Role+".yaml")}
+		full := p.PairConfig(i, filepath.Join(dir, "run-"+n.role), "100ms")
+		cut := strings.Index(full, "ha:\n")
+		withHA[i], withoutHA[i] = full+pairBGP(p), full[:cut]+pairBGP(p)
+		if err := os.MkdirAll(filepath.Join(dir, "run-"+n.role), 0o700); err != nil { // the API socket's
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(n.conf, []byte(withoutHA[i]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		n.start()
+		t.Cleanup(n.halt)
+		nodes[i] = n
+	}
+	addr := func(i int) string { return p.Nodes[i].WAN[0].String() }
+	paths := func(want int, within time.Duration, what string) {
+		t.Helper()
+		waitFor(t, what, within, func() bool { _, n := frrBest(frr, siteRoute4); return n == want })
+	}
+	paths(2, 20*time.Second, "both gateways announcing without an ha section")
+	var est [2]int
+	for i := range 2 {
+		est[i], _, _ = frrConnections(t, frr, addr(i))
+	}
+	logOf := func(i int) string {
+		nodes[i].mu.Lock()
+		defer nodes[i].mu.Unlock()
+		return nodes[i].log.String()
+	}
+	reloaded := func(i int, from int) bool {
+		return strings.Count(logOf(i)[from:], `msg="config reloaded"`) > 0
+	}
+	sighup := func(i int, text string) int {
+		from := len(logOf(i))
+		if err := os.WriteFile(nodes[i].conf, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		nodes[i].cmd.Process.Signal(syscall.SIGHUP)
+		return from
+	}
+
+	var mark [2]int
+	for i := range 2 {
+		mark[i] = sighup(i, withHA[i])
+	}
+	for i := range 2 {
+		waitFor(t, p.Nodes[i].Role+" reloaded with the ha section", 10*time.Second, func() bool { return reloaded(i, mark[i]) })
+	}
+	master := waitOneMaster(t, p, 15*time.Second)
+	mi := nodeIndex(master)
+	waitFor(t, "only the master's path at FRR", 10*time.Second, func() bool {
+		best, n := frrBest(frr, siteRoute4)
+		return best == addr(mi) && n == 1
+	})
+	for i := range 2 {
+		// Standing down came first, as soon as the ha node was built:
+		// before the reload was through (its new subsystems run a
+		// trial of 500 ms first) and before any other announcement.
+		log := logOf(i)[mark[i]:]
+		w := strings.Index(log, `msg="bgp announcement changed"`)
+		if w < 0 || !strings.HasPrefix(log[w:], `msg="bgp announcement changed" subsystem=bgp neighbor=`+p.ISPs[0].Router.String()+` link=isp1 from=announce action=withdraw reason="ha: this node is the standby`) ||
+			w > strings.Index(log, `msg="config reloaded"`) {
+			t.Errorf("%s did not stand down as soon as the ha section was added:\n%s", p.Nodes[i].Role, log)
+		}
+	}
+
+	// The backup leaves the pair: it is a gateway alone again, and
+	// announces.
+	bi := 1 - mi
+	from := sighup(bi, withoutHA[bi])
+	waitFor(t, p.Nodes[bi].Role+" reloaded without the ha section", 10*time.Second, func() bool { return reloaded(bi, from) })
+	paths(2, 5*time.Second, "the gateway that left the pair announcing again")
+	if !strings.Contains(logOf(bi)[from:], "from=withdraw action=announce reason=\"ha: this node became master") {
+		t.Errorf("%s: no announce after the ha section was removed:\n%s", p.Nodes[bi].Role, logOf(bi)[from:])
+	}
+	for i := range 2 {
+		if e, _, st := frrConnections(t, frr, addr(i)); e != est[i] || st != "Established" {
+			t.Errorf("session to %s reset by the reloads: established %d → %d, now %s", p.Nodes[i].Role, est[i], e, st)
+		}
 	}
 }
