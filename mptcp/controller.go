@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/ifwatch"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/netns"
 )
@@ -33,9 +34,9 @@ type Controller struct {
 	// (from the kernel; a fake in tests).
 	interfaces func(name string) (int32, []netip.Addr, error)
 
-	// addrOpts subscribes to address changes (in the namespace of
-	// WithNetns).
-	addrOpts netlink.AddrSubscribeOptions
+	// ns is the namespace of WithNetns, for the address subscription
+	// (nil: the process's own).
+	ns *vnetns.NsHandle
 
 	mu     sync.Mutex
 	cfg    *config.Config // the config in force, replaced by Update
@@ -74,7 +75,7 @@ func WithNetns(name string) Option {
 			return k, err
 		}
 		c.interfaces = func(ifname string) (int32, []netip.Addr, error) { return handleInterface(h, ifname) }
-		c.addrOpts.Namespace = &ns
+		c.ns = &ns
 		c.closers = append(c.closers, func() { h.Close(); ns.Close() })
 		return nil
 	}
@@ -174,15 +175,20 @@ func (c *Controller) Run(ctx context.Context) error {
 	for _, s := range c.src.Snapshot() {
 		status[s.Link] = s
 	}
-	addrs := make(chan netlink.AddrUpdate, 16)
-	done := make(chan struct{})
-	defer close(done)
-	opts := c.addrOpts
-	opts.ErrorCallback = func(error) {}
-	if err := netlink.AddrSubscribeWithOptions(addrs, done, opts); err != nil {
-		c.log.Warn("no address notifications: learning addresses at each reconcile only", "err", err)
-		addrs = nil
+	// Address changes, and a subscription made again (ifwatch).
+	addrs := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case addrs <- struct{}{}:
+		default:
+		}
 	}
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go ifwatch.Run(wctx, c.ns, c.log, ifwatch.Handler{
+		Subscribed: func() error { poke(); return nil },
+		Addr:       func(netlink.AddrUpdate) { poke() },
+	}, nil)
 	cfg := c.config()
 	tick := time.NewTicker(cfg.MPTCP.Reconcile.D())
 	defer tick.Stop()
@@ -200,11 +206,7 @@ func (c *Controller) Run(ctx context.Context) error {
 			}
 			status[e.Link] = e.Status
 			c.apply(m, cfg, status, e.Link+" "+e.Kind.String())
-		case _, ok := <-addrs:
-			if !ok {
-				addrs = nil
-				continue
-			}
+		case <-addrs:
 			c.apply(m, cfg, status, "address change")
 		case <-c.kick:
 			cfg = c.config()

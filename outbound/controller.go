@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/ifwatch"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/netns"
 	"github.com/multihome/multihome/nft"
@@ -628,7 +629,8 @@ func (c *Controller) learn() bool {
 }
 
 // subscribeInterfaces kicks a repair when an interface or address changes
-// (ifdown/ifup flushes the link's routes from our tables).
+// (ifdown/ifup flushes the link's routes from our tables), and after a
+// netlink subscription was made again (ifwatch).
 func (c *Controller) subscribeInterfaces(ctx context.Context) <-chan struct{} {
 	kick := make(chan struct{}, 1)
 	poke := func() {
@@ -637,35 +639,11 @@ func (c *Controller) subscribeInterfaces(ctx context.Context) <-chan struct{} {
 		default:
 		}
 	}
-	lch := make(chan netlink.LinkUpdate, 64)
-	ach := make(chan netlink.AddrUpdate, 64)
-	errcb := func(err error) { c.log.Debug("interface subscription", "err", err) }
-	if err := netlink.LinkSubscribeWithOptions(lch, ctx.Done(), netlink.LinkSubscribeOptions{Namespace: c.ns, ErrorCallback: errcb}); err != nil {
-		c.log.Warn("no interface notifications: relying on periodic verification", "err", err)
-		return kick
-	}
-	if err := netlink.AddrSubscribeWithOptions(ach, ctx.Done(), netlink.AddrSubscribeOptions{Namespace: c.ns, ErrorCallback: errcb}); err != nil {
-		c.log.Warn("no address notifications: relying on periodic verification", "err", err)
-	}
-	go func() {
-		for {
-			select {
-			case _, ok := <-lch:
-				if !ok {
-					return
-				}
-				poke()
-			case _, ok := <-ach:
-				if !ok {
-					ach = nil
-					continue
-				}
-				poke()
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	go ifwatch.Run(ctx, c.ns, c.log, ifwatch.Handler{
+		Subscribed: func() error { poke(); return nil },
+		Link:       func(netlink.LinkUpdate) { poke() },
+		Addr:       func(netlink.AddrUpdate) { poke() },
+	}, nil)
 	return kick
 }
 
