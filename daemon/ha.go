@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,16 +93,29 @@ func (d *Daemon) followRole() {
 }
 
 // recordRole puts a role change into the decision log (multihome events)
-// with what the subsystems do about it.
+// with the subsystems that follow it.
 func (d *Daemon) recordRole(from, to ha.Role) {
 	if d.api == nil {
 		return
 	}
-	why := "not master: BGP announcements withdrawn (sessions kept), DNS push left to the master, router lifetime 0 in RAs"
-	if to == ha.RoleMaster {
-		why = "master: BGP announces, DNS pushes, RAs advertise this node as the router"
+	var names []string
+	for _, s := range d.running() {
+		if _, ok := s.sub.(standbyer); ok {
+			names = append(names, s.name)
+		}
 	}
-	d.api.Record(api.Entry{Time: time.Now(), Kind: "ha", From: string(from), To: string(to), Reason: "keepalived reported the role; " + why})
+	why := "keepalived reported the role"
+	if to == ha.RoleStopped {
+		why = "keepalived stopped"
+	}
+	follow := "no subsystem to stand down"
+	switch {
+	case len(names) > 0 && to == ha.RoleMaster:
+		follow = "up as master: " + strings.Join(names, ", ")
+	case len(names) > 0:
+		follow = "standing down: " + strings.Join(names, ", ")
+	}
+	d.api.Record(api.Entry{Time: time.Now(), Kind: "ha", From: string(from), To: string(to), Reason: why + "; " + follow})
 }
 
 // haNode returns the running ha node, or the one a reload is adding

@@ -172,7 +172,7 @@ func TestRoleFollowsReload(t *testing.T) {
 	for _, e := range ev.Events {
 		if e.Kind == "ha" {
 			roles = append(roles, e.From+"->"+e.To)
-			if !strings.Contains(e.Reason, "keepalived reported the role") {
+			if !strings.Contains(e.Reason, "keepalived reported the role; ") || !strings.Contains(e.Reason, "always, withha") {
 				t.Errorf("ha entry without its reason: %+v", e)
 			}
 		}
