@@ -82,6 +82,11 @@ func checkTransit(c *Config, k *checker) {
 		}
 	}
 	if n > 0 {
+		for i, in := range c.HA.Instances {
+			if in.Link != "" {
+				k.errorf(fmt.Sprintf("ha.instances[%d].link", i), "a WAN instance (shared uplinks) with a transit link (split uplinks): a pair is one topology or the other (docs/ha.md)")
+			}
+		}
 		o := c.EffectiveOutbound()
 		if MarkSlots(o.MarkMask)-3 < len(c.Links) { // last resort, bond, replies to the partner
 			k.errorf("outbound.mark_mask", "%#x has no room for %d links and the mark of replies sent back to the partner", o.MarkMask, len(c.Links))

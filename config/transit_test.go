@@ -56,6 +56,7 @@ func TestTransitErrors(t *testing.T) {
 		{"gateway4: 203.0.113.250", "gateway4: 203.0.113.249", `ha.sync.interface: "sync0" is an uplink: the sync link must be its own (a transit link`},
 		{"    snat: false\n", "    snat: false\n    address4: 203.0.113.9\n", `links[1].address4: 203.0.113.9: a transit link's address is this node's sync address 203.0.113.249`},
 		{"    snat: false\n", "    snat: false\n    gateway6: 2001:db8::1\n", `links[1].gateway6: a transit link carries IPv4 only`},
+		{"    - {interface: lan0, vrid: 51, virtual_addresses: [192.0.2.1/25]}\n", "    - {interface: lan0, vrid: 51, virtual_addresses: [192.0.2.1/25]}\n    - {link: isp1, vrid: 52, virtual_addresses: [198.51.100.5/28]}\n", `ha.instances[1].link: a WAN instance (shared uplinks) with a transit link (split uplinks)`},
 		{"ha:\n", "outbound: {mark_mask: 0x3}\nha:\n", `outbound.mark_mask: 0x3 has no room for 2 links and the mark of replies sent back to the partner`},
 		{"    - {interface: lan0, vrid: 51, virtual_addresses: [192.0.2.1/25]}\n", "    - {interface: lan0, vrid: 51, virtual_addresses: [192.0.2.1/25]}\n    - {link: isp2, vrid: 52, virtual_addresses: [203.0.113.251/30]}\n", `ha.instances[1].interface: "sync0" is the sync link`},
 	} {

@@ -435,12 +435,20 @@ func (n *Node) setRole(r Role, why string) {
 func (n *Node) takeover(ctx context.Context) {
 	start := time.Now()
 	var errs []error
-	for _, step := range []struct{ arg, what string }{
+	steps := []struct{ arg, what string }{
 		{"-c", "commit the external cache"},
 		{"-f", "flush the caches"},
 		{"-R", "resync with the kernel table"},
 		{"-B", "send a bulk update"},
-	} {
+	}
+	if n.cfg.TransitLink() >= 0 {
+		// Split uplinks (docs/ha.md): a flow that can go on is already
+		// in this node's own table (it leaves by this node's uplink);
+		// the partner's copy of it would replace it (conntrackd deletes
+		// an existing entry to commit its own), NAT and mark lost.
+		steps = steps[1:]
+	}
+	for _, step := range steps {
 		if out, err := n.conntrackdCmd(ctx, step.arg); err != nil {
 			errs = append(errs, fmt.Errorf("conntrackd %s (%s): %w: %s", step.arg, step.what, err, bytes.TrimSpace(out)))
 		}
@@ -470,7 +478,14 @@ func (n *Node) takeover(ctx context.Context) {
 // new master keeps them alive) and a resync request, as primary-backup.sh
 // does. Flows are not flushed.
 func (n *Node) standDown(ctx context.Context, prev Role) {
-	for _, arg := range []string{"-t", "-n"} {
+	args := []string{"-t", "-n"}
+	if n.cfg.TransitLink() >= 0 {
+		// Split uplinks: the standby forwards the master's flows to its
+		// own uplink; -t would flush them from its kernel table
+		// (conntrackd flushes the table PurgeTimeout after -t).
+		args = args[1:]
+	}
+	for _, arg := range args {
 		if out, err := n.conntrackdCmd(ctx, arg); err != nil {
 			n.log.Error("stand down: conntrackd", "arg", arg, "err", err, "out", string(bytes.TrimSpace(out)))
 		}

@@ -54,7 +54,13 @@ type Pair struct {
 	// site address (SNAT), index k-1.
 	LANVIP netip.Prefix
 	WANVIP []netip.Prefix
+	// Split is the split-uplinks topology (UpSplitPair): ISP k's handoff
+	// reaches gateway k only; the other node's WAN address is invalid.
+	Split bool
 }
+
+// Reaches reports whether gateway Nodes[node] has a handoff of isp.
+func (p *Pair) Reaches(node int, isp ISP) bool { return !p.Split || isp.Index == node+1 }
 
 // PairVIP returns ISP k's virtual (SNAT) address of a pair lab.
 func PairVIP(isp ISP) netip.Prefix {
@@ -64,6 +70,10 @@ func PairVIP(isp ISP) netip.Prefix {
 // UpPair builds a pair lab with spec.ISPs ISPs (default 2) and
 // spec.LANHosts hosts (default 1). spec.SharedUpstream is not supported.
 func UpPair(ctx context.Context, spec Spec, log *slog.Logger) (*Pair, error) {
+	return upPair(ctx, spec, log, false)
+}
+
+func upPair(ctx context.Context, spec Spec, log *slog.Logger, split bool) (*Pair, error) {
 	spec, err := spec.withDefaults()
 	if err != nil {
 		return nil, err
@@ -74,7 +84,7 @@ func UpPair(ctx context.Context, spec Spec, log *slog.Logger) (*Pair, error) {
 	if existing, err := netns.List(spec.Name + "-"); err != nil || len(existing) > 0 {
 		return nil, fmt.Errorf("lab %s exists already (namespaces %v, %v)", spec.Name, existing, err)
 	}
-	p := &Pair{Lab: newLab(spec, log)}
+	p := &Pair{Lab: newLab(spec, log), Split: split}
 	p.LANVIP = netip.MustParsePrefix(LANVirtual + "/25")
 	sync := netip.MustParsePrefix(SyncPrefix)
 	for i, role := range []string{RoleGWA, RoleGWB} {
@@ -83,7 +93,11 @@ func UpPair(ctx context.Context, spec Spec, log *slog.Logger) (*Pair, error) {
 			LAN:  netip.PrefixFrom(offset(p.LAN.Addr(), 2+i), p.LAN.Bits()),
 			Sync: netip.PrefixFrom(offset(sync.Addr(), 1+i), sync.Bits())}
 		for _, isp := range p.ISPs {
-			n.WAN = append(n.WAN, offset(isp.Link.Addr(), 2+i))
+			var a netip.Addr
+			if p.Reaches(i, isp) {
+				a = offset(isp.Link.Addr(), 2+i)
+			}
+			n.WAN = append(n.WAN, a)
 		}
 		p.Nodes[i] = n
 	}
@@ -97,7 +111,7 @@ func UpPair(ctx context.Context, spec Spec, log *slog.Logger) (*Pair, error) {
 		}
 		return nil, fmt.Errorf("pair lab %s up: %w", spec.Name, err)
 	}
-	p.log.Info("pair lab up", "isps", spec.ISPs, "lan_hosts", spec.LANHosts, "took", time.Since(start).Round(time.Millisecond))
+	p.log.Info("pair lab up", "split", split, "isps", spec.ISPs, "lan_hosts", spec.LANHosts, "took", time.Since(start).Round(time.Millisecond))
 	return p, nil
 }
 
@@ -187,7 +201,10 @@ func (p *Pair) links(b *builder) error {
 		if err != nil {
 			return err
 		}
-		for _, n := range p.Nodes {
+		for i, n := range p.Nodes {
+			if !p.Reaches(i, isp) {
+				continue
+			}
 			if err := port(b, isp.Name, br, n.Role, n.Role, isp.WAN); err != nil {
 				return err
 			}
@@ -228,6 +245,9 @@ func (p *Pair) addresses(b *builder) error {
 	}
 	for _, n := range p.Nodes {
 		for k, isp := range p.ISPs {
+			if !n.WAN[k].IsValid() {
+				continue
+			}
 			if err := b.addr(n.Role, isp.WAN, on(n.WAN[k], isp.Link)); err != nil {
 				return err
 			}
@@ -254,7 +274,10 @@ func (p *Pair) routes(b *builder) error {
 		}
 	}
 	for _, isp := range p.ISPs {
-		for _, n := range p.Nodes {
+		for i, n := range p.Nodes {
+			if !p.Reaches(i, isp) {
+				continue
+			}
 			if err := b.route(n.Role, isp.WAN, default4, isp.Router, isp.Metric); err != nil {
 				return err
 			}
@@ -320,9 +343,10 @@ func ignoreGone(err error) error {
 // routes back. The caller restarts its processes.
 func (p *Pair) PowerOn(role string) error {
 	var node *PairNode
+	me := -1
 	for i := range p.Nodes {
 		if p.Nodes[i].Role == role {
-			node = &p.Nodes[i]
+			node, me = &p.Nodes[i], i
 		}
 	}
 	if node == nil {
@@ -363,6 +387,9 @@ func (p *Pair) PowerOn(role string) error {
 		return err
 	}
 	for _, isp := range p.ISPs {
+		if !p.Reaches(me, isp) {
+			continue
+		}
 		if err := b.route(role, isp.WAN, default4, isp.Router, isp.Metric); err != nil {
 			return err
 		}

@@ -51,20 +51,26 @@ func ownUplinks(cfg *config.Config) []string {
 	return out
 }
 
-// partnerReturnRules are the first prerouting rules of a standby with a
-// transit link: a reply arriving on an own uplink for a forwarded flow
-// (not for this node itself) goes back to the partner.
-func partnerReturnRules(cfg *config.Config, o config.Outbound, standby bool) []string {
+// partnerReturnChain is, on a standby with a transit link, the chain
+// that sends back to the partner a reply arriving on an own uplink for a
+// forwarded flow (not for this node itself). It hooks prerouting after
+// destination NAT (priority filter), where a reply's destination is the
+// LAN host again, not this node's own (SNAT) address; the routing
+// decision comes after every prerouting chain, so its mark wins over the
+// link mark the mangle chain restored.
+func partnerReturnChain(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, standby bool) {
 	if !standby || cfg.TransitLink() < 0 {
-		return nil
+		return
 	}
 	own := ownUplinks(cfg)
 	if len(own) == 0 {
-		return nil
+		return
 	}
 	s := route.SchemeOf(o)
-	return []string{fmt.Sprintf("meta nfproto ipv4 ct direction reply iifname { %s } fib daddr type != local meta mark set meta mark & %s | %s accept comment \"standby: replies go back to the partner, which holds the flow and the LAN\"",
-		strings.Join(own, ", "), hexMark(^o.MarkMask), hexMark(s.PartnerReturn()))}
+	rs.Chains = append(rs.Chains, nft.Chain{Name: "partner_return", Type: "filter", Hook: "prerouting", Priority: "filter", Policy: "accept", Rules: []string{
+		fmt.Sprintf("meta nfproto ipv4 ct direction reply iifname { %s } fib daddr type != local meta mark set meta mark & %s | %s comment \"standby: replies go back to the partner, which holds the flow and the LAN\"",
+			strings.Join(own, ", "), hexMark(^o.MarkMask), hexMark(s.PartnerReturn())),
+	}})
 }
 
 // fromPartnerRules send new flows arriving over the transit link to the
@@ -106,6 +112,7 @@ func transitChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, views
 	} else {
 		rules = memberRules(c, linkChain)
 	}
+	partnerReturnChain(rs, cfg, o, standby)
 	rs.Chains = append(rs.Chains,
 		nft.Chain{Name: "from_partner", Comment: "new flows forwarded by the HA partner", Rules: rules},
 		nft.Chain{Name: "transit_loop", Type: "filter", Hook: "forward", Priority: "mangle", Policy: "accept", Rules: []string{

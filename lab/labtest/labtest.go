@@ -59,6 +59,30 @@ func up[L any](t testing.TB, spec lab.Spec, upFn func(context.Context, lab.Spec,
 	return l
 }
 
+// UpSplitPair builds a split-uplinks pair lab (lab.UpSplitPair: ISP 1
+// reaches gwa only, ISP 2 gwb only) for a test and tears it down when the
+// test ends; it skips the test when not run as root.
+func UpSplitPair(t testing.TB) *lab.Pair {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the lab creates network namespaces")
+	}
+	var log *slog.Logger
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	p, err := lab.UpSplitPair(context.Background(), lab.Spec{Name: netns.Unique(lab.TestPrefix, "")}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Down(); err != nil {
+			t.Error(err)
+		}
+	})
+	return p
+}
+
 // RunTests runs a test binary's tests with the lab's hygiene, for the
 // TestMain of packages whose tests build labs: as root, it first sweeps
 // the labs (namespaces and FRR instances) that test processes which no
