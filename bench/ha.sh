@@ -6,9 +6,15 @@
 # succeed again, how many flows survive, whether their ct marks were
 # synced; then a master whose uplinks all fail (handover after the
 # monitor's verdict), one uplink flapping (no role change), the sync link
-# cut (exactly one master). Needs root, keepalived, conntrackd.
+# cut (exactly one master). Then the split-uplinks pair (gwa has isp1, gwb
+# isp2, each using the other's over the transit link): new flows on both
+# ISPs, the standby carrying the master's flows past conntrackd's purge
+# timeout, the standby's ISP cut, and RUNS power losses of the master
+# (40 flows held each time: those through the partner's ISP must survive).
+# Needs root, keepalived, conntrackd.
 # Usage: bench/ha.sh [RUNS] (default 10 power losses at 100 ms adverts,
-# then 3 at keepalived's default 1 s for comparison; ~4 minutes).
+# then 3 at keepalived's default 1 s for comparison, then the split pair
+# with RUNS/2 power losses; ~7 minutes).
 set -eu
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" != 0 ]; then
@@ -27,3 +33,10 @@ for advert in 100ms 1s; do
 		go test ./ha -run '^TestPairSharedUplinks$' -count=1 -timeout 20m >/dev/null || echo "(some checks failed: see go test -v)"
 	cat "$report"
 done
+runs=$(( ${1:-10} / 2 ))
+[ "$runs" -lt 1 ] && runs=1
+echo "== split uplinks, VRRP adverts every 100ms, $runs power losses"
+: >"$report"
+MULTIHOME_HA_RUNS=$runs MULTIHOME_HA_REPORT=$report \
+	go test ./ha -run '^TestPairSplitUplinks$' -count=1 -timeout 20m >/dev/null || echo "(some checks failed: see go test -v)"
+cat "$report"
