@@ -775,7 +775,7 @@ func (s *Speaker) bfdEvent(ctx context.Context, st *runState, be bfdEvent) {
 	v := e.Verdict(hold)
 	if v != bfd.SessionUp && v != bfd.Ignore {
 		s.decide(Decision{Time: e.Time, Neighbor: e.Remote, Link: n.Link, From: e.From.String(), To: e.To.String(), BFD: true,
-			Reason: reason + ": " + bfdVerdict(e, v, hold)})
+			Reason: reason + ": " + bfdVerdict(e, v, hold, n.Link, s.linkState(n.Link))})
 	}
 	switch v {
 	case bfd.PeerAdminDown:
@@ -820,12 +820,20 @@ func (s *Speaker) bfdEvent(ctx context.Context, st *runState, be bfdEvent) {
 }
 
 // bfdVerdict says, for the decision log, what verdict v made of a BFD
-// down of a neighbour's session.
-func bfdVerdict(e bfd.Event, v bfd.Verdict, hold time.Duration) string {
-	const kept = "not acted on: announcements and BGP session kept, the link left to its probes"
+// down of a neighbour's session on link, whose state was state ("" if
+// unknown).
+func bfdVerdict(e bfd.Event, v bfd.Verdict, hold time.Duration, link, state string) string {
+	kept := "not acted on: announcements and BGP session kept, link " + link + " left to its probes"
+	if state != "" {
+		kept = "not acted on: announcements and BGP session kept, link " + link + " (" + state + ") left to its probes"
+	}
 	switch v {
 	case bfd.PathDown:
-		return fmt.Sprintf("path down after %v up: announcements withdrawn, BGP reset, link down at once", e.UpFor.Round(time.Millisecond))
+		s := fmt.Sprintf("path down after %v up: announcements withdrawn, BGP reset, link %s taken down at once", e.UpFor.Round(time.Millisecond), link)
+		if state != "" {
+			s += " (it was " + state + ")"
+		}
+		return s
 	case bfd.PeerAdminDown:
 		return "the neighbour is administratively down (RFC 5882: not a path failure): " + kept
 	case bfd.PeerReset:
@@ -837,6 +845,17 @@ func bfdVerdict(e bfd.Event, v bfd.Verdict, hold time.Duration) string {
 		return fmt.Sprintf("up for %v, less than its %v hold-up: %s", e.UpFor.Round(time.Millisecond), hold, kept)
 	}
 	return v.String()
+}
+
+// linkState is the link's state as the monitor has it, or "" when it
+// does not know the link.
+func (s *Speaker) linkState(link string) string {
+	for _, st := range s.src.Snapshot() {
+		if st.Link == link {
+			return st.State.String()
+		}
+	}
+	return ""
 }
 
 // usable is whether a link may carry our announcements: the monitor's

@@ -285,6 +285,11 @@ func (b *linkBFD) handle(s *bfdSession, e bfd.Event) {
 		reason = fmt.Sprintf("BFD %s→%s: session failed: %v (peer %s)", e.From, e.To, e.Err, e.Remote)
 	}
 	v := e.Verdict(s.spec.holdUp)
+	if b.record != nil && v != bfd.SessionUp && v != bfd.Ignore {
+		// Before acting: the link's state is the one the verdict found.
+		b.record(api.Entry{Time: e.Time, Kind: "bfd", Link: s.link, From: e.From.String(), To: e.To.String(),
+			Reason: reason + ": " + bfdDecision(e, v, s.spec.holdUp, "link "+s.link, b.linkState(s.link))})
+	}
 	switch v {
 	case bfd.PeerAdminDown:
 		b.log.Warn("bfd session down: the peer is administratively down, the link stays to its probes", "link", s.link, "peer", e.Remote, "reason", reason)
@@ -306,38 +311,42 @@ func (b *linkBFD) handle(s *bfdSession, e bfd.Event) {
 	default:
 		b.log.Debug("bfd session state", "link", s.link, "peer", e.Remote, "from", e.From, "to", e.To, "diag", e.Diag)
 	}
-	if b.record != nil && v != bfd.SessionUp && v != bfd.Ignore {
-		b.record(api.Entry{Time: e.Time, Kind: "bfd", Link: s.link, From: e.From.String(), To: e.To.String(),
-			Reason: reason + ": " + bfdDecision(e, v, s.spec.holdUp, "link "+s.link+b.linkState(s.link))})
-	}
 }
 
 // bfdDecision says, for the decision log, what a BFD down's verdict v
-// made of it: who (the link, or a neighbour and its link) and what it
-// was left to.
-func bfdDecision(e bfd.Event, v bfd.Verdict, holdUp time.Duration, who string) string {
+// made of it for who (a link), whose state was state ("" if unknown):
+// taken down at once, or left to its probes.
+func bfdDecision(e bfd.Event, v bfd.Verdict, holdUp time.Duration, who, state string) string {
+	left := "not acted on, " + who + " left to its probes"
+	if state != "" {
+		left = "not acted on, " + who + " (" + state + ") left to its probes"
+	}
 	switch v {
 	case bfd.PathDown:
-		return fmt.Sprintf("path down after %v up: %s taken down at once", e.UpFor.Round(time.Millisecond), who)
+		s := fmt.Sprintf("path down after %v up: %s taken down at once", e.UpFor.Round(time.Millisecond), who)
+		if state != "" {
+			s += " (it was " + state + ")"
+		}
+		return s
 	case bfd.PeerAdminDown:
-		return "the peer is administratively down (RFC 5882: not a path failure): not acted on, " + who + " left to its probes"
+		return "the peer is administratively down (RFC 5882: not a path failure): " + left
 	case bfd.PeerReset:
-		return fmt.Sprintf("a peer reset (its diagnostic %q does not say it lost us): not acted on, %s left to its probes", e.RemoteDiag, who)
+		return fmt.Sprintf("a peer reset (its diagnostic %q does not say it lost us): %s", e.RemoteDiag, left)
 	case bfd.Unproven:
 		if e.Err != nil {
-			return "the session's runner failed, which proves nothing about the path: not acted on, " + who + " left to its probes"
+			return "the session's runner failed, which proves nothing about the path: " + left
 		}
-		return fmt.Sprintf("up for %v, less than its %v hold-up: not acted on, %s left to its probes", e.UpFor.Round(time.Millisecond), holdUp, who)
+		return fmt.Sprintf("up for %v, less than its %v hold-up: %s", e.UpFor.Round(time.Millisecond), holdUp, left)
 	}
 	return v.String()
 }
 
-// linkState is " (up)" with the link's state as the monitor has it, or
-// "" when it does not know the link.
+// linkState is the link's state as the monitor has it, or "" when it
+// does not know the link.
 func (b *linkBFD) linkState(link string) string {
 	for _, st := range b.src.Snapshot() {
 		if st.Link == link {
-			return " (" + st.State.String() + ")"
+			return st.State.String()
 		}
 	}
 	return ""

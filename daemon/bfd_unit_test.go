@@ -280,7 +280,7 @@ func TestLinkBFDHoldUp(t *testing.T) {
 	want := []string{
 		"bfd isp3 up -> down: BFD up→down: neighbor signaled session down (peer 2001:db8:3::1): up for 10ms, less than its 5s hold-up: not acted on, link isp3 (up) left to its probes",
 		`bfd isp3 up -> down: BFD up→down: neighbor signaled session down (peer 2001:db8:3::1): a peer reset (its diagnostic "neighbor signaled session down" does not say it lost us): not acted on, link isp3 (up) left to its probes`,
-		"bfd isp3 up -> down: BFD up→down: control detection time expired (peer 2001:db8:3::1): path down after 1h0m0s up: link isp3 (up) taken down at once",
+		"bfd isp3 up -> down: BFD up→down: control detection time expired (peer 2001:db8:3::1): path down after 1h0m0s up: link isp3 taken down at once (it was up)",
 		"bfd isp3 up -> down: BFD up→down: neighbor signaled session down (peer 2001:db8:3::1): the peer is administratively down (RFC 5882: not a path failure): not acted on, link isp3 (up) left to its probes",
 	}
 	if got != strings.Join(want, "\n") {

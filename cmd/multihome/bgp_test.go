@@ -79,7 +79,7 @@ func TestCmdEventsBGP(t *testing.T) {
 	srv.Record(api.Entry{Time: time.Now(), Kind: "bfd", Link: "fiber", From: "up", To: "down",
 		Reason: "BFD up→down: neighbor signaled session down (peer 198.51.100.1): up for 11ms, less than its 5s hold-up: not acted on, link fiber (up) left to its probes"})
 	srv.Record(api.Entry{Time: time.Now(), Kind: "bfd", Link: "fiber", Neighbor: n, From: "up", To: "down",
-		Reason: "BFD up→down: neighbor signaled session down (neighbour's diagnostic: none): up for 11ms, less than its 5s hold-up: not acted on: announcements and BGP session kept, the link left to its probes"})
+		Reason: "BFD up→down: neighbor signaled session down (neighbour's diagnostic: none): up for 11ms, less than its 5s hold-up: not acted on: announcements and BGP session kept, link fiber (up) left to its probes"})
 	var out bytes.Buffer
 	if err := runEvents(context.Background(), &out, []string{"--api", addr, "--link", "fiber"}); err != nil {
 		t.Fatal(err)
