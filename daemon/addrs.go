@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/ifwatch"
 )
 
 // Learned addresses: a link whose address4 or address6 is not set in the
@@ -184,40 +184,14 @@ func (s *addrSub) pick(l config.Link, family int, prev netip.Addr) netip.Addr {
 	return addrs[0]
 }
 
-// netlinkAddrs lists iface's global addresses of one family that can
-// source traffic: no secondary IPv4 address, no tentative, deprecated,
-// temporary (privacy) or DAD-failed IPv6 address.
+// netlinkAddrs lists iface's addresses of one family that can source
+// traffic (ifwatch.SourceAddrs).
 func netlinkAddrs(iface string, family int) ([]netip.Addr, error) {
 	lk, err := netlink.LinkByName(iface)
 	if err != nil {
 		return nil, err
 	}
-	fam := netlink.FAMILY_V4
-	bad := unix.IFA_F_SECONDARY
-	if family == 6 {
-		fam = netlink.FAMILY_V6
-		bad = unix.IFA_F_TENTATIVE | unix.IFA_F_DEPRECATED | unix.IFA_F_TEMPORARY | unix.IFA_F_DADFAILED
-	}
-	as, err := netlink.AddrList(lk, fam)
-	if err != nil {
-		return nil, err
-	}
-	var out []netip.Addr
-	for _, a := range as {
-		if a.Scope != unix.RT_SCOPE_UNIVERSE || a.Flags&bad != 0 || a.IPNet == nil {
-			continue
-		}
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
-		if family == 4 && !ip.Is4() || family == 6 && (ip.Is4() || ip.IsLinkLocalUnicast()) {
-			continue
-		}
-		out = append(out, ip)
-	}
-	return out, nil
+	return ifwatch.SourceAddrs(nil, lk, family)
 }
 
 // withAddrs returns cfg with the learned addresses filled into the links

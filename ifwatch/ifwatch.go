@@ -9,7 +9,8 @@
 // request to the socket's own address, multicast groups included, so as
 // root the kernel also broadcasts the request to every other subscriber
 // of those groups in the namespace, which then report "Wrong sender
-// portid" (vishvananda/netlink issue 786).
+// portid" (vishvananda/netlink issue 786). SourceAddrs says which of an
+// interface's addresses can source traffic, for all of them alike.
 package ifwatch
 
 import (

@@ -3,6 +3,7 @@ package ifwatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -126,5 +127,55 @@ func TestRun(t *testing.T) {
 	defer mu.Unlock()
 	if subscribed != 2 {
 		t.Errorf("subscribed %d times, want 2", subscribed)
+	}
+}
+
+// TestSourceAddrs: of an interface's addresses, only those that can
+// source traffic are listed, in the kernel's order.
+func TestSourceAddrs(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates a network namespace")
+	}
+	name := netns.Unique(lab.TestPrefix, "ifaddrs")
+	if err := netns.Add(name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { netns.Delete(name) })
+	h, err := netns.Handle(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	for _, args := range [][]string{
+		{"link", "add", "a0", "type", "veth", "peer", "name", "a1"},
+		{"link", "set", "a0", "up"},
+		{"addr", "add", "192.0.2.1/24", "dev", "a0"},
+		{"addr", "add", "192.0.2.2/24", "dev", "a0"},                                  // secondary
+		{"addr", "add", "198.51.100.1/24", "dev", "a0", "preferred_lft", "0"},         // deprecated
+		{"addr", "add", "203.0.113.1/24", "dev", "a0"},                                // primary of its own subnet
+		{"addr", "add", "2001:db8::1/64", "dev", "a0", "nodad"},                       // usable
+		{"addr", "add", "2001:db8::2/64", "dev", "a0", "nodad", "preferred_lft", "0"}, // deprecated
+		{"addr", "add", "2001:db8:1::1/64", "dev", "a0"},                              // tentative: a1 is down, DAD never ends
+		{"addr", "add", "fe80::99/64", "dev", "a0", "nodad"},                          // link-local
+	} {
+		if out, err := netns.Command(context.Background(), name, append([]string{"ip"}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	lk, err := h.LinkByName("a0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		family int
+		want   string
+	}{{4, "[192.0.2.1 203.0.113.1]"}, {6, "[2001:db8::1]"}} {
+		got, err := SourceAddrs(h, lk, c.family)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := fmt.Sprint(got); s != c.want {
+			t.Errorf("IPv%d: %s, want %s", c.family, s, c.want)
+		}
 	}
 }

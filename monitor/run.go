@@ -12,6 +12,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/ifwatch"
 	"github.com/multihome/multihome/probe"
 )
 
@@ -201,32 +202,11 @@ func addrText(a netip.Addr) string {
 	return a.String()
 }
 
-// listAddrs returns the global unicast addresses of an interface.
+// listAddrs returns the addresses of an interface that can source
+// traffic (ifwatch.SourceAddrs).
 func listAddrs(lk netlink.Link) (v4, v6 []netip.Addr) {
-	addrs, err := netlink.AddrList(lk, netlink.FAMILY_ALL)
-	if err != nil {
-		return nil, nil
-	}
-	for _, a := range addrs {
-		ip, ok := netip.AddrFromSlice(a.IP)
-		if !ok {
-			continue
-		}
-		ip = ip.Unmap()
-		if !ip.IsGlobalUnicast() || ip.IsLinkLocalUnicast() {
-			continue
-		}
-		// Skip addresses the kernel would not use as a source.
-		const deprecatedOrTentative = 0x20 | 0x40 // IFA_F_DEPRECATED | IFA_F_TENTATIVE
-		if a.Flags&deprecatedOrTentative != 0 {
-			continue
-		}
-		if ip.Is4() {
-			v4 = append(v4, ip)
-		} else {
-			v6 = append(v6, ip)
-		}
-	}
+	v4, _ = ifwatch.SourceAddrs(nil, lk, 4)
+	v6, _ = ifwatch.SourceAddrs(nil, lk, 6)
 	return v4, v6
 }
 

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"os"
 	"slices"
 	"sync"
@@ -35,7 +34,6 @@ import (
 	"github.com/multihome/multihome/route"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // Controller drives the outbound datapath. Create it with New and run it
@@ -600,24 +598,11 @@ func (c *Controller) learn() bool {
 	for _, l := range c.cfg.Links {
 		var a learnedAddrs
 		if lk, err := h.LinkByName(l.Interface); err == nil {
-			for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-				addrs, err := h.AddrList(lk, fam)
-				if err != nil {
-					continue
-				}
-				for _, ad := range addrs {
-					ip, ok := netip.AddrFromSlice(ad.IP)
-					if !ok || ad.Scope != unix.RT_SCOPE_UNIVERSE || ad.Flags&(unix.IFA_F_DEPRECATED|unix.IFA_F_TENTATIVE) != 0 {
-						continue
-					}
-					ip = ip.Unmap()
-					if ip.Is4() && !a.v4.IsValid() {
-						a.v4 = ip
-					}
-					if ip.Is6() && !a.v6.IsValid() {
-						a.v6 = ip
-					}
-				}
+			if v4, _ := ifwatch.SourceAddrs(h, lk, 4); len(v4) > 0 {
+				a.v4 = v4[0]
+			}
+			if v6, _ := ifwatch.SourceAddrs(h, lk, 6); len(v6) > 0 {
+				a.v6 = v6[0]
 			}
 		}
 		if c.learned[l.Name] != a {
