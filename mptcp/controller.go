@@ -2,7 +2,6 @@ package mptcp
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -60,14 +59,9 @@ type Option func(*Controller) error
 // lab.
 func WithNetns(name string) Option {
 	return func(c *Controller) error {
-		h, err := netns.Handle(name)
+		h, ns, err := netns.Open(name)
 		if err != nil {
 			return err
-		}
-		ns, err := vnetns.GetFromPath(netns.Path(name))
-		if err != nil {
-			h.Close()
-			return fmt.Errorf("mptcp: netns %s: %w", name, err)
 		}
 		c.dial = func() (Kernel, error) {
 			var k *Conn

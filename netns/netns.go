@@ -255,16 +255,28 @@ func Do(name string, fn func() error) error {
 // Handle returns a netlink handle whose sockets live in the named
 // namespace. Close it when done.
 func Handle(name string) (*netlink.Handle, error) {
+	h, ns, err := Open(name)
+	if err != nil {
+		return nil, err
+	}
+	ns.Close()
+	return h, nil
+}
+
+// Open returns a netlink handle whose sockets live in the named
+// namespace, and the namespace's own handle (for what opens sockets
+// later, such as netlink subscriptions). Close both when done.
+func Open(name string) (*netlink.Handle, vnetns.NsHandle, error) {
 	ns, err := vnetns.GetFromPath(Path(name))
 	if err != nil {
-		return nil, fmt.Errorf("netns %s: %w", name, err)
+		return nil, vnetns.None(), fmt.Errorf("netns %s: %w", name, err)
 	}
-	defer ns.Close()
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
-		return nil, fmt.Errorf("netns %s: netlink handle: %w", name, err)
+		ns.Close()
+		return nil, vnetns.None(), fmt.Errorf("netns %s: netlink handle: %w", name, err)
 	}
-	return h, nil
+	return h, ns, nil
 }
 
 // Command returns a command that runs argv inside the named namespace:

@@ -104,14 +104,9 @@ type Option func(*Controller) error
 // through a socket in that namespace. For tests and the lab.
 func WithNetns(name string) Option {
 	return func(c *Controller) error {
-		h, err := netns.Handle(name)
+		h, ns, err := netns.Open(name)
 		if err != nil {
 			return err
-		}
-		ns, err := vnetns.GetFromPath(netns.Path(name))
-		if err != nil {
-			h.Close()
-			return fmt.Errorf("netns %s: %w", name, err)
 		}
 		f, err := os.Open(netns.Path(name))
 		if err != nil {
