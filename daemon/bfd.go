@@ -351,17 +351,3 @@ func (b *linkBFD) linkState(link string) string {
 	}
 	return ""
 }
-
-// logBFDDecisions puts the link BFD sessions' downs, and what the link
-// monitor was told, into the API's decision log (multihome events), next
-// to the link events they did or did not cause.
-func (d *Daemon) logBFDDecisions() {
-	if d.api == nil {
-		return
-	}
-	for _, s := range d.subs {
-		if b, ok := s.sub.(*linkBFD); ok {
-			b.record = d.api.Record
-		}
-	}
-}

@@ -27,17 +27,21 @@ func init() {
 	}})
 }
 
-// logBGPDecisions puts the speaker's announcement decisions (announce,
-// prepend, withdraw, with their reason) into the API's decision log, so
-// that `multihome events` shows them next to the link events.
-func (d *Daemon) logBGPDecisions() {
+// logDecisions puts a subsystem's own decisions into the API's decision
+// log, so that `multihome events` shows them next to the link events: the
+// BGP speaker's announcements (announce, prepend, withdraw, with their
+// reason) and BFD downs, the link sessions' BFD downs. It runs for every
+// subsystem once the API exists, and for each one a reload builds, before
+// the subsystem starts.
+func (d *Daemon) logDecisions(s subsystem) {
 	if d.api == nil {
 		return
 	}
-	for _, s := range d.subs {
-		if sp, ok := s.sub.(*bgp.Speaker); ok {
-			sp.OnDecision(func(dec bgp.Decision) { d.api.Record(bgpEntry(dec)) })
-		}
+	switch s := s.(type) {
+	case *bgp.Speaker:
+		s.OnDecision(func(dec bgp.Decision) { d.api.Record(bgpEntry(dec)) })
+	case *linkBFD:
+		s.record = d.api.Record
 	}
 }
 

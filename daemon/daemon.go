@@ -155,8 +155,9 @@ func New(cfg *config.Config, log *slog.Logger, opts Options) (*Daemon, error) {
 		}
 		d.apiToken = token
 	}
-	d.logBGPDecisions()
-	d.logBFDDecisions()
+	for _, s := range d.subs {
+		d.logDecisions(s.sub)
+	}
 	return d, nil
 }
 

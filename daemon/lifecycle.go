@@ -92,6 +92,7 @@ func (d *Daemon) build(b builder, cfg *config.Config) (*named, error) {
 		}
 	}
 	d.wireRole(s, cfg)
+	d.logDecisions(s)
 	return &named{name: b.name, sub: s, cols: rec.cols}, nil
 }
 

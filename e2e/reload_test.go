@@ -140,6 +140,18 @@ ipv6:
 	if c := get(sock, "/api/v1/bgp", ""); c != 200 {
 		t.Errorf("after adding the bgp section: GET /api/v1/bgp = %d, want 200", c)
 	}
+	// The speaker a reload added records its decisions like one built at
+	// start: its first announcement decision is in the decision log.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		out, err := d.cli("events")
+		if err == nil && strings.Contains(out, "bgp") && strings.Contains(out, "198.51.100.1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("after adding the bgp section: no bgp decision in the log within 5 s: %v\n%s", err, out)
+			break
+		}
+	}
 	if c := get(sock, "/api/v1/ipv6", ""); c != 200 {
 		t.Errorf("after adding the ipv6 section: GET /api/v1/ipv6 = %d, want 200", c)
 	}
