@@ -166,9 +166,9 @@ func (m *Monitor) Subscribe() (<-chan Event, func()) { return m.bus.Subscribe() 
 // re-reads what it needs from the kernel. Wake-ups are coalesced (one
 // pending at most) and carry nothing; after a failed netlink subscription
 // the receiver is woken again, as changes may have been missed. They come
-// from the monitor's own subscription while Run runs, so that one netlink
-// subscription serves the daemon (daemon/addrs learns addresses with it).
-// cancel stops them.
+// from the monitor's own subscription (ifwatch) while Run runs, so that
+// what follows the same interfaces needs none of its own (daemon/addrs,
+// the learned addresses). cancel stops them.
 func (m *Monitor) InterfaceChanges() (<-chan struct{}, func()) { return m.ifChanges.subscribe() }
 
 // Snapshot implements Source: the status of every link in config order.
