@@ -22,10 +22,10 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(labtest.RunTests(m)) }
 
-// TestRun: in a throwaway namespace, Run says when it is subscribed,
-// reports link and address changes, and subscribes again (telling the
-// handler again) when the handler's re-read fails.
-func TestRun(t *testing.T) {
+// tempNS makes a namespace removed when the test ends, and a netlink
+// handle in it; it skips the test when not root.
+func tempNS(t *testing.T) (string, *netlink.Handle) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates a network namespace")
 	}
@@ -34,16 +34,24 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { netns.Delete(name) })
+	h, err := netns.Handle(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return name, h
+}
+
+// TestRun: in a throwaway namespace, Run says when it is subscribed,
+// reports link and address changes, and subscribes again (telling the
+// handler again) when the handler's re-read fails.
+func TestRun(t *testing.T) {
+	name, h := tempNS(t)
 	ns, err := vnetns.GetFromPath(netns.Path(name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ns.Close()
-	h, err := netns.Handle(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
 
 	var mu sync.Mutex
 	subscribed, links := 0, map[string]bool{}
@@ -133,19 +141,7 @@ func TestRun(t *testing.T) {
 // TestSourceAddrs: of an interface's addresses, only those that can
 // source traffic are listed, in the kernel's order.
 func TestSourceAddrs(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	name := netns.Unique(lab.TestPrefix, "ifaddrs")
-	if err := netns.Add(name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { netns.Delete(name) })
-	h, err := netns.Handle(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	name, h := tempNS(t)
 	for _, args := range [][]string{
 		{"link", "add", "a0", "type", "veth", "peer", "name", "a1"},
 		{"link", "set", "a0", "up"},

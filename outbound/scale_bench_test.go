@@ -39,6 +39,17 @@ func benchOut(t *testing.T, lines ...string) {
 	}
 }
 
+// dialConntrack opens conntrack in the namespace fd refers to, as the
+// old scrape and migration did for each call (their cost counts it).
+func dialConntrack(t *testing.T, fd int) *conntrack.Conn {
+	t.Helper()
+	ct, err := conntrack.Dial(&netlink.Config{NetNS: fd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ct
+}
+
 // sizes returns the sizes to measure: MULTIHOME_BENCH_SIZES (comma
 // separated) or def.
 func sizes(def ...int) []int {
@@ -106,10 +117,7 @@ func TestBenchScaleConntrack(t *testing.T) {
 		})
 		// The old scrape: one full dump into []Flow.
 		oldDump, oldDumpB, _ := cost(func() {
-			ct, err := conntrack.Dial(&netlink.Config{NetNS: fd})
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := dialConntrack(t, fd)
 			defer ct.Close()
 			fl, err := ct.Dump(nil)
 			if err != nil || len(fl) != n {
@@ -150,10 +158,7 @@ func TestBenchScaleConntrack(t *testing.T) {
 		}
 		synthFlows(t, fd, n-n/2, s.Mark(1), 2, 17, 53)
 		oldMig, oldMigB, _ := cost(func() {
-			ct, err := conntrack.Dial(&netlink.Config{NetNS: fd})
-			if err != nil {
-				t.Fatal(err)
-			}
+			ct := dialConntrack(t, fd)
 			defer ct.Close()
 			fl, err := ct.DumpFilter(conntrack.NewFilter().Mark(s.Mark(1)).MarkMask(mask), nil)
 			if err != nil {
