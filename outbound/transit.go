@@ -119,3 +119,15 @@ func transitChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, views
 			fmt.Sprintf("iifname %s oifname %s drop comment \"never back to the partner (loop)\"", dev, dev),
 		}})
 }
+
+// StandbyText renders what the ruleset holds in addition on the standby
+// of a split pair (the chain that sends the partner's replies back to
+// it), for `multihome run --dry-run`; "" without a transit link.
+func StandbyText(cfg *config.Config) string {
+	if cfg.TransitLink() < 0 {
+		return ""
+	}
+	rs := nft.Ruleset{Family: TableFamily, Name: TableName}
+	partnerReturnChain(&rs, cfg, cfg.EffectiveOutbound(), true)
+	return rs.String()
+}

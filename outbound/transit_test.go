@@ -56,3 +56,14 @@ func TestRenderSplitGolden(t *testing.T) {
 		})
 	}
 }
+
+// TestStandbyText: the dry run shows the standby's return chain of a
+// split pair, and nothing for a config without a transit link.
+func TestStandbyText(t *testing.T) {
+	if got := StandbyText(loadConfig(t, filepath.Join("testdata", "split.yaml"))); !strings.Contains(got, "chain partner_return") || !strings.Contains(got, `iifname { "wan1" }`) {
+		t.Errorf("split pair: %q", got)
+	}
+	if got := StandbyText(loadConfig(t, filepath.Join("testdata", "default.yaml"))); got != "" {
+		t.Errorf("no transit link: %q", got)
+	}
+}

@@ -25,6 +25,11 @@ func dryRunOutput(w io.Writer, cfg *config.Config) error {
 	if _, err = fmt.Fprint(w, text); err != nil || cfg.HA == nil {
 		return err
 	}
+	if sb := outbound.StandbyText(cfg); sb != "" {
+		if _, err = fmt.Fprintf(w, "\n# on the standby (as the node starts, until keepalived reports master) the table also holds:\n%s", sb); err != nil {
+			return err
+		}
+	}
 	// The HA pair's daemons' configs, as they would be written to
 	// ha.run_dir (the VRRPv2 password is not printed).
 	pass := ""
