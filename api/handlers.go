@@ -9,10 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/multihome/multihome/bound"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/monitor"
 	"github.com/multihome/multihome/web"
@@ -291,7 +294,9 @@ func parseSeq(v string) (uint64, error) {
 // streamEvents serves the decision log as server-sent events: one "entry"
 // event per Entry (id: its seq, data: its JSON), from the entry after
 // ?since= or Last-Event-ID (replayed from the ring), else from now on;
-// a comment every KeepAlive.
+// a comment every KeepAlive. Every stream writes the frames the decision
+// log encoded once per entry; a client that stops reading is dropped
+// after StreamWriteTimeout (streamWriter).
 func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	from := r.URL.Query().Get("since")
 	if from == "" {
@@ -328,31 +333,84 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	keep := time.NewTicker(s.opts.KeepAlive)
 	defer keep.Stop()
+	defer rc.SetWriteDeadline(time.Time{}) // the connection may serve more requests
+	sw := &streamWriter{w: w, rc: rc, timeout: s.opts.StreamWriteTimeout}
+	var batch [][]byte
+	replay := true
 	for {
-		entries, wake := s.events.since(seq, 0)
-		for _, e := range entries {
-			seq = e.Seq
-			if link != "" && e.Link != link {
-				continue
-			}
-			b, _ := json.Marshal(e)
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: entry\ndata: %s\n\n", e.Seq, b); err != nil {
-				return
-			}
+		var last, lost uint64
+		var wake <-chan struct{}
+		batch, last, lost, wake = s.events.frames(seq, link, batch[:0])
+		if lost > 0 && !replay {
+			// Its writes were slow enough for the ring to wrap: it
+			// skips ahead, told so in a comment clients ignore.
+			bound.Dropped(StreamQueue, int(min(lost, 1<<31)), "event stream client fell a whole decision log behind: skipped ahead")
+			batch = slices.Insert(batch, 0, fmt.Appendf(nil, ": skipped %d entries\n\n", lost))
 		}
-		if len(entries) > 0 && rc.Flush() != nil {
+		replay = false
+		seq = last
+		if len(batch) > 0 && !sw.write(batch) {
 			return
 		}
+		clear(batch) // drop references to frames the ring may let go
 		select {
 		case <-r.Context().Done():
 			return
 		case <-wake:
 		case <-keep.C:
-			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil || rc.Flush() != nil {
+			if !sw.write([][]byte{keepAlive}) {
 				return
 			}
 		}
 	}
+}
+
+var keepAlive = []byte(": keep-alive\n\n")
+
+// StreamQueue is the bound.Dropped queue of the event streams: entries a
+// stream client did not get because it stopped reading (its stream is
+// closed after Options.StreamWriteTimeout) or fell a whole decision log
+// behind (it skips ahead).
+const StreamQueue = "api.stream"
+
+// streamWriter writes one event stream within StreamWriteTimeout. A
+// client that takes nothing in time is dropped (counted, its stream
+// closed): its writes never hold up other streams, the decision log or
+// the daemon.
+type streamWriter struct {
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+	timeout  time.Duration
+	deadline time.Time // the connection's write deadline
+}
+
+// write writes and flushes frames. The connection's deadline is moved
+// only when less than half the timeout is left, not on every event
+// (moving it costs a timer update per client per event): each write is
+// bounded by between half the timeout and the timeout.
+func (sw *streamWriter) write(frames [][]byte) bool {
+	if now := time.Now(); sw.deadline.Sub(now) < sw.timeout/2 {
+		sw.deadline = now.Add(sw.timeout)
+		// A ResponseWriter that cannot set one: the write is still
+		// this stream's alone.
+		_ = sw.rc.SetWriteDeadline(sw.deadline)
+	}
+	var err error
+	for _, f := range frames {
+		if _, err = sw.w.Write(f); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = sw.rc.Flush()
+	}
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			bound.Dropped(StreamQueue, len(frames), fmt.Sprintf("event stream client took nothing for at least %v: closed its stream", sw.timeout/2))
+		}
+		return false
+	}
+	return true
 }
 
 func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {

@@ -61,6 +61,11 @@ type Options struct {
 	// KeepAlive is the interval of keep-alive comments on event streams
 	// (default 15s).
 	KeepAlive time.Duration
+	// StreamWriteTimeout bounds each write to an event stream (default
+	// 10s; a write may be stopped after half of it): a client that takes
+	// nothing for that long is dropped (counted in
+	// multihome_bound_dropped_total{queue="api.stream"}).
+	StreamWriteTimeout time.Duration
 	// SampleInterval is how often link measurements are sampled for
 	// GET /api/v1/history (default 2s); HistorySamples how many are kept
 	// per link (default 180: 6 minutes).
@@ -136,6 +141,9 @@ func New(b Backend, opts Options, log *slog.Logger) (*Server, error) {
 	}
 	if opts.KeepAlive <= 0 {
 		opts.KeepAlive = 15 * time.Second
+	}
+	if opts.StreamWriteTimeout <= 0 {
+		opts.StreamWriteTimeout = 10 * time.Second
 	}
 	if opts.SampleInterval <= 0 {
 		opts.SampleInterval = 2 * time.Second
