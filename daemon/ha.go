@@ -101,6 +101,9 @@ func (d *Daemon) recordRole(from, to ha.Role) {
 	var names []string
 	for _, s := range d.running() {
 		if _, ok := s.sub.(standbyer); ok {
+			if f, ok := s.sub.(interface{ FollowsRole() bool }); ok && !f.FollowsRole() {
+				continue // outbound without a transit link: the same either way
+			}
 			names = append(names, s.name)
 		}
 	}

@@ -249,6 +249,10 @@ func (c *Controller) SetStandby(standby bool) {
 	}
 }
 
+// FollowsRole reports whether SetStandby changes the datapath: only with
+// a transit link to the partner (split uplinks). For the decision log.
+func (c *Controller) FollowsRole() bool { return c.view.Load().transit }
+
 // Run applies the desired state, then follows link events, config
 // updates and periodic verification until ctx is done; then it removes
 // everything it created (unless outbound.keep_on_exit) and returns.

@@ -16,10 +16,13 @@ import (
 type flowView struct {
 	scheme route.Scheme
 	links  []string
+	// transit: the config has a transit link to an HA partner (the
+	// datapath follows the role: FollowsRole).
+	transit bool
 }
 
 func newFlowView(cfg *config.Config, o config.Outbound) *flowView {
-	v := &flowView{scheme: route.SchemeOf(o), links: make([]string, len(cfg.Links))}
+	v := &flowView{scheme: route.SchemeOf(o), links: make([]string, len(cfg.Links)), transit: cfg.TransitLink() >= 0}
 	for i, l := range cfg.Links {
 		v.links[i] = l.Name
 	}

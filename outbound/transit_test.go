@@ -67,3 +67,18 @@ func TestStandbyText(t *testing.T) {
 		t.Errorf("no transit link: %q", got)
 	}
 }
+
+// TestFollowsRole: the controller says its datapath follows the HA role
+// only with a transit link (the decision log lists it then only).
+func TestFollowsRole(t *testing.T) {
+	for file, want := range map[string]bool{"split.yaml": true, "default.yaml": false} {
+		cfg := loadConfig(t, filepath.Join("testdata", file))
+		c, err := New(cfg, newFakeSource(cfg, monitor.Up), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.FollowsRole(); got != want {
+			t.Errorf("%s: FollowsRole %v, want %v", file, got, want)
+		}
+	}
+}
