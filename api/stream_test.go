@@ -142,3 +142,69 @@ func lastSeq(t *testing.T, addr string) uint64 {
 	}
 	return l.Last
 }
+
+// TestStreamSkipsAhead: a client that reads too slowly for the decision
+// log (here 4 entries) skips ahead: told in a comment how many entries it
+// lost, counted, then every newer entry in order.
+func TestStreamSkipsAhead(t *testing.T) {
+	f := apitest.NewFake(apitest.Links()...)
+	s, addr := apitest.Start(t, f, api.Options{History: 4})
+	path := strings.TrimPrefix(addr, "unix:")
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "GET /api/v1/events/stream HTTP/1.1\r\nHost: multihome\r\n\r\n")
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(line, ": multihome event stream") {
+			break
+		}
+	}
+	dropped0 := bound.DroppedCount(api.StreamQueue)
+	first := lastSeq(t, addr) + 1
+	// 20 entries of 256 KiB while the client reads nothing: its stream's
+	// write of the first ones blocks while the log wraps four times.
+	reason := strings.Repeat("y", 256<<10)
+	for range 20 {
+		s.Record(api.Entry{Kind: "bgp", Neighbor: "192.0.2.1", Reason: reason})
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var seqs []uint64
+	skipped := ""
+	for len(seqs) == 0 || seqs[len(seqs)-1] != first+19 {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after seqs %v (skipped %q): %v", seqs, skipped, err)
+		}
+		if strings.HasPrefix(line, ": skipped ") {
+			skipped = strings.TrimSpace(line)
+		}
+		if id, ok := strings.CutPrefix(line, "id: "); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(id), 10, 64)
+			seqs = append(seqs, n)
+		}
+	}
+	if skipped == "" {
+		t.Fatalf("no skip comment; seqs %v", seqs)
+	}
+	var lost uint64
+	fmt.Sscanf(skipped, ": skipped %d entries", &lost)
+	if int(lost)+len(seqs) != 20 {
+		t.Errorf("%q and %d entries (%v): want 20 in all", skipped, len(seqs), seqs)
+	}
+	for k := 1; k < len(seqs); k++ {
+		if seqs[k] <= seqs[k-1] {
+			t.Errorf("seqs out of order: %v", seqs)
+		}
+	}
+	if d := bound.DroppedCount(api.StreamQueue) - dropped0; d != float64(lost) {
+		t.Errorf("multihome_bound_dropped_total{queue=%q} rose by %v, want %d", api.StreamQueue, d, lost)
+	}
+	t.Logf("%s, then %d entries: %v", skipped, len(seqs), seqs)
+}
