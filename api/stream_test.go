@@ -23,7 +23,7 @@ func TestStreamSlowClient(t *testing.T) {
 	const (
 		fast    = 100
 		events  = 40
-		timeout = 3 * time.Second
+		timeout = 5 * time.Second
 	)
 	f := apitest.NewFake(apitest.Links()...)
 	s, addr := apitest.Start(t, f, api.Options{StreamWriteTimeout: timeout})
