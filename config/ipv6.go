@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"time"
@@ -37,7 +38,13 @@ type IPv6 struct {
 	// keeps filled with the LAN prefixes of some links (docs/ipv6.md,
 	// "Firewall sets").
 	FirewallSets []IPv6FirewallSet `yaml:"firewall_sets"`
+	// StateDir keeps what must survive a restart: the DHCPv6-PD leases
+	// held, one file per link (default /var/lib/multihome).
+	StateDir string `yaml:"state_dir"`
 }
+
+// DefaultStateDir is ipv6.state_dir's default.
+const DefaultStateDir = "/var/lib/multihome"
 
 // IPv6FirewallSet is an nftables set of the operator's, in the operator's
 // table, whose elements multihome replaces with the known LAN prefixes of
@@ -90,6 +97,10 @@ type IPv6PD struct {
 	// Subnet is the number of the /64 used on the LAN within the
 	// delegated prefix (default 0): LAN prefix = delegated + subnet << 64−length.
 	Subnet int `yaml:"subnet"`
+	// RapidCommit asks for the two-message exchange (Solicit with Rapid
+	// Commit, Reply; RFC 8415 18.2.1), default off. Every entry of one
+	// link says the same.
+	RapidCommit bool `yaml:"rapid_commit"`
 }
 
 // LearnedPrefix is the delegation a learned LAN prefix comes from.
@@ -174,6 +185,11 @@ func checkIPv6(c *Config, k *checker) {
 	}
 	checkRA(k, &v.RA)
 	checkIPv6RulePriority(c, k)
+	if v.StateDir == "" {
+		v.StateDir = DefaultStateDir
+	} else if !filepath.IsAbs(v.StateDir) {
+		k.errorf("ipv6.state_dir", "%q must be an absolute path", v.StateDir)
+	}
 }
 
 // checkIPv6Mode validates outbound.nat6 against the section, ipv6.lan,
@@ -265,6 +281,8 @@ func checkIPv6PD(v *IPv6, k *checker, i int, path string) {
 			k.errorf(path+".dhcpv6_pd.length", "%d differs from ipv6.prefixes[%d] (/%d): a link holds one delegation", d.Length, j, q.DHCPv6PD.Length)
 		} else if q.Link == p.Link && q.DHCPv6PD != nil && q.DHCPv6PD.Subnet == d.Subnet {
 			k.errorf(path+".dhcpv6_pd.subnet", "%d is already used by ipv6.prefixes[%d]", d.Subnet, j)
+		} else if q.Link == p.Link && q.DHCPv6PD != nil && q.DHCPv6PD.RapidCommit != d.RapidCommit {
+			k.errorf(path+".dhcpv6_pd.rapid_commit", "%v differs from ipv6.prefixes[%d]: a link holds one delegation", d.RapidCommit, j)
 		}
 	}
 }
@@ -385,15 +403,16 @@ func (v *IPv6) PDLinks() []IPv6PDLink {
 		if p.DHCPv6PD == nil || slices.ContainsFunc(ls, func(l IPv6PDLink) bool { return l.Link == p.Link }) {
 			continue
 		}
-		ls = append(ls, IPv6PDLink{Link: p.Link, Length: p.DHCPv6PD.Length})
+		ls = append(ls, IPv6PDLink{Link: p.Link, Length: p.DHCPv6PD.Length, RapidCommit: p.DHCPv6PD.RapidCommit})
 	}
 	return ls
 }
 
 // IPv6PDLink is a link whose delegated prefix is asked for.
 type IPv6PDLink struct {
-	Link   string
-	Length int
+	Link        string
+	Length      int
+	RapidCommit bool
 }
 
 // LinkPrefixes returns the known IPv6 LAN prefixes of the named link.

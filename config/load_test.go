@@ -319,6 +319,8 @@ bgp:
 		{"ipv6 dhcpv6_pd negative subnet", pdLinks + "    - {link: isp1, dhcpv6_pd: {subnet: -1}}\n", `bad.yaml:6:40: ipv6.prefixes[0].dhcpv6_pd.subnet: -1 does not fit in a /56: want 0..255`},
 		{"ipv6 dhcpv6_pd two lengths on one link", pdLinks + "    - {link: isp1, dhcpv6_pd: {length: 56}}\n    - {link: isp1, dhcpv6_pd: {length: 60, subnet: 1}}\n", `bad.yaml:7:40: ipv6.prefixes[1].dhcpv6_pd.length: 60 differs from ipv6.prefixes[0] (/56): a link holds one delegation`},
 		{"ipv6 dhcpv6_pd one subnet twice", pdLinks + "    - {link: isp1, dhcpv6_pd: {subnet: 3}}\n    - {link: isp1, dhcpv6_pd: {subnet: 3}}\n", `bad.yaml:7:40: ipv6.prefixes[1].dhcpv6_pd.subnet: 3 is already used by ipv6.prefixes[0]`},
+		{"ipv6 dhcpv6_pd rapid_commit differs on one link", pdLinks + "    - {link: isp1, dhcpv6_pd: {rapid_commit: true}}\n    - {link: isp1, dhcpv6_pd: {subnet: 1}}\n", `bad.yaml:7:31: ipv6.prefixes[1].dhcpv6_pd.rapid_commit: false differs from ipv6.prefixes[0]: a link holds one delegation`},
+		{"ipv6 state_dir relative", pdLinks + "    - {link: isp1, dhcpv6_pd: {}}\n  state_dir: var/lib\n", `bad.yaml:7:14: ipv6.state_dir: "var/lib" must be an absolute path`},
 		{"ipv6 dhcpv6_pd unknown field", pdLinks + "    - {link: isp1, dhcpv6_pd: {lenght: 56}}\n", `bad.yaml:6:32: ipv6.prefixes[0].dhcpv6_pd.lenght: unknown field "lenght" (did you mean "length"?)`},
 		// end of dhcpv6_pd rows.
 		// ipv6.firewall_sets rows (engineer E).

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -51,8 +52,13 @@ type pdClient struct {
 	c      *pd.Client
 	iface  string
 	length int
+	rapid  bool
 	cancel context.CancelFunc
+	done   chan struct{} // closed when its Run returned
 }
+
+// pdStateFile is where link's lease is kept across restarts.
+func pdStateFile(dir, link string) string { return filepath.Join(dir, "dhcpv6-pd-"+link+".json") }
 
 func (s *pdSub) list() []*pd.Client {
 	s.mu.Lock()
@@ -121,13 +127,25 @@ func (s *pdSub) syncLocked() {
 			want[l.Link] = l
 		}
 	}
+	prev := map[string]chan struct{}{}
 	for link, c := range s.clients {
 		w, ok := want[link]
-		if l := s.cfg.LinkByName(link); ok && l != nil && l.Interface == c.iface && w.Length == c.length {
+		l := s.cfg.LinkByName(link)
+		if ok && l != nil && l.Interface == c.iface && w.Length == c.length && w.RapidCommit == c.rapid {
 			continue
 		}
 		c.cancel()
+		prev[link] = c.done
 		delete(s.clients, link)
+		if ok && l != nil && l.Interface == c.iface && w.Length == c.length {
+			// Only rapid_commit changed: the new client restores the lease
+			// the old one keeps, so the LAN prefix stays.
+			s.log.Info("dhcpv6-pd client restarted", "link", link, "rapid_commit", w.RapidCommit)
+			continue
+		}
+		// That delegation is no longer wanted: give it back and forget it
+		// (a stop of the daemon keeps it instead).
+		c.c.Drop()
 		if _, held := s.learned[link]; held {
 			delete(s.learned, link)
 			s.poke()
@@ -142,17 +160,23 @@ func (s *pdSub) syncLocked() {
 		if _, ok := s.clients[link]; ok || l == nil {
 			continue
 		}
-		pc := &pdClient{iface: l.Interface, length: w.Length}
-		pc.c = pd.New(link, l.Interface, w.Length, func(lease pd.Lease) { s.report(pc, lease) }, s.log, pd.Options{})
+		pc := &pdClient{iface: l.Interface, length: w.Length, rapid: w.RapidCommit, done: make(chan struct{})}
+		pc.c = pd.New(link, l.Interface, w.Length, func(lease pd.Lease) { s.report(pc, lease) }, s.log,
+			pd.Options{StateFile: pdStateFile(s.cfg.IPv6.StateDir, link), RapidCommit: w.RapidCommit})
 		ctx, cancel := context.WithCancel(s.ctx)
 		pc.cancel = cancel
 		s.clients[link] = pc
 		s.wg.Add(1)
+		old := prev[link]
 		go func() {
 			defer s.wg.Done()
+			defer close(pc.done)
+			if old != nil {
+				<-old // the client it replaces has released (or kept) the state file
+			}
 			pc.c.Run(ctx)
 		}()
-		s.log.Info("dhcpv6-pd client started", "link", link, "dev", l.Interface, "length", w.Length)
+		s.log.Info("dhcpv6-pd client started", "link", link, "dev", l.Interface, "length", w.Length, "rapid_commit", w.RapidCommit)
 	}
 }
 

@@ -37,28 +37,35 @@ type kea struct {
 
 // keaPDConfig delegates /56s from pool on the ISP's link to the gateway,
 // with short timers so that renewals happen within a test.
-func keaPDConfig(dir, iface string, pool netip.Prefix) string {
+func keaPDConfig(dir, iface string, pool netip.Prefix, subnetExtra string) string {
 	return fmt.Sprintf(`{"Dhcp6": {
   "interfaces-config": {"interfaces": [%q]},
   "lease-database": {"type": "memfile", "persist": true, "name": %q, "lfc-interval": 0},
   "server-id": {"type": "EN", "enterprise-id": 2495, "identifier": "6d756c7469686f6d65", "persist": false},
   "renew-timer": 4, "rebind-timer": 6, "preferred-lifetime": 8, "valid-lifetime": 12,
-  "subnet6": [{"id": 1, "subnet": "2001:db8:1::/64", "interface": %q,
+  "subnet6": [{"id": 1, "subnet": "2001:db8:1::/64", "interface": %q, %s
     "pd-pools": [{"prefix": %q, "prefix-len": %d, "delegated-len": 56}]}],
   "loggers": [{"name": "kea-dhcp6", "output_options": [{"output": %q}], "severity": "DEBUG", "debuglevel": 15}]
-}}`, iface, filepath.Join(dir, "leases6.csv"), iface, pool.Addr().String(), pool.Bits(), filepath.Join(dir, "kea.log"))
+}}`, iface, filepath.Join(dir, "leases6.csv"), iface, subnetExtra, pool.Addr().String(), pool.Bits(), filepath.Join(dir, "kea.log"))
 }
 
 // startKea runs kea-dhcp6 in the isp1 namespace on its interface toward
 // the gateway, delegating from pool, with an empty lease file.
 func startKea(t *testing.T, l *lab.Lab, pool netip.Prefix) *kea {
 	t.Helper()
+	return startKeaWith(t, l, pool, "")
+}
+
+// startKeaWith is startKea with subnetExtra (JSON members ending with a
+// comma, e.g. `"rapid-commit": true,`) added to the subnet.
+func startKeaWith(t *testing.T, l *lab.Lab, pool netip.Prefix, subnetExtra string) *kea {
+	t.Helper()
 	if _, err := exec.LookPath("kea-dhcp6"); err != nil {
 		t.Skip("kea-dhcp6 not installed (scripts/deps.sh installs kea-dhcp6-server)")
 	}
 	k := &kea{t: t, l: l, dir: t.TempDir()}
 	cfg := filepath.Join(k.dir, "kea-dhcp6.json")
-	if err := os.WriteFile(cfg, []byte(keaPDConfig(k.dir, lab.ISPDownIface, pool)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(keaPDConfig(k.dir, lab.ISPDownIface, pool, subnetExtra)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	k.cmd = l.Run(context.Background(), "isp1", "kea-dhcp6", "-c", cfg)
@@ -113,7 +120,7 @@ func (k *kea) stdout() string {
 	return k.out.String()
 }
 
-var pdLogRe = regexp.MustCompile(`time=(\S+) level=\S+ msg="dhcpv6-pd: delegation (bound|changed|renewed|rebound|lost)".* prefix=(\S+)`)
+var pdLogRe = regexp.MustCompile(`time=(\S+) level=\S+ msg="dhcpv6-pd: delegation (bound|restored|changed|renewed|rebound|lost)".* prefix=(\S+)`)
 
 // pdEvent is one lease change in the daemon's log.
 type pdEvent struct {
@@ -221,6 +228,10 @@ func applied(d *daemon, after time.Time) time.Time {
 func latency(t *testing.T, d *daemon, w *addrWatch, e pdEvent, a netip.Addr, what string) {
 	t.Helper()
 	app := applied(d, e.at)
+	// the addresses appear before the daemon logs that it applied them all
+	for deadline := time.Now().Add(2 * time.Second); app.IsZero() && time.Now().Before(deadline); app = applied(d, e.at) {
+		time.Sleep(20 * time.Millisecond)
+	}
 	seen, ok := w.appeared(a)
 	if !ok || app.IsZero() {
 		t.Errorf("%s: no timing (applied %v, address seen %v)", what, app, ok)
@@ -245,7 +256,7 @@ func gwRules(t *testing.T, l *lab.Lab) string {
 // out of isp1); renewals keep it without churn, a SIGHUP keeps it; Kea
 // restarted with another pool and no leases answers the next Renew
 // without the old prefix and the daemon renumbers the LAN; stopping the
-// daemon releases the delegation.
+// daemon keeps the delegation (no Release: see TestPDRestart).
 func TestIPv6PrefixDelegation(t *testing.T) {
 	requireRoot(t)
 	l := labtest.Up(t, lab.Spec{ISPs: 2})
@@ -269,6 +280,7 @@ ipv6:
     - {link: isp1, dhcpv6_pd: {length: 56, subnet: 1}}
     - {link: isp2, prefix: "2001:db8:2:100::/64"}
   ra: {interval: 1s, retire: 30s}
+  state_dir: ` + t.TempDir() + `
 `
 	start := time.Now()
 	d, _ := startDaemon(t, l, []byte(cfg))
@@ -440,13 +452,144 @@ ipv6:
 		}
 	}
 
-	// Stopping the daemon releases the delegation.
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	deadline = time.Now().Add(10 * time.Second)
-	for !strings.Contains(kc.log(), "DHCP6_RELEASE_PD") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no Release seen by Kea within 10 s of SIGTERM:\n%s", kc.log())
-		}
-		time.Sleep(100 * time.Millisecond)
+	// Stopping the daemon keeps the delegation for the next start.
+	stopDaemon(t, d)
+	if strings.Contains(kc.log(), "DHCP6_RELEASE_PD") {
+		t.Errorf("the daemon released its delegation on stop:\n%s", kc.log())
 	}
+}
+
+func stopDaemon(t *testing.T, d *daemon) {
+	t.Helper()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("daemon did not stop within 10 s of SIGTERM")
+	}
+}
+
+// keaLeases counts Kea's lease log messages of kind: ADVERT (an
+// Advertise to a Solicit), ALLOC (a Reply to a Request or to a Solicit
+// with Rapid Commit), RENEW (a Reply to a Renew or Rebind).
+func keaLeases(k *kea, kind string) int {
+	return strings.Count(k.log(), "DHCP6_PD_LEASE_"+kind+" ")
+}
+
+// TestPDRestart: a restarted daemon keeps its delegated prefix. Bound by
+// Kea, stopped (no Release), started again: the saved /56 is in use (LAN
+// source rule) before any Reply, and Kea sees a Renew, not a Solicit.
+// Stopped again, Kea stopped too, started again: the saved prefix stays
+// in use until its valid lifetime (12 s after the last Reply) ends.
+func TestPDRestart(t *testing.T) {
+	requireRoot(t)
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
+	pool := netip.MustParsePrefix("2001:db8:1:8000::/49")
+	k := startKea(t, l, pool)
+	state := t.TempDir()
+	cfg := string(examples.Lab()) + `
+ipv6:
+  lan: lan0
+  prefixes:
+    - {link: isp1, dhcpv6_pd: {length: 56, subnet: 1}}
+    - {link: isp2, prefix: "2001:db8:2:100::/64"}
+  ra: {interval: 1s}
+  state_dir: ` + state + `
+`
+	d, _ := startDaemon(t, l, []byte(cfg))
+	bound := waitPD(t, d, 0, "bound", 15*time.Second)
+	lan, _ := config.PDSubnet(bound.prefix, 1)
+	waitRule := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(gwRules(t, l), "from "+lan.String()+" lookup") {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no source rule from %s", what, lan)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitRule("bound")
+	stopDaemon(t, d)
+	file := filepath.Join(state, "dhcpv6-pd-isp1.json")
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("lease state %s: %v %v, want a 0600 file", file, fi, err)
+	}
+	if strings.Contains(k.log(), "DHCP6_RELEASE_PD") {
+		t.Fatal("the daemon released its delegation on stop")
+	}
+	solicits, renews := keaLeases(k, "ADVERT")+keaLeases(k, "ALLOC"), keaLeases(k, "RENEW")
+
+	// Restart with Kea up: restored at once, then renewed.
+	t0 := time.Now()
+	d2, _ := startDaemon(t, l, []byte(cfg))
+	restored := waitPD(t, d2, 0, "restored", 10*time.Second)
+	waitRule("restored")
+	ruleAt := time.Now()
+	renewed := waitPD(t, d2, 0, "renewed", 10*time.Second)
+	if restored.prefix != bound.prefix || renewed.prefix != bound.prefix {
+		t.Errorf("restored %s, renewed %s: want the saved %s", restored.prefix, renewed.prefix, bound.prefix)
+	}
+	if !renewed.at.After(restored.at) {
+		t.Errorf("the renewal (%s) came before the restored lease was used (%s)", renewed.at, restored.at)
+	}
+	if es := pdEvents(d2); es[0].kind != "restored" {
+		t.Errorf("first lease change after restart: %+v", es)
+	}
+	if n, r := keaLeases(k, "ADVERT")+keaLeases(k, "ALLOC"), keaLeases(k, "RENEW"); n != solicits || r == renews {
+		t.Errorf("after the restart Kea advertised or allocated %d times and renewed %d times, want 0 and at least 1", n-solicits, r-renews)
+	}
+	t.Logf("restart: %s restored %s after the daemon started, renewed by Kea %s after that; LAN source rule seen %s after start", bound.prefix,
+		restored.at.Sub(t0).Round(time.Millisecond), renewed.at.Sub(restored.at).Round(time.Millisecond), ruleAt.Sub(t0).Round(time.Millisecond))
+
+	// Restart with Kea down: kept until the valid lifetime ends.
+	n := len(pdEvents(d2))
+	last := waitPD(t, d2, n, "renewed", 10*time.Second) // a fresh 12 s
+	stopDaemon(t, d2)
+	k.stop()
+	d3, _ := startDaemon(t, l, []byte(cfg))
+	if r := waitPD(t, d3, 0, "restored", 10*time.Second); r.prefix != bound.prefix {
+		t.Fatalf("restored %s with Kea down, want %s", r.prefix, bound.prefix)
+	}
+	waitRule("restored with Kea down")
+	time.Sleep(time.Until(last.at.Add(10 * time.Second)))
+	if !strings.Contains(gwRules(t, l), "from "+lan.String()+" lookup") || len(pdEvents(d3)) != 1 {
+		t.Errorf("10 s after the last Reply (valid 12 s) the saved prefix is no longer in use: %+v", pdEvents(d3))
+	}
+	lost := waitPD(t, d3, 0, "lost", 10*time.Second)
+	if at := lost.at.Sub(last.at); at < 11*time.Second || at > 13500*time.Millisecond {
+		t.Errorf("lost %s after the last Reply, want its valid lifetime, 12 s", at)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Errorf("lease state after the loss: %v, want removed", err)
+	}
+	t.Logf("Kea down at restart: %s kept, lost %s after the last Reply", bound.prefix, lost.at.Sub(last.at).Round(time.Millisecond))
+}
+
+// TestPDRapidCommit: with rapid_commit and a Kea that allows it, the
+// delegation is bound by Solicit and Reply alone (no Request).
+func TestPDRapidCommit(t *testing.T) {
+	requireRoot(t)
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
+	pool := netip.MustParsePrefix("2001:db8:1:8000::/49")
+	k := startKeaWith(t, l, pool, `"rapid-commit": true,`)
+	cfg := string(examples.Lab()) + `
+ipv6:
+  lan: lan0
+  prefixes:
+    - {link: isp1, dhcpv6_pd: {length: 56, rapid_commit: true}}
+    - {link: isp2, prefix: "2001:db8:2:100::/64"}
+  state_dir: ` + t.TempDir() + `
+`
+	d, _ := startDaemon(t, l, []byte(cfg))
+	bound := waitPD(t, d, 0, "bound", 15*time.Second)
+	if !pool.Contains(bound.prefix.Addr()) {
+		t.Fatalf("bound %s, want a /56 of %s", bound.prefix, pool)
+	}
+	if a, c := keaLeases(k, "ADVERT"), keaLeases(k, "ALLOC"); a != 0 || c != 1 {
+		t.Errorf("Kea advertised %d times and allocated %d times, want one allocation and no Advertise (Solicit, Reply)", a, c)
+	}
+	t.Logf("bound %s by Solicit and Reply with Rapid Commit", bound.prefix)
 }

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv6"
@@ -39,6 +40,15 @@ type Options struct {
 	// Enter runs fn where the interface lives, to open the socket there
 	// (nil: here).
 	Enter func(fn func() error) error
+	// StateFile, if set, keeps the binding across restarts: written
+	// (atomically, 0600) on every lease change, removed when the lease is
+	// lost or released. On start a saved lease still valid is used at
+	// once and renewed (rebound if its server is unknown) instead of
+	// soliciting a new one.
+	StateFile string
+	// RapidCommit asks for the two-message exchange (RFC 8415 18.2.1):
+	// Solicit with Rapid Commit, a Reply to it binds at once.
+	RapidCommit bool
 }
 
 // Client holds one link's delegation. Its state is owned by the Run
@@ -50,6 +60,8 @@ type Client struct {
 	log         *slog.Logger
 	opts        Options
 	iaid        [4]byte
+
+	drop atomic.Bool // release the lease and forget it when Run ends
 
 	mu      sync.Mutex
 	lease   Lease
@@ -68,6 +80,11 @@ func New(link, iface string, length int, report func(Lease), log *slog.Logger, o
 	copy(iaid[:], h.Sum(nil))
 	return &Client{link: link, iface: iface, length: length, report: report, log: log, opts: opts, iaid: iaid, changes: map[string]uint64{}}
 }
+
+// Drop makes Run, when its context ends, release the lease held and
+// remove its saved state (the delegation is no longer wanted). Without
+// Drop a stop keeps both, so that a restart keeps the prefix.
+func (c *Client) Drop() { c.drop.Store(true) }
 
 // Link returns the link the client works on.
 func (c *Client) Link() string { return c.link }
@@ -138,7 +155,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	defer tr.Close()
 	s := &session{c: c, tr: tr, duid: duid}
-	s.run(ctx)
+	s.run(ctx, c.restore(duid))
 	return nil
 }
 
@@ -183,10 +200,16 @@ type session struct {
 	held *Lease
 }
 
-func (s *session) run(ctx context.Context) {
+func (s *session) run(ctx context.Context, saved *Lease) {
 	c := s.c
-	// RFC 8415 18.2.1: delay the first Solicit by up to SOL_MAX_DELAY.
-	if !sleep(ctx, time.Duration(rand.Int64N(int64(solMaxDelay)))) {
+	if saved != nil {
+		// A binding kept from the last run: use it at once, then have its
+		// server (or any, if unknown) confirm it; a refusal solicits again
+		// while it lasts, silence keeps it until its valid lifetime ends.
+		s.bind(*saved, "restored")
+		s.extend(ctx)
+	} else if !sleep(ctx, time.Duration(rand.Int64N(int64(solMaxDelay)))) {
+		// RFC 8415 18.2.1: delay the first Solicit by up to SOL_MAX_DELAY.
 		return
 	}
 	for ctx.Err() == nil {
@@ -201,8 +224,11 @@ func (s *session) run(ctx context.Context) {
 			sleep(ctx, time.Until(s.held.T1))
 		}
 	}
-	if s.held != nil {
-		s.release()
+	if c.drop.Load() {
+		if s.held != nil {
+			s.release()
+		}
+		c.forget()
 	}
 	c.mu.Lock()
 	c.bound = false
@@ -215,10 +241,14 @@ func (s *session) run(ctx context.Context) {
 // the valid lifetime loses it.
 func (s *session) extend(ctx context.Context) {
 	h := *s.held
-	l, err := s.exchange(ctx, dhcpv6.MessageTypeRenew, h.Server, h.Prefix, renTimeout, renMaxRT, 0, h.T2)
+	var l Lease
+	err := fmt.Errorf("server unknown: %w", os.ErrDeadlineExceeded)
+	if h.Server != nil {
+		l, err = s.exchange(ctx, dhcpv6.MessageTypeRenew, h.Server, h.Prefix, renTimeout, renMaxRT, 0, h.T2)
+	}
 	kind := "renewed"
 	if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() == nil {
-		s.c.log.Warn("dhcpv6-pd: no answer to Renew before T2: rebinding", "link", s.c.link, "prefix", h.Prefix)
+		s.c.log.Warn("dhcpv6-pd: no answer to Renew before T2 (or server unknown): rebinding", "link", s.c.link, "prefix", h.Prefix)
 		l, err = s.exchange(ctx, dhcpv6.MessageTypeRebind, nil, h.Prefix, rebTimeout, rebMaxRT, 0, h.Valid)
 		kind = "rebound"
 	}
@@ -246,9 +276,12 @@ func (s *session) extend(ctx context.Context) {
 // or, when until is set, until passes.
 func (s *session) acquire(ctx context.Context, until time.Time) (Lease, error) {
 	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
-		adv, err := s.solicit(ctx, until)
+		adv, committed, err := s.solicit(ctx, until)
 		if err != nil {
 			return Lease{}, err
+		}
+		if committed {
+			return adv, nil
 		}
 		l, err := s.exchange(ctx, dhcpv6.MessageTypeRequest, adv.Server, adv.Prefix, reqTimeout, reqMaxRT, reqMaxRC, until)
 		if err == nil {
@@ -271,12 +304,24 @@ func (s *session) acquire(ctx context.Context, until time.Time) (Lease, error) {
 // solicit sends Solicits (with our length as a hint) until an acceptable
 // Advertise arrives: it collects Advertises during the first
 // retransmission period and takes the most preferred (at once if one has
-// preference 255), RFC 8415 18.2.1 and 18.2.9.
-func (s *session) solicit(ctx context.Context, until time.Time) (Lease, error) {
+// preference 255), RFC 8415 18.2.1 and 18.2.9. With Rapid Commit a Reply
+// carrying the option binds at once (committed); Advertises are still
+// taken from servers that do not do it.
+func (s *session) solicit(ctx context.Context, until time.Time) (Lease, bool, error) {
 	hint := &dhcpv6.OptIAPrefix{Prefix: &net.IPNet{IP: net.IPv6unspecified, Mask: net.CIDRMask(s.c.length, 128)}}
 	var best *Lease
 	bestPref := -1
+	committed := false
 	accept := func(m *dhcpv6.Message) (bool, error) {
+		if m.MessageType == dhcpv6.MessageTypeReply && s.c.opts.RapidCommit && m.GetOneOption(dhcpv6.OptionRapidCommit) != nil {
+			l, err := parseLease(m, s.duid, s.c.iaid, time.Now(), netip.Prefix{})
+			if err != nil {
+				s.c.log.Debug("dhcpv6-pd: rapid-commit Reply ignored", "link", s.c.link, "err", err)
+				return false, nil
+			}
+			best, committed = &l, true
+			return true, nil
+		}
 		if m.MessageType != dhcpv6.MessageTypeAdvertise {
 			return false, nil
 		}
@@ -293,9 +338,9 @@ func (s *session) solicit(ctx context.Context, until time.Time) (Lease, error) {
 	settle := func() bool { return best != nil }
 	err := s.retransmit(ctx, dhcpv6.MessageTypeSolicit, nil, hint, solTimeout, solMaxRT, 0, until, accept, settle)
 	if err != nil {
-		return Lease{}, err
+		return Lease{}, false, err
 	}
-	return *best, nil
+	return *best, committed, nil
 }
 
 // exchange sends a Request, Renew or Rebind for prefix and returns the
@@ -338,6 +383,9 @@ func (s *session) message(t dhcpv6.MessageType, xid dhcpv6.TransactionID, server
 		m.AddOption(dhcpv6.OptServerID(server))
 	}
 	m.AddOption(dhcpv6.OptElapsedTime(min(elapsed, 0xffff*10*time.Millisecond)))
+	if t == dhcpv6.MessageTypeSolicit && s.c.opts.RapidCommit {
+		m.AddOption(&dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionRapidCommit})
+	}
 	ia := &dhcpv6.OptIAPD{IaId: s.c.iaid}
 	if pfx != nil {
 		ia.Options.Add(pfx)
@@ -452,7 +500,48 @@ func (s *session) bind(l Lease, kind string) {
 		attrs = append(attrs, "was", old.Prefix)
 	}
 	c.log.Info("dhcpv6-pd: delegation "+kind, attrs...)
+	if c.opts.StateFile != "" && kind != "restored" {
+		if err := SaveState(c.opts.StateFile, Saved{DUID: s.duid, IAID: c.iaid, Lease: l}); err != nil {
+			c.log.Warn("dhcpv6-pd: lease not saved: a restart will solicit again", "link", c.link, "err", err)
+		}
+	}
 	c.report(l)
+}
+
+// restore returns the binding saved by an earlier run, if it is ours
+// (same DUID and IAID) and its valid lifetime has not ended. A file that
+// cannot be read or parsed is logged and ignored.
+func (c *Client) restore(duid dhcpv6.DUID) *Lease {
+	if c.opts.StateFile == "" {
+		return nil
+	}
+	sv, err := LoadState(c.opts.StateFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		c.log.Warn("dhcpv6-pd: saved lease ignored: soliciting", "link", c.link, "err", err)
+		return nil
+	case !sv.DUID.Equal(duid) || sv.IAID != c.iaid:
+		c.log.Warn("dhcpv6-pd: saved lease is for another DUID or IAID: soliciting", "link", c.link, "file", c.opts.StateFile)
+		return nil
+	case !time.Now().Before(sv.Lease.Valid):
+		c.log.Info("dhcpv6-pd: saved lease expired: soliciting", "link", c.link, "prefix", sv.Lease.Prefix, "valid_until", sv.Lease.Valid)
+		c.forget()
+		return nil
+	}
+	sv.Lease.Link = c.link
+	return &sv.Lease
+}
+
+// forget removes the saved binding.
+func (c *Client) forget() {
+	if c.opts.StateFile == "" {
+		return
+	}
+	if err := os.Remove(c.opts.StateFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Warn("dhcpv6-pd: saved lease not removed", "link", c.link, "err", err)
+	}
 }
 
 // lose drops the held lease and reports it lost.
@@ -466,6 +555,7 @@ func (s *session) lose(why string) {
 	c.changes["lost"]++
 	c.mu.Unlock()
 	c.log.Warn("dhcpv6-pd: delegation lost", "link", c.link, "prefix", l.Prefix, "why", why)
+	c.forget()
 	c.report(l)
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,7 @@ type fakeServer struct {
 	pref, vald time.Duration
 	ignore     map[dhcpv6.MessageType]int // how many more of this type to drop (-1: all)
 	noBinding  bool                       // answer Renew/Rebind with NoBinding
+	rapid      bool                       // answer a Solicit with Rapid Commit by a Reply
 	seen       []seenMsg
 	released   []netip.Prefix
 }
@@ -91,6 +93,11 @@ func (f *fakeServer) Send(m *dhcpv6.Message) error {
 	}
 	switch m.MessageType {
 	case dhcpv6.MessageTypeSolicit:
+		if f.rapid && m.GetOneOption(dhcpv6.OptionRapidCommit) != nil {
+			reply.AddOption(&dhcpv6.OptionGeneric{OptionCode: dhcpv6.OptionRapidCommit})
+			grant.Options.Add(pfx(f.prefix, f.pref, f.vald))
+			break
+		}
 		reply.MessageType = dhcpv6.MessageTypeAdvertise
 		reply.AddOption(dhcpv6.OptPreference(255))
 		grant.Options.Add(pfx(f.prefix, f.pref, f.vald))
@@ -140,12 +147,20 @@ var clientDUID = &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: net.
 // start runs a client against f; it returns the leases it reports and a
 // stop function that cancels it and waits for its end.
 func start(t *testing.T, f *fakeServer) (<-chan Lease, func()) {
+	_, leases, stop := startWith(t, f, Options{})
+	return leases, stop
+}
+
+// startWith runs a client with options o (its Transport and DUID set to
+// f and clientDUID).
+func startWith(t *testing.T, f *fakeServer, o Options) (*Client, <-chan Lease, func()) {
 	leases := make(chan Lease, 64)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	c := New("isp1", "wan1", 56, func(l Lease) { leases <- l }, log, Options{Transport: f, DUID: clientDUID})
+	o.Transport, o.DUID = f, clientDUID
+	c := New("isp1", "wan1", 56, func(l Lease) { leases <- l }, log, o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
@@ -158,7 +173,7 @@ func start(t *testing.T, f *fakeServer) (<-chan Lease, func()) {
 		}
 	}
 	t.Cleanup(stop)
-	return leases, stop
+	return c, leases, stop
 }
 
 func next(t *testing.T, ch <-chan Lease, timeout time.Duration, what string) Lease {
@@ -173,10 +188,11 @@ func next(t *testing.T, ch <-chan Lease, timeout time.Duration, what string) Lea
 }
 
 // TestBindRenewRelease: Solicit (with the /56 hint), Request, Reply; the
-// lease is renewed at T1 with a Renew to the server; a stop releases it.
+// lease is renewed at T1 with a Renew to the server; a stop after Drop
+// releases it.
 func TestBindRenewRelease(t *testing.T) {
 	f := newFakeServer(t, "2001:db8:1:8000::/56")
-	leases, stop := start(t, f)
+	c, leases, stop := startWith(t, f, Options{})
 	t0 := time.Now()
 	l := next(t, leases, 5*time.Second, "lease")
 	if l.Link != "isp1" || l.Prefix.String() != "2001:db8:1:8000::/56" || l.Lost {
@@ -221,6 +237,7 @@ func TestBindRenewRelease(t *testing.T) {
 		t.Errorf("Renew must name the server and the prefix: %s", ren[0].m)
 	}
 	t.Logf("bound %s after %s; renewed twice", l.Prefix, time.Since(t0).Round(time.Millisecond))
+	c.Drop()
 	stop()
 	f.mu.Lock()
 	rel := f.released
@@ -331,5 +348,133 @@ func TestRetransmitRequest(t *testing.T) {
 	}
 	if req[0].m.TransactionID != req[2].m.TransactionID {
 		t.Error("a retransmission changed the transaction ID")
+	}
+}
+
+// TestRestart: a stop without Drop keeps the lease (no Release) in the
+// state file; a new client with that file reports it at once, before any
+// message, then Renews it with its server instead of Soliciting.
+func TestRestart(t *testing.T) {
+	f := newFakeServer(t, "2001:db8:1:8000::/56")
+	f.set(func(f *fakeServer) {
+		f.t1, f.t2, f.pref, f.vald = 20*time.Second, 30*time.Second, 40*time.Second, 60*time.Second
+	})
+	state := filepath.Join(t.TempDir(), "pd-isp1.json")
+	_, leases, stop := startWith(t, f, Options{StateFile: state})
+	l := next(t, leases, 5*time.Second, "lease")
+	stop()
+	f.mu.Lock()
+	rel, nseen := len(f.released), len(f.seen)
+	f.mu.Unlock()
+	if rel != 0 {
+		t.Fatalf("a stop without Drop released the prefix")
+	}
+	if fi, err := os.Stat(state); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("state file: %v %v", fi, err)
+	}
+	f.set(func(f *fakeServer) { f.ignore[dhcpv6.MessageTypeRenew] = 1 }) // the first Renew is lost
+	t0 := time.Now()
+	c, leases, stop := startWith(t, f, Options{StateFile: state})
+	r := next(t, leases, time.Second, "restored lease")
+	f.mu.Lock()
+	seenAtRestore := len(f.seen) - nseen
+	f.mu.Unlock()
+	if r.Prefix != l.Prefix || !r.Valid.Equal(l.Valid.Round(0)) && r.Valid.Sub(l.Valid).Abs() > time.Second {
+		t.Fatalf("restored %+v, want %+v", r, l)
+	}
+	if seenAtRestore > 1 {
+		t.Errorf("%d messages before the restored lease was reported", seenAtRestore)
+	}
+	if got, _ := c.Lease(); got.Prefix != l.Prefix {
+		t.Errorf("Lease() = %+v right after restore", got)
+	}
+	rn := next(t, leases, 15*time.Second, "renewal of the restored lease")
+	if rn.Prefix != l.Prefix || rn.Lost {
+		t.Errorf("renewal %+v", rn)
+	}
+	if n := len(f.messages(dhcpv6.MessageTypeSolicit)); n != 1 {
+		t.Errorf("%d Solicits over both runs, want the first run's only", n)
+	}
+	ren := f.messages(dhcpv6.MessageTypeRenew)
+	if len(ren) < 2 || !ren[0].m.Options.ServerID().Equal(f.duid) || ren[0].at.Sub(t0) > time.Second {
+		t.Errorf("Renews %d, first %s after restart: want at once, to the saved server", len(ren), ren[0].at.Sub(t0))
+	}
+	t.Logf("restored %s %s after start; renewed %s after start (first Renew lost)", r.Prefix, time.Since(t0).Round(time.Millisecond), ren[1].at.Sub(t0).Round(time.Millisecond))
+	// Drop: released and forgotten.
+	c.Drop()
+	stop()
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("state file after Drop: %v", err)
+	}
+	if f.mu.Lock(); len(f.released) != 1 {
+		t.Errorf("released %v after Drop", f.released)
+	}
+	f.mu.Unlock()
+}
+
+// TestRestartFallsBack: a saved lease that expired, is corrupt, or is
+// refused by the server (NoBinding) ends in a Solicit.
+func TestRestartFallsBack(t *testing.T) {
+	now := time.Now()
+	old := Lease{Prefix: netip.MustParsePrefix("2001:db8:1:4000::/56"), Obtained: now.Add(-time.Hour),
+		Preferred: now.Add(-time.Minute), Valid: now.Add(-time.Second), T1: now.Add(-10 * time.Minute), T2: now.Add(-5 * time.Minute)}
+	iaid := New("isp1", "wan1", 56, nil, nil, Options{}).iaid
+	for _, tc := range []struct {
+		name  string
+		write func(path string)
+	}{
+		{"expired", func(p string) { SaveState(p, Saved{DUID: clientDUID, IAID: iaid, Lease: old}) }},
+		{"corrupt", func(p string) { os.WriteFile(p, []byte(`{"duid": 1`), 0o600) }},
+		{"refused", func(p string) {
+			l := old
+			l.Valid, l.Preferred, l.T1, l.T2 = now.Add(time.Hour), now.Add(time.Hour), now.Add(time.Hour), now.Add(time.Hour)
+			l.Server = &dhcpv6.DUIDLL{HWType: 1, LinkLayerAddr: net.HardwareAddr{2, 0, 0, 0, 0, 0x53}}
+			SaveState(p, Saved{DUID: clientDUID, IAID: iaid, Lease: l})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeServer(t, "2001:db8:1:8000::/56")
+			if tc.name == "refused" {
+				f.set(func(f *fakeServer) { f.noBinding = true })
+			}
+			state := filepath.Join(t.TempDir(), "pd-isp1.json")
+			tc.write(state)
+			_, leases, _ := startWith(t, f, Options{StateFile: state})
+			l := next(t, leases, 5*time.Second, "lease")
+			if tc.name == "refused" {
+				if l.Prefix != old.Prefix {
+					t.Fatalf("first report %s, want the saved %s in use at once", l.Prefix, old.Prefix)
+				}
+				l = next(t, leases, 5*time.Second, "new lease")
+			}
+			if l.Prefix.String() != "2001:db8:1:8000::/56" || len(f.messages(dhcpv6.MessageTypeSolicit)) != 1 {
+				t.Errorf("lease %s after %d Solicits, want the server's after one", l.Prefix, len(f.messages(dhcpv6.MessageTypeSolicit)))
+			}
+			s, err := LoadState(state)
+			if err != nil || s.Lease.Prefix != l.Prefix {
+				t.Errorf("state after the new lease: %+v %v", s, err)
+			}
+		})
+	}
+}
+
+// TestRapidCommit: with RapidCommit the Solicit carries the option and a
+// Reply to it binds without a Request; without it the server's Reply
+// path is never taken (four-message exchange).
+func TestRapidCommit(t *testing.T) {
+	for _, rc := range []bool{true, false} {
+		f := newFakeServer(t, "2001:db8:1:8000::/56")
+		f.set(func(f *fakeServer) { f.rapid = true })
+		_, leases, stop := startWith(t, f, Options{RapidCommit: rc})
+		l := next(t, leases, 5*time.Second, "lease")
+		stop()
+		sol := f.messages(dhcpv6.MessageTypeSolicit)
+		req := f.messages(dhcpv6.MessageTypeRequest)
+		if l.Prefix.String() != "2001:db8:1:8000::/56" || len(sol) != 1 || (sol[0].m.GetOneOption(dhcpv6.OptionRapidCommit) != nil) != rc {
+			t.Errorf("rapid_commit %v: lease %s, Solicits %d (option present: %v)", rc, l.Prefix, len(sol), len(sol) > 0 && sol[0].m.GetOneOption(dhcpv6.OptionRapidCommit) != nil)
+		}
+		if want := map[bool]int{true: 0, false: 1}[rc]; len(req) != want {
+			t.Errorf("rapid_commit %v: %d Requests, want %d", rc, len(req), want)
+		}
 	}
 }

@@ -62,7 +62,7 @@ func labKea(t *testing.T, l *lab.Lab, isp lab.ISP, pool netip.Prefix) string {
 // TestLabTwoLinks: two clients in the gateway's namespace, one per WAN,
 // each bound to its interface, get their delegation from their own ISP's
 // Kea over real UDP (port 546 shared through SO_BINDTODEVICE), and
-// release it on stop.
+// release it on a stop after Drop.
 func TestLabTwoLinks(t *testing.T) {
 	if _, err := exec.LookPath("kea-dhcp6"); err != nil {
 		t.Skip("kea-dhcp6 not installed (scripts/deps.sh installs kea-dhcp6-server)")
@@ -76,10 +76,12 @@ func TestLabTwoLinks(t *testing.T) {
 	leases := make(chan Lease, 8)
 	ctx, cancel := context.WithCancel(context.Background())
 	var done []chan struct{}
+	var clients []*Client
 	start := time.Now()
 	for _, isp := range l.ISPs {
 		c := New(isp.Name, isp.WAN, 56, func(l Lease) { leases <- l }, slog.New(slog.NewTextHandler(t.Output(), nil)),
 			Options{Enter: func(fn func() error) error { return netns.Do(l.NS("gw"), fn) }})
+		clients = append(clients, c)
 		ch := make(chan struct{})
 		done = append(done, ch)
 		go func() { c.Run(ctx); close(ch) }()
@@ -117,6 +119,9 @@ func TestLabTwoLinks(t *testing.T) {
 		}
 	}
 	t.Logf("both links bound %s after start: %s, %s", time.Since(start).Round(time.Millisecond), got["isp1"].Prefix, got["isp2"].Prefix)
+	for _, c := range clients {
+		c.Drop()
+	}
 	stop()
 	for i, f := range logs {
 		b, _ := os.ReadFile(f)

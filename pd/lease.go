@@ -19,8 +19,11 @@ type Lease struct {
 	// when the client renews and rebinds, unless the lease is extended.
 	Preferred, Valid time.Time
 	T1, T2           time.Time
-	// Server is the DUID of the server that delegated it.
+	// Server is the DUID of the server that delegated it (nil: unknown,
+	// the client rebinds instead of renewing).
 	Server dhcpv6.DUID
+	// Obtained is when the Reply granting these lifetimes came.
+	Obtained time.Time
 	// Lost: the delegation ended (valid lifetime over, or the server took
 	// it back) and no other was obtained.
 	Lost bool
@@ -144,7 +147,7 @@ func parseLease(m *dhcpv6.Message, clientID dhcpv6.DUID, iaid [4]byte, now time.
 	if t1 == 0 {
 		t1 = t2 * 5 / 8
 	}
-	return Lease{Prefix: bestP, Server: sid,
+	return Lease{Prefix: bestP, Server: sid, Obtained: now,
 		Preferred: at(now, best.PreferredLifetime), Valid: at(now, best.ValidLifetime),
 		T1: at(now, t1), T2: at(now, t2)}, nil
 }

@@ -16,7 +16,7 @@ var (
 	mBound     = prometheus.NewDesc("multihome_ipv6_pd_bound", "1 while the link holds a delegated prefix (DHCPv6-PD), 0 while it asks for one.", []string{"link"}, nil)
 	mValid     = prometheus.NewDesc("multihome_ipv6_pd_lease_valid_seconds", "What is left of the delegated prefix's valid lifetime.", []string{"link", "prefix"}, nil)
 	mPreferred = prometheus.NewDesc("multihome_ipv6_pd_lease_preferred_seconds", "What is left of the delegated prefix's preferred lifetime.", []string{"link", "prefix"}, nil)
-	mChanges   = prometheus.NewDesc("multihome_ipv6_pd_lease_changes_total", "Lease changes: bound, renewed, rebound, changed (another prefix), lost.", []string{"link", "change"}, nil)
+	mChanges   = prometheus.NewDesc("multihome_ipv6_pd_lease_changes_total", "Lease changes: bound, restored (kept from the last run), renewed, rebound, changed (another prefix), lost.", []string{"link", "change"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
@@ -37,7 +37,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(mPreferred, prometheus.GaugeValue, max(l.Preferred.Sub(now).Seconds(), 0), cl.link, l.Prefix.String())
 		}
 		ch <- prometheus.MustNewConstMetric(mBound, prometheus.GaugeValue, b, cl.link)
-		for _, k := range []string{"bound", "renewed", "rebound", "changed", "lost"} {
+		for _, k := range []string{"bound", "restored", "renewed", "rebound", "changed", "lost"} {
 			ch <- prometheus.MustNewConstMetric(mChanges, prometheus.CounterValue, float64(cl.Changes()[k]), cl.link, k)
 		}
 	}
