@@ -131,16 +131,25 @@ func TestPairSplitUplinks(t *testing.T) {
 // (A node restarted after a power loss is judged from restarted on.)
 func waitTransitUp(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 	t.Helper()
-	waitFor(t, "every link of both nodes up", 20*time.Second, func() bool {
+	var down []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		down = nil
 		for i, n := range nodes {
 			for _, isp := range p.ISPs {
 				if !n.upSince(isp.Name, restarted[i]) {
-					return false
+					down = append(down, n.role+"/"+isp.Name)
 				}
 			}
 		}
-		return true
-	})
+		if len(down) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("links not judged up within 30 s: %v", down)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // upSince reports whether the node's monitor, since the daemon started
@@ -248,6 +257,9 @@ func splitPartnerISPFails(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 		_, ok := nodes[nodeIndex(o)].downAt(theirs.Name, start)
 		return ok
 	})
+	// The monitor's event reaches the test before the ruleset that
+	// follows it is applied.
+	time.Sleep(500 * time.Millisecond)
 	seen := sources(p, 20)
 	if seen[wanOf(p, m)] != 20 {
 		t.Errorf("with %s's ISP cut, 20 new connections left by %v: want all by %s", o, seen, wanOf(p, m))
