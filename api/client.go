@@ -23,6 +23,10 @@ type Client struct {
 	base  string // "http://host:port", no trailing slash
 	token string
 	hc    *http.Client
+	// Skipped, when set, is called by Stream with the number of entries
+	// the server says this stream lost: it fell the whole decision log
+	// behind, or resumed after entries the log no longer holds.
+	Skipped func(n uint64)
 }
 
 // NewClient returns a client of the server at addr: "unix:/path.sock",
@@ -277,6 +281,11 @@ func (c *Client) stream(ctx context.Context, since *uint64, link string, fn func
 			*since = e.Seq
 			if err := fn(e); err != nil {
 				return fnError{err}
+			}
+		case bytes.HasPrefix(line, []byte(": skipped ")):
+			var n uint64
+			if _, err := fmt.Sscanf(string(line), ": skipped %d entries", &n); err == nil && c.Skipped != nil {
+				c.Skipped(n)
 			}
 		case bytes.HasPrefix(line, []byte("data:")):
 			data = append(data, bytes.TrimPrefix(bytes.TrimPrefix(line, []byte("data:")), []byte(" "))...)

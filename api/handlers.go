@@ -341,10 +341,16 @@ func (s *Server) streamEvents(w http.ResponseWriter, r *http.Request) {
 		var last, lost uint64
 		var wake <-chan struct{}
 		batch, last, lost, wake = s.events.frames(seq, link, batch[:0])
-		if lost > 0 && !replay {
+		switch {
+		case lost > 0 && !replay:
 			// Its writes were slow enough for the ring to wrap: it
-			// skips ahead, told so in a comment clients ignore.
+			// skips ahead, told so in a comment (Client.Skipped;
+			// browsers ignore comments).
 			bound.Dropped(StreamQueue, int(min(lost, 1<<31)), "event stream client fell a whole decision log behind: skipped ahead")
+			fallthrough
+		case lost > 0 && seq > 0:
+			// A resumed stream whose entries the ring no longer holds
+			// (counted when they were dropped, if by this server).
 			batch = slices.Insert(batch, 0, fmt.Appendf(nil, ": skipped %d entries\n\n", lost))
 		}
 		replay = false

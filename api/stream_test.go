@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -176,6 +177,7 @@ func TestStreamSkipsAhead(t *testing.T) {
 	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var seqs []uint64
+	var lost uint64 // the sum of the skip comments
 	skipped := ""
 	for len(seqs) == 0 || seqs[len(seqs)-1] != first+19 {
 		line, err := r.ReadString('\n')
@@ -183,7 +185,10 @@ func TestStreamSkipsAhead(t *testing.T) {
 			t.Fatalf("after seqs %v (skipped %q): %v", seqs, skipped, err)
 		}
 		if strings.HasPrefix(line, ": skipped ") {
-			skipped = strings.TrimSpace(line)
+			skipped += strings.TrimSpace(line) + "; "
+			var n uint64
+			fmt.Sscanf(line, ": skipped %d entries", &n)
+			lost += n
 		}
 		if id, ok := strings.CutPrefix(line, "id: "); ok {
 			n, _ := strconv.ParseUint(strings.TrimSpace(id), 10, 64)
@@ -193,8 +198,6 @@ func TestStreamSkipsAhead(t *testing.T) {
 	if skipped == "" {
 		t.Fatalf("no skip comment; seqs %v", seqs)
 	}
-	var lost uint64
-	fmt.Sscanf(skipped, ": skipped %d entries", &lost)
 	if int(lost)+len(seqs) != 20 {
 		t.Errorf("%q and %d entries (%v): want 20 in all", skipped, len(seqs), seqs)
 	}
@@ -207,4 +210,29 @@ func TestStreamSkipsAhead(t *testing.T) {
 		t.Errorf("multihome_bound_dropped_total{queue=%q} rose by %v, want %d", api.StreamQueue, d, lost)
 	}
 	t.Logf("%s, then %d entries: %v", skipped, len(seqs), seqs)
+
+	// A client resuming after entries the log no longer holds (it holds
+	// first+16..first+19) is told how many it missed; not counted again.
+	cl, err := api.NewClient(addr, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var missed uint64
+	cl.Skipped = func(n uint64) { missed = n }
+	dropped1 := bound.DroppedCount(api.StreamQueue)
+	var resumed []uint64
+	errDone := errors.New("done")
+	err = cl.Stream(t.Context(), first, "", false, func(e api.Entry) error {
+		resumed = append(resumed, e.Seq)
+		if e.Seq == first+19 {
+			return errDone
+		}
+		return nil
+	})
+	if err != errDone || missed != 15 || len(resumed) != 4 || resumed[0] != first+16 {
+		t.Errorf("resumed after %d: %v, Skipped(%d), entries %v; want Skipped(15), %d..%d", first, err, missed, resumed, first+16, first+19)
+	}
+	if d := bound.DroppedCount(api.StreamQueue) - dropped1; d != 0 {
+		t.Errorf("a resumed stream counted %v drops", d)
+	}
 }

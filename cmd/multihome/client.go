@@ -487,6 +487,10 @@ func runEvents(ctx context.Context, w io.Writer, args []string) error {
 	if !*follow {
 		return nil
 	}
+	c.Skipped = func(n uint64) {
+		// Not on w: --json's output stays one entry per line.
+		fmt.Fprintf(os.Stderr, "multihome: %d entries skipped: this client fell behind the decision log\n", n)
+	}
 	return cf.explain(c.Stream(ctx, list.Last, *link, true, print))
 }
 
