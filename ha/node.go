@@ -474,9 +474,10 @@ func (n *Node) takeover(ctx context.Context) {
 	n.log.Info("took over: synced connections committed", "commit", commit.Round(time.Microsecond), "total", time.Since(start).Round(time.Microsecond))
 }
 
-// standDown hands the kernel's flows over: shorter kernel timers (the
-// new master keeps them alive) and a resync request, as primary-backup.sh
-// does. Flows are not flushed.
+// standDown hands the kernel's flows over, as primary-backup.sh does:
+// -t (conntrackd 1.4.7 flushes the kernel table PurgeTimeout after it;
+// the new master holds the flows by then, and a shared-uplinks standby
+// forwards none) and a resync request.
 func (n *Node) standDown(ctx context.Context, prev Role) {
 	args := []string{"-t", "-n"}
 	if n.cfg.TransitLink() >= 0 {
