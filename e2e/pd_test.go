@@ -569,21 +569,24 @@ ipv6:
 }
 
 // TestPDRapidCommit: with rapid_commit and a Kea that allows it, the
-// delegation is bound by Solicit and Reply alone (no Request).
+// delegation is bound by Solicit and Reply alone (no Request). Then
+// reloads: rapid_commit turned off keeps the lease; the dhcpv6_pd entry
+// removed releases it and removes its saved state.
 func TestPDRapidCommit(t *testing.T) {
 	requireRoot(t)
 	l := labtest.Up(t, lab.Spec{ISPs: 2})
 	pool := netip.MustParsePrefix("2001:db8:1:8000::/49")
 	k := startKeaWith(t, l, pool, `"rapid-commit": true,`)
+	state := t.TempDir()
 	cfg := string(examples.Lab()) + `
 ipv6:
   lan: lan0
   prefixes:
     - {link: isp1, dhcpv6_pd: {length: 56, rapid_commit: true}}
     - {link: isp2, prefix: "2001:db8:2:100::/64"}
-  state_dir: ` + t.TempDir() + `
+  state_dir: ` + state + `
 `
-	d, _ := startDaemon(t, l, []byte(cfg))
+	d, path := startDaemon(t, l, []byte(cfg))
 	bound := waitPD(t, d, 0, "bound", 15*time.Second)
 	if !pool.Contains(bound.prefix.Addr()) {
 		t.Fatalf("bound %s, want a /56 of %s", bound.prefix, pool)
@@ -592,4 +595,45 @@ ipv6:
 		t.Errorf("Kea advertised %d times and allocated %d times, want one allocation and no Advertise (Solicit, Reply)", a, c)
 	}
 	t.Logf("bound %s by Solicit and Reply with Rapid Commit", bound.prefix)
+
+	// A reload that only turns rapid_commit off restarts the client, which
+	// restores the lease: same prefix, nothing retired, no Release.
+	edit := func(old, new string) {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil || !strings.Contains(string(b), old) {
+			t.Fatalf("config %s: %v, or no %q in it", path, err, old)
+		}
+		if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.hup(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edit("rapid_commit: true", "rapid_commit: false")
+	if r := waitPD(t, d, 1, "restored", 5*time.Second); r.prefix != bound.prefix {
+		t.Errorf("after the rapid_commit reload: restored %s, want %s", r.prefix, bound.prefix)
+	}
+	if strings.Contains(d.logText(), "prefix retired") || strings.Contains(k.log(), "DHCP6_RELEASE_PD") {
+		t.Errorf("a reload of rapid_commit alone retired or released the prefix")
+	}
+	// A reload that removes the link's dhcpv6_pd entry releases the
+	// delegation and forgets it.
+	edit("{link: isp1, dhcpv6_pd: {length: 56, rapid_commit: false}}", `{link: isp1, prefix: "2001:db8:1:100::/64"}`)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(k.log(), "DHCP6_RELEASE_PD") {
+		if time.Now().After(deadline) {
+			t.Fatal("no Release in Kea's log 5 s after a reload removed the dhcpv6_pd entry")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for deadline = time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(state, "dhcpv6-pd-isp1.json")); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("lease state still there 5 s after the dhcpv6_pd entry was removed")
+		}
+	}
 }
