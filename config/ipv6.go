@@ -226,7 +226,8 @@ func checkIPv6Prefix(c *Config, k *checker, i int) {
 		k.errorf(path+".link", "missing: the link whose provider assigned the prefix")
 	} else if l := c.LinkByName(p.Link); l == nil {
 		k.errorf(path+".link", "unknown link %q", p.Link)
-	} else if !l.Gateway6.IsValid() {
+	} else if !l.Gateway6.IsValid() && p.DHCPv6PD == nil {
+		// (a dhcpv6_pd link without one learns it from the WAN's RAs)
 		k.errorf(path+".link", "link %s has no gateway6: its prefix could not be routed", p.Link)
 	}
 	if p.DHCPv6PD != nil {

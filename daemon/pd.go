@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,7 +26,8 @@ func init() {
 		if cfg.IPv6 == nil {
 			return nil, nil
 		}
-		s := &pdSub{log: log.With("subsystem", "pd"), cfg: cfg, clients: map[string]*pdClient{}, learned: map[string]pd.Lease{}, kick: make(chan struct{}, 1)}
+		s := &pdSub{log: log.With("subsystem", "pd"), cfg: cfg, clients: map[string]*pdClient{}, learned: map[string]pd.Lease{},
+			routers: map[string]*pdRouter{}, gateways: map[string]netip.Addr{}, kick: make(chan struct{}, 1)}
 		return s, reg.Register(pd.Collector(s.list))
 	}})
 }
@@ -43,7 +45,12 @@ type pdSub struct {
 	ctx     context.Context // Run's, nil before Run
 	clients map[string]*pdClient
 	learned map[string]pd.Lease // by link: the delegations held
-	wg      sync.WaitGroup
+	// routers watch the WAN's router advertisements of the links with a
+	// dhcpv6_pd entry and no gateway6 configured; gateways are what they
+	// learned, filled in as the links' gateway6 (withPD).
+	routers  map[string]*pdRouter
+	gateways map[string]netip.Addr
+	wg       sync.WaitGroup
 
 	kick chan struct{}
 }
@@ -55,6 +62,11 @@ type pdClient struct {
 	rapid  bool
 	cancel context.CancelFunc
 	done   chan struct{} // closed when its Run returned
+}
+
+type pdRouter struct {
+	iface  string
+	cancel context.CancelFunc
 }
 
 // pdStateFile is where link's lease is kept across restarts.
@@ -69,6 +81,18 @@ func (s *pdSub) list() []*pd.Client {
 	}
 	slices.SortFunc(cs, func(a, b *pd.Client) int { return strings.Compare(a.Link(), b.Link()) })
 	return cs
+}
+
+// Gateways returns the gateway6 learned from router advertisements, by
+// link.
+func (s *pdSub) Gateways() map[string]netip.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := make(map[string]netip.Addr, len(s.gateways))
+	for k, v := range s.gateways {
+		m[k] = v
+	}
+	return m
 }
 
 // Learned returns the delegations held, by link.
@@ -152,6 +176,7 @@ func (s *pdSub) syncLocked() {
 		}
 		s.log.Info("dhcpv6-pd client stopped", "link", link)
 	}
+	s.syncRoutersLocked(want)
 	if s.ctx.Err() != nil {
 		return // stopping: Run waits for the clients
 	}
@@ -178,6 +203,63 @@ func (s *pdSub) syncLocked() {
 		}()
 		s.log.Info("dhcpv6-pd client started", "link", link, "dev", l.Interface, "length", w.Length, "rapid_commit", w.RapidCommit)
 	}
+}
+
+// syncRoutersLocked watches router advertisements on the interface of
+// every link in want whose gateway6 is not configured (absent, or the one
+// learned: s.cfg is the config applied, learned values filled in).
+func (s *pdSub) syncRoutersLocked(want map[string]config.IPv6PDLink) {
+	learn := map[string]string{} // link → interface
+	for link := range want {
+		if l := s.cfg.LinkByName(link); l != nil && (!l.Gateway6.IsValid() || (s.routers[link] != nil && l.Gateway6 == s.gateways[link])) {
+			learn[link] = l.Interface
+		}
+	}
+	for link, r := range s.routers {
+		if learn[link] == r.iface && s.ctx.Err() == nil {
+			continue
+		}
+		r.cancel()
+		delete(s.routers, link)
+		if _, ok := s.gateways[link]; ok {
+			delete(s.gateways, link)
+			s.poke()
+		}
+	}
+	if s.ctx.Err() != nil {
+		return
+	}
+	for link, iface := range learn {
+		if s.routers[link] != nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(s.ctx)
+		r := &pdRouter{iface: iface, cancel: cancel}
+		s.routers[link] = r
+		w := pd.NewRouter(iface, nil, func(a netip.Addr) { s.reportRouter(link, r, a) }, s.log.With("link", link))
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			w.Run(ctx)
+		}()
+		s.log.Info("gateway6 not configured: learning it from router advertisements", "link", link, "dev", iface)
+	}
+}
+
+// reportRouter is a router watcher's callback, like report.
+func (s *pdSub) reportRouter(link string, r *pdRouter, a netip.Addr) {
+	s.mu.Lock()
+	if s.routers[link] != r {
+		s.mu.Unlock()
+		return
+	}
+	if a.IsValid() {
+		s.gateways[link] = a
+	} else {
+		delete(s.gateways, link)
+	}
+	s.mu.Unlock()
+	s.poke()
 }
 
 // report is a client's callback: it records the lease and has Run
@@ -208,6 +290,14 @@ func (d *Daemon) withPD(cfg *config.Config) *config.Config {
 	}
 	learned := d.pd.Learned()
 	c := *cfg
+	if gws := d.pd.Gateways(); len(gws) > 0 {
+		c.Links = slices.Clone(cfg.Links)
+		for i := range c.Links {
+			if gw, ok := gws[c.Links[i].Name]; ok && !c.Links[i].Gateway6.IsValid() {
+				c.Links[i].Gateway6 = gw
+			}
+		}
+	}
 	v := *cfg.IPv6
 	v.Prefixes = slices.Clone(cfg.IPv6.Prefixes)
 	c.IPv6 = &v

@@ -637,3 +637,112 @@ ipv6:
 		}
 	}
 }
+
+// TestPDGatewayFromRA: isp1 has no gateway6 in the config; radvd in isp1
+// advertises its router on the gateway's WAN: the daemon learns isp1's
+// link-local address as gateway6 (isp1's IPv6 table routes by it, a LAN
+// host's address in the delegated prefix reaches the server through
+// it), and when radvd stops (final advertisement, router lifetime 0) the
+// gateway is dropped.
+func TestPDGatewayFromRA(t *testing.T) {
+	requireRoot(t)
+	if _, err := exec.LookPath("radvd"); err != nil {
+		t.Skip("radvd not installed (scripts/deps.sh installs it)")
+	}
+	l := labtest.Up(t, lab.Spec{ISPs: 2})
+	setHostSysctls(t, l, "lan1")
+	pool := netip.MustParsePrefix("2001:db8:1:8000::/49")
+	isp1 := l.ISPs[0]
+	if out, err := l.Run(context.Background(), "isp1", "ip", "-6", "route", "add", pool.String(), "via", isp1.GW6.String(), "dev", lab.ISPDownIface).CombinedOutput(); err != nil {
+		t.Fatalf("route %s in isp1: %v %s", pool, err, out)
+	}
+	startKea(t, l, pool)
+	out, err := l.Run(context.Background(), "isp1", "ip", "-6", "-o", "addr", "show", "dev", lab.ISPDownIface, "scope", "link").Output()
+	m := regexp.MustCompile(`inet6 (fe80::\S+)/64`).FindSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("isp1's link-local address: %v %s", err, out)
+	}
+	routerLL := netip.MustParseAddr(string(m[1]))
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "radvd.conf")
+	if err := os.WriteFile(conf, []byte("interface "+lab.ISPDownIface+" {\n  AdvSendAdvert on;\n  MinRtrAdvInterval 3;\n  MaxRtrAdvInterval 4;\n  AdvDefaultLifetime 30;\n};\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	radvd := l.Run(context.Background(), "isp1", "radvd", "-n", "-C", conf, "-p", filepath.Join(dir, "radvd.pid"), "-m", "stderr")
+	var radvdOut strings.Builder
+	radvd.Stderr = &radvdOut
+	if err := radvd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	radvdDone := make(chan struct{})
+	go func() { radvd.Wait(); close(radvdDone) }()
+	t.Cleanup(func() {
+		radvd.Process.Signal(syscall.SIGTERM)
+		<-radvdDone
+	})
+
+	cfg := strings.Replace(string(examples.Lab()), "    gateway6: 2001:db8:1::1\n", "", 1) + `
+ipv6:
+  lan: lan0
+  prefixes:
+    - {link: isp1, dhcpv6_pd: {length: 56, subnet: 1}}
+    - {link: isp2, prefix: "2001:db8:2:100::/64"}
+  ra: {interval: 1s}
+  state_dir: ` + t.TempDir() + `
+`
+	if strings.Contains(cfg, "2001:db8:1::1\n") {
+		t.Fatal("isp1's gateway6 still in the config")
+	}
+	start := time.Now()
+	d, _ := startDaemon(t, l, []byte(cfg))
+	learned := regexp.MustCompile(`time=(\S+) level=INFO msg="router advertisements: gateway6 learned" .*gateway6=(\S+)`)
+	var at time.Time
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if m := learned.FindStringSubmatch(d.logText()); m != nil {
+			if m[2] != routerLL.String() {
+				t.Fatalf("learned gateway6 %s, want isp1's %s", m[2], routerLL)
+			}
+			at, _ = time.Parse(time.RFC3339Nano, m[1])
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no gateway6 learned within 15 s")
+		}
+	}
+	route := "default via " + routerLL.String() + " dev wan1"
+	tables := func() string {
+		out, _ := l.Run(context.Background(), "gw", "ip", "-6", "route", "show", "table", "all").CombinedOutput()
+		return string(out)
+	}
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(tables(), route); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the gateway's tables:\n%s", route, tables())
+		}
+	}
+	t.Logf("gateway6 %s learned %s after start", routerLL, at.Sub(start).Round(time.Millisecond))
+	bound := waitPD(t, d, 0, "bound", 15*time.Second)
+	lan, _ := config.PDSubnet(bound.prefix, 1)
+	a := waitAddr(t, l, lan, 10*time.Second, "SLAAC address in "+lan.String(), func(a hostAddr) bool { return !a.Deprecated })
+	var got string
+	for range 30 {
+		if got, err = get6(l, a.Addr, time.Second); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil || got != a.Addr.String() {
+		t.Fatalf("GET /ip from %s: %q, %v (through the learned gateway6)", a.Addr, got, err)
+	}
+
+	// radvd stops: its final advertisement has router lifetime 0.
+	radvd.Process.Signal(syscall.SIGTERM)
+	<-radvdDone
+	for deadline := time.Now().Add(5 * time.Second); strings.Contains(tables(), route); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("route via %s still there 5 s after radvd stopped:\n%s", routerLL, d.logText())
+		}
+	}
+	if !strings.Contains(d.logText(), `msg="router advertisements: gateway6 lost"`) {
+		t.Errorf("no gateway6 lost in the log")
+	}
+}

@@ -8,5 +8,6 @@
 // lease; every change (bound, renewed, another prefix, lost) is reported
 // through a callback, from which the daemon fills the learned prefix into
 // the config it applies (ipv6.prefixes entries with dhcpv6_pd, see
-// docs/ipv6.md).
+// docs/ipv6.md). Router watches the link's router advertisements, so that
+// a link's gateway6 need not be configured.
 package pd

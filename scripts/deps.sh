@@ -18,6 +18,7 @@ need=(
   tcpdump:tcpdump
   bird2:bird
   kea-dhcp6-server:kea-dhcp6
+  radvd:radvd
   keepalived:keepalived
   conntrackd:conntrackd
   zsh:zsh
@@ -34,19 +35,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# The knot, frr, bird2, kea-dhcp6-server, keepalived and conntrackd
+# The knot, frr, bird2, kea-dhcp6-server, radvd, keepalived and conntrackd
 # packages may start system daemons in the root namespace where systemd
 # runs; the tests run their own in lab namespaces and must not have those
 # around (a system kea-dhcp6 would answer DHCPv6 on the machine's own
 # interfaces; a system keepalived or conntrackd would speak VRRP or sync
 # conntrack there).
 if command -v systemctl >/dev/null 2>&1; then
-  for svc in knot frr bird kea-dhcp6-server keepalived conntrackd; do
+  for svc in knot frr bird kea-dhcp6-server radvd keepalived conntrackd; do
     if systemctl is-active --quiet "$svc" 2>/dev/null; then
       systemctl stop "$svc" || true
     fi
   done
-  for svc in kea-dhcp6-server keepalived conntrackd; do
+  for svc in kea-dhcp6-server radvd keepalived conntrackd; do
     if systemctl is-enabled --quiet "$svc" 2>/dev/null; then
       systemctl disable "$svc" >/dev/null 2>&1 || true
     fi
