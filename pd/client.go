@@ -198,15 +198,18 @@ type session struct {
 	tr   Transport
 	duid dhcpv6.DUID
 	held *Lease
+	// restoredSince is when the saved lease restored was first obtained.
+	restoredSince time.Time
 }
 
-func (s *session) run(ctx context.Context, saved *Lease) {
+func (s *session) run(ctx context.Context, saved *Saved) {
 	c := s.c
 	if saved != nil {
 		// A binding kept from the last run: use it at once, then have its
 		// server (or any, if unknown) confirm it; a refusal solicits again
 		// while it lasts, silence keeps it until its valid lifetime ends.
-		s.bind(*saved, "restored")
+		s.restoredSince = saved.Since
+		s.bind(saved.Lease, "restored")
 		s.extend(ctx)
 	} else if !sleep(ctx, time.Duration(rand.Int64N(int64(solMaxDelay)))) {
 		// RFC 8415 18.2.1: delay the first Solicit by up to SOL_MAX_DELAY.
@@ -490,9 +493,13 @@ func (s *session) bind(l Lease, kind string) {
 	c.mu.Lock()
 	if old == nil || old.Prefix != l.Prefix {
 		c.since = time.Now()
+		if kind == "restored" {
+			c.since = s.restoredSince
+		}
 	}
 	c.lease, c.bound = l, true
 	c.changes[kind]++
+	since := c.since
 	c.mu.Unlock()
 	attrs := []any{"link", c.link, "prefix", l.Prefix, "preferred", time.Until(l.Preferred).Round(time.Second), "valid", time.Until(l.Valid).Round(time.Second),
 		"t1", time.Until(l.T1).Round(time.Second), "t2", time.Until(l.T2).Round(time.Second)}
@@ -501,7 +508,7 @@ func (s *session) bind(l Lease, kind string) {
 	}
 	c.log.Info("dhcpv6-pd: delegation "+kind, attrs...)
 	if c.opts.StateFile != "" && kind != "restored" {
-		if err := SaveState(c.opts.StateFile, Saved{DUID: s.duid, IAID: c.iaid, Lease: l}); err != nil {
+		if err := SaveState(c.opts.StateFile, Saved{DUID: s.duid, IAID: c.iaid, Lease: l, Since: since}); err != nil {
 			c.log.Warn("dhcpv6-pd: lease not saved: a restart will solicit again", "link", c.link, "err", err)
 		}
 	}
@@ -511,7 +518,7 @@ func (s *session) bind(l Lease, kind string) {
 // restore returns the binding saved by an earlier run, if it is ours
 // (same DUID and IAID) and its valid lifetime has not ended. A file that
 // cannot be read or parsed is logged and ignored.
-func (c *Client) restore(duid dhcpv6.DUID) *Lease {
+func (c *Client) restore(duid dhcpv6.DUID) *Saved {
 	if c.opts.StateFile == "" {
 		return nil
 	}
@@ -531,7 +538,7 @@ func (c *Client) restore(duid dhcpv6.DUID) *Lease {
 		return nil
 	}
 	sv.Lease.Link = c.link
-	return &sv.Lease
+	return &sv
 }
 
 // forget removes the saved binding.

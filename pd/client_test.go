@@ -388,6 +388,9 @@ func TestRestart(t *testing.T) {
 	if got, _ := c.Lease(); got.Prefix != l.Prefix {
 		t.Errorf("Lease() = %+v right after restore", got)
 	}
+	if since, ok := c.BoundSince(); !ok || since.After(t0) || t0.Sub(since) > 10*time.Second {
+		t.Errorf("BoundSince after restore %s (%v), want the first run's bind, before the restart", since, ok)
+	}
 	rn := next(t, leases, 15*time.Second, "renewal of the restored lease")
 	if rn.Prefix != l.Prefix || rn.Lost {
 		t.Errorf("renewal %+v", rn)

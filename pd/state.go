@@ -22,6 +22,9 @@ type Saved struct {
 	// Lease is the binding; its Obtained is when the Reply that granted
 	// its lifetimes came.
 	Lease Lease
+	// Since is when the prefix was first obtained (renewals keep it);
+	// zero: Lease.Obtained.
+	Since time.Time
 }
 
 // stateFile is the JSON form of Saved: lifetimes in seconds from
@@ -37,6 +40,7 @@ type stateFile struct {
 	Valid     int64     `json:"valid_lifetime"`
 	T1        int64     `json:"t1"`
 	T2        int64     `json:"t2"`
+	Since     time.Time `json:"bound_since,omitzero"`
 }
 
 // maxLifetime bounds saved lifetimes (an infinite RFC 8415 lifetime is
@@ -51,7 +55,8 @@ func MarshalState(s Saved) ([]byte, error) {
 	secs := func(t time.Time) int64 { return int64(t.Sub(s.Lease.Obtained).Round(time.Second) / time.Second) }
 	f := stateFile{Link: s.Lease.Link, DUID: hex.EncodeToString(s.DUID.ToBytes()), IAID: hex.EncodeToString(s.IAID[:]),
 		Prefix: s.Lease.Prefix.String(), Obtained: s.Lease.Obtained.UTC().Round(0),
-		Preferred: secs(s.Lease.Preferred), Valid: secs(s.Lease.Valid), T1: secs(s.Lease.T1), T2: secs(s.Lease.T2)}
+		Preferred: secs(s.Lease.Preferred), Valid: secs(s.Lease.Valid), T1: secs(s.Lease.T1), T2: secs(s.Lease.T2),
+		Since: s.Since.UTC().Round(0)}
 	if s.Lease.Server != nil {
 		f.Server = hex.EncodeToString(s.Lease.Server.ToBytes())
 	}
@@ -100,6 +105,10 @@ func ParseState(b []byte) (Saved, error) {
 		return Saved{}, fmt.Errorf("lifetimes preferred %d valid %d t1 %d t2 %d: want 0 < valid, preferred ≤ valid, t1 ≤ t2", f.Preferred, f.Valid, f.T1, f.T2)
 	}
 	s.Lease.Obtained = f.Obtained
+	s.Since = f.Since
+	if s.Since.IsZero() || s.Since.After(f.Obtained) {
+		s.Since = f.Obtained
+	}
 	d := func(v int64) time.Time { return f.Obtained.Add(time.Duration(v) * time.Second) }
 	s.Lease.Link, s.Lease.Prefix = f.Link, p
 	s.Lease.Preferred, s.Lease.Valid, s.Lease.T1, s.Lease.T2 = d(f.Preferred), d(f.Valid), d(f.T1), d(f.T2)

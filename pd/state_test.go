@@ -20,7 +20,7 @@ func TestStateRoundTrip(t *testing.T) {
 		Preferred: now.Add(200 * time.Second), Valid: now.Add(300 * time.Second), T1: now.Add(100 * time.Second), T2: now.Add(160 * time.Second)}
 	dir := filepath.Join(t.TempDir(), "state")
 	path := filepath.Join(dir, "pd-isp1.json")
-	if err := SaveState(path, Saved{DUID: clientDUID, IAID: [4]byte{1, 2, 3, 4}, Lease: l}); err != nil {
+	if err := SaveState(path, Saved{DUID: clientDUID, IAID: [4]byte{1, 2, 3, 4}, Lease: l, Since: now.Add(-time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(path)
@@ -38,7 +38,7 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Errorf("read back %+v", s)
 	}
 	for name, p := range map[string][2]time.Time{"obtained": {s.Lease.Obtained, now}, "preferred": {s.Lease.Preferred, l.Preferred},
-		"valid": {s.Lease.Valid, l.Valid}, "t1": {s.Lease.T1, l.T1}, "t2": {s.Lease.T2, l.T2}} {
+		"valid": {s.Lease.Valid, l.Valid}, "since": {s.Since, now.Add(-time.Hour)}, "t1": {s.Lease.T1, l.T1}, "t2": {s.Lease.T2, l.T2}} {
 		if d := p[0].Sub(p[1]); d < -time.Second || d > time.Second {
 			t.Errorf("%s read back %s off", name, d)
 		}
