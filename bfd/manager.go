@@ -355,6 +355,27 @@ func (v Verdict) String() string {
 	return "ignore"
 }
 
+// Explain says, for a decision log, what verdict v (for a client with
+// hold-up holdUp) made of e: on a path down, "path down after <up for>
+// up: " and acted, what the client did; on the other downs why it is not
+// a path failure, then kept, what the client left as it was.
+func (e Event) Explain(v Verdict, holdUp time.Duration, acted, kept string) string {
+	switch v {
+	case PathDown:
+		return fmt.Sprintf("path down after %v up: %s", e.UpFor.Round(time.Millisecond), acted)
+	case PeerAdminDown:
+		return "the peer is administratively down (RFC 5882: not a path failure): " + kept
+	case PeerReset:
+		return fmt.Sprintf("a peer reset (its diagnostic %q does not say it lost us): %s", e.RemoteDiag, kept)
+	case Unproven:
+		if e.Err != nil {
+			return "the session's runner failed, which proves nothing about the path: " + kept
+		}
+		return fmt.Sprintf("up for %v, less than its %v hold-up: %s", e.UpFor.Round(time.Millisecond), holdUp, kept)
+	}
+	return v.String()
+}
+
 // Verdict classifies the change for a client with hold-up holdUp.
 func (e Event) Verdict(holdUp time.Duration) Verdict {
 	switch {

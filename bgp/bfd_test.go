@@ -177,7 +177,7 @@ bgp:
 		"127.0.0.11 wan1 announce -> withdraw: BFD up→down: control detection time expired",
 		"127.0.0.11 wan1 withdraw -> announce: BFD down→up: none",
 		"bfd 127.0.0.11 wan1 up -> down: BFD up→down: neighbor signaled session down (neighbour's diagnostic: none): up for 10ms, less than its 2s hold-up: not acted on: announcements and BGP session kept, link wan1 (up) left to its probes",
-		"bfd 127.0.0.11 wan1 up -> down: BFD up→down: neighbor signaled session down (neighbour's diagnostic: none): the neighbour is administratively down (RFC 5882: not a path failure): not acted on",
+		"bfd 127.0.0.11 wan1 up -> down: BFD up→down: neighbor signaled session down (neighbour's diagnostic: none): the peer is administratively down (RFC 5882: not a path failure): not acted on",
 		"bfd 127.0.0.11 wan1 up -> down: BFD up→down: control detection time expired: path down after 1h0m",
 		" up: announcements withdrawn, BGP reset, link wan1 taken down at once (it was up)",
 	} {

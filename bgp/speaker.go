@@ -775,7 +775,7 @@ func (s *Speaker) bfdEvent(ctx context.Context, st *runState, be bfdEvent) {
 	v := e.Verdict(hold)
 	if v != bfd.SessionUp && v != bfd.Ignore {
 		s.decide(Decision{Time: e.Time, Neighbor: e.Remote, Link: n.Link, From: e.From.String(), To: e.To.String(), BFD: true,
-			Reason: reason + ": " + bfdVerdict(e, v, hold, n.Link, s.linkState(n.Link))})
+			Reason: reason + ": " + bfdVerdict(e, v, hold, n.Link, monitor.StateOf(s.src, n.Link))})
 	}
 	switch v {
 	case bfd.PeerAdminDown:
@@ -823,39 +823,13 @@ func (s *Speaker) bfdEvent(ctx context.Context, st *runState, be bfdEvent) {
 // down of a neighbour's session on link, whose state was state ("" if
 // unknown).
 func bfdVerdict(e bfd.Event, v bfd.Verdict, hold time.Duration, link, state string) string {
+	acted := "announcements withdrawn, BGP reset, link " + link + " taken down at once"
 	kept := "not acted on: announcements and BGP session kept, link " + link + " left to its probes"
 	if state != "" {
+		acted += " (it was " + state + ")"
 		kept = "not acted on: announcements and BGP session kept, link " + link + " (" + state + ") left to its probes"
 	}
-	switch v {
-	case bfd.PathDown:
-		s := fmt.Sprintf("path down after %v up: announcements withdrawn, BGP reset, link %s taken down at once", e.UpFor.Round(time.Millisecond), link)
-		if state != "" {
-			s += " (it was " + state + ")"
-		}
-		return s
-	case bfd.PeerAdminDown:
-		return "the neighbour is administratively down (RFC 5882: not a path failure): " + kept
-	case bfd.PeerReset:
-		return "a neighbour's reset (it did not say it lost us): " + kept
-	case bfd.Unproven:
-		if e.Err != nil {
-			return "the session's runner failed: " + kept
-		}
-		return fmt.Sprintf("up for %v, less than its %v hold-up: %s", e.UpFor.Round(time.Millisecond), hold, kept)
-	}
-	return v.String()
-}
-
-// linkState is the link's state as the monitor has it, or "" when it
-// does not know the link.
-func (s *Speaker) linkState(link string) string {
-	for _, st := range s.src.Snapshot() {
-		if st.Link == link {
-			return st.State.String()
-		}
-	}
-	return ""
+	return e.Explain(v, hold, acted, kept)
 }
 
 // usable is whether a link may carry our announcements: the monitor's

@@ -288,7 +288,7 @@ func (b *linkBFD) handle(s *bfdSession, e bfd.Event) {
 	if b.record != nil && v != bfd.SessionUp && v != bfd.Ignore {
 		// Before acting: the link's state is the one the verdict found.
 		b.record(api.Entry{Time: e.Time, Kind: "bfd", Link: s.link, From: e.From.String(), To: e.To.String(),
-			Reason: reason + ": " + bfdDecision(e, v, s.spec.holdUp, "link "+s.link, b.linkState(s.link))})
+			Reason: reason + ": " + bfdDecision(e, v, s.spec.holdUp, "link "+s.link, monitor.StateOf(b.src, s.link))})
 	}
 	switch v {
 	case bfd.PeerAdminDown:
@@ -317,37 +317,10 @@ func (b *linkBFD) handle(s *bfdSession, e bfd.Event) {
 // made of it for who (a link), whose state was state ("" if unknown):
 // taken down at once, or left to its probes.
 func bfdDecision(e bfd.Event, v bfd.Verdict, holdUp time.Duration, who, state string) string {
-	left := "not acted on, " + who + " left to its probes"
+	acted, kept := who+" taken down at once", "not acted on, "+who+" left to its probes"
 	if state != "" {
-		left = "not acted on, " + who + " (" + state + ") left to its probes"
+		acted += " (it was " + state + ")"
+		kept = "not acted on, " + who + " (" + state + ") left to its probes"
 	}
-	switch v {
-	case bfd.PathDown:
-		s := fmt.Sprintf("path down after %v up: %s taken down at once", e.UpFor.Round(time.Millisecond), who)
-		if state != "" {
-			s += " (it was " + state + ")"
-		}
-		return s
-	case bfd.PeerAdminDown:
-		return "the peer is administratively down (RFC 5882: not a path failure): " + left
-	case bfd.PeerReset:
-		return fmt.Sprintf("a peer reset (its diagnostic %q does not say it lost us): %s", e.RemoteDiag, left)
-	case bfd.Unproven:
-		if e.Err != nil {
-			return "the session's runner failed, which proves nothing about the path: " + left
-		}
-		return fmt.Sprintf("up for %v, less than its %v hold-up: %s", e.UpFor.Round(time.Millisecond), holdUp, left)
-	}
-	return v.String()
-}
-
-// linkState is the link's state as the monitor has it, or "" when it
-// does not know the link.
-func (b *linkBFD) linkState(link string) string {
-	for _, st := range b.src.Snapshot() {
-		if st.Link == link {
-			return st.State.String()
-		}
-	}
-	return ""
+	return e.Explain(v, holdUp, acted, kept)
 }

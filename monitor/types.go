@@ -236,3 +236,14 @@ type Source interface {
 	// Snapshot returns the current status of every link, in config order.
 	Snapshot() []Status
 }
+
+// StateOf returns link's effective state as src has it ("up", "down", ...),
+// or "" when src does not know the link.
+func StateOf(src Source, link string) string {
+	for _, st := range src.Snapshot() {
+		if st.Link == link {
+			return st.State.String()
+		}
+	}
+	return ""
+}
