@@ -32,34 +32,6 @@ bgp:
 `, addr, lab.ProbeTarget1, lab.ProbeTarget2, lab.ProbeTarget3, sitePrefix4)
 }
 
-// frrPeerOf returns the neighbour ISP 1's FRR has its best path to
-// prefix from, and how many paths it holds.
-func frrPeerOf(f *frr, prefix string) (best string, paths int) {
-	out, err := f.vtysh("show bgp ipv4 unicast " + prefix + " json")
-	if err != nil {
-		return "", 0
-	}
-	var r struct {
-		Paths []struct {
-			Peer struct {
-				PeerID string `json:"peerId"`
-			} `json:"peer"`
-			Bestpath *struct {
-				Overall bool `json:"overall"`
-			} `json:"bestpath"`
-		} `json:"paths"`
-	}
-	if json.Unmarshal(out, &r) != nil {
-		return "", 0
-	}
-	for _, p := range r.Paths {
-		if p.Bestpath != nil && p.Bestpath.Overall {
-			best = p.Peer.PeerID
-		}
-	}
-	return best, len(r.Paths)
-}
-
 // frrSessions returns how many times FRR's session to peer was
 // established and dropped.
 func frrSessions(t *testing.T, f *frr, peer string) (established, dropped int) {
@@ -116,7 +88,7 @@ func TestLabHARole(t *testing.T) {
 		start := time.Now()
 		var best string
 		var n int
-		if _, ok := pollUntil(within, func() bool { best, n = frrPeerOf(isp1, sitePrefix4); return best == peer && n == 1 }); !ok {
+		if _, ok := pollUntil(within, func() bool { best, n, _ = isp1.BestPeer(sitePrefix4); return best == peer && n == 1 }); !ok {
 			t.Fatalf("FRR's paths to %s: best from %q of %d, want only %s's", sitePrefix4, best, n, peer)
 		}
 		return time.Since(start)
@@ -124,8 +96,8 @@ func TestLabHARole(t *testing.T) {
 	onlyFrom(a, 15*time.Second)
 	// The standby sends nothing while its session stays up: no path from
 	// it appears in a while.
-	if _, ok := pollUntil(2*time.Second, func() bool { _, n := frrPeerOf(isp1, sitePrefix4); return n != 1 }); ok {
-		best, n := frrPeerOf(isp1, sitePrefix4)
+	if _, ok := pollUntil(2*time.Second, func() bool { _, n, _ := isp1.BestPeer(sitePrefix4); return n != 1 }); ok {
+		best, n, _ := isp1.BestPeer(sitePrefix4)
 		t.Fatalf("the standby's announcement reached FRR: best from %s of %d paths", best, n)
 	}
 	estA, dropA := frrSessions(t, isp1, a)

@@ -27,34 +27,6 @@ import (
 // siteRoute4 is the prefix both nodes of the pair originate to ISP 1.
 const siteRoute4 = "192.0.2.0/24"
 
-// frrBest returns the neighbour FRR's best path to prefix comes from,
-// and how many paths it holds.
-func frrBest(f *lab.FRR, prefix string) (peer string, paths int) {
-	out, err := f.Vtysh(context.Background(), "bgpd", "show bgp ipv4 unicast "+prefix+" json")
-	if err != nil {
-		return "", 0
-	}
-	var r struct {
-		Paths []struct {
-			Peer struct {
-				PeerID string `json:"peerId"`
-			} `json:"peer"`
-			Bestpath *struct {
-				Overall bool `json:"overall"`
-			} `json:"bestpath"`
-		} `json:"paths"`
-	}
-	if json.Unmarshal(out, &r) != nil {
-		return "", 0
-	}
-	for _, p := range r.Paths {
-		if p.Bestpath != nil && p.Bestpath.Overall {
-			peer = p.Peer.PeerID
-		}
-	}
-	return peer, len(r.Paths)
-}
-
 // frrConnections returns how many times FRR's session to peer was
 // established and dropped, and its state.
 func frrConnections(t *testing.T, f *lab.FRR, peer string) (established, dropped int, state string) {
@@ -146,7 +118,7 @@ func TestPairBGPFollowsRole(t *testing.T) {
 		var n int
 		deadline := time.Now().Add(within)
 		for {
-			if best, n = frrBest(frr, siteRoute4); best == addr(i) && n == 1 {
+			if best, n, _ = frr.BestPeer(siteRoute4); best == addr(i) && n == 1 {
 				return time.Now()
 			}
 			if time.Now().After(deadline) {
@@ -157,7 +129,7 @@ func TestPairBGPFollowsRole(t *testing.T) {
 	}
 	only(mi, 10*time.Second)
 	time.Sleep(time.Second)
-	if best, n := frrBest(frr, siteRoute4); n != 1 {
+	if best, n, _ := frr.BestPeer(siteRoute4); n != 1 {
 		t.Fatalf("the standby %s announces too: best from %s of %d paths", standby, best, n)
 	}
 	var est, drop [2]int
@@ -179,7 +151,7 @@ func TestPairBGPFollowsRole(t *testing.T) {
 	// Back from fault the old master is the backup (preemption off): the
 	// route stays with the new master.
 	time.Sleep(2 * time.Second)
-	if best, n := frrBest(frr, siteRoute4); best != addr(1-mi) || n != 1 {
+	if best, n, _ := frr.BestPeer(siteRoute4); best != addr(1-mi) || n != 1 {
 		t.Errorf("after the old master's LAN came back: best from %s of %d paths, want only %s", best, n, addr(1-mi))
 	}
 	for i := range 2 {
@@ -425,7 +397,7 @@ func TestPairReloadHA(t *testing.T) {
 	addr := func(i int) string { return p.Nodes[i].WAN[0].String() }
 	paths := func(want int, within time.Duration, what string) {
 		t.Helper()
-		waitFor(t, what, within, func() bool { _, n := frrBest(frr, siteRoute4); return n == want })
+		waitFor(t, what, within, func() bool { _, n, _ := frr.BestPeer(siteRoute4); return n == want })
 	}
 	paths(2, 20*time.Second, "both gateways announcing without an ha section")
 	var est [2]int
@@ -459,7 +431,7 @@ func TestPairReloadHA(t *testing.T) {
 	master := waitOneMaster(t, p, 15*time.Second)
 	mi := nodeIndex(master)
 	waitFor(t, "only the master's path at FRR", 10*time.Second, func() bool {
-		best, n := frrBest(frr, siteRoute4)
+		best, n, _ := frr.BestPeer(siteRoute4)
 		return best == addr(mi) && n == 1
 	})
 	for i := range 2 {

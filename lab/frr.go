@@ -206,40 +206,70 @@ func (f *FRR) Configure(ctx context.Context, daemon, conf string) error {
 // Route returns the AS path ("64500 64500") of the router's best route to
 // prefix (IPv4 or IPv6, exact match), and whether it has one.
 func (f *FRR) Route(prefix string) (asPath string, ok bool, err error) {
+	paths, err := f.paths(prefix)
+	for _, p := range paths {
+		if p.best {
+			return p.asPath, true, nil
+		}
+	}
+	return "", false, err
+}
+
+// BestPeer returns the neighbour the router's best path to prefix comes
+// from ("" without one) and how many paths to prefix it holds.
+func (f *FRR) BestPeer(prefix string) (peer string, paths int, err error) {
+	ps, err := f.paths(prefix)
+	for _, p := range ps {
+		if p.best {
+			peer = p.peer
+		}
+	}
+	return peer, len(ps), err
+}
+
+// frrPath is one of FRR's paths to a prefix.
+type frrPath struct {
+	asPath, peer string
+	best         bool
+}
+
+// paths returns the router's BGP paths to prefix (exact match).
+func (f *FRR) paths(prefix string) ([]frrPath, error) {
 	fam := "ipv4"
 	if strings.Contains(prefix, ":") {
 		fam = "ipv6"
 	}
 	out, err := f.Vtysh(context.Background(), "bgpd", fmt.Sprintf("show bgp %s unicast %s json", fam, prefix))
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
-	return parseFRRRoute(out)
+	return parseFRRPaths(out)
 }
 
-// parseFRRRoute reads the best path's AS path from the JSON of
-// `show bgp ipv4 unicast PREFIX json`. FRR answers "{}" when it has no
-// route to the prefix.
-func parseFRRRoute(b []byte) (asPath string, ok bool, err error) {
+// parseFRRPaths reads the paths from the JSON of `show bgp ipv4 unicast
+// PREFIX json`. FRR answers "{}" when it has no route to the prefix.
+func parseFRRPaths(b []byte) ([]frrPath, error) {
 	var r struct {
 		Paths []struct {
 			ASPath struct {
 				String string `json:"string"`
 			} `json:"aspath"`
+			Peer struct {
+				PeerID string `json:"peerId"`
+			} `json:"peer"`
 			Bestpath *struct {
 				Overall bool `json:"overall"`
 			} `json:"bestpath"`
 		} `json:"paths"`
 	}
 	if err := json.Unmarshal(b, &r); err != nil {
-		return "", false, fmt.Errorf("FRR route JSON: %w", err)
+		return nil, fmt.Errorf("FRR route JSON: %w", err)
 	}
+	paths := make([]frrPath, 0, len(r.Paths))
 	for _, p := range r.Paths {
-		if p.Bestpath != nil && p.Bestpath.Overall {
-			return p.ASPath.String, true, nil
-		}
+		paths = append(paths, frrPath{asPath: p.ASPath.String, peer: p.Peer.PeerID, best: p.Bestpath != nil && p.Bestpath.Overall})
 	}
-	return "", false, nil
+	return paths, nil
 }
 
 // Established reports whether the router's BGP session to peer (an

@@ -206,33 +206,39 @@ func TestCleanupStaleFRR(t *testing.T) {
 	}
 }
 
-func FuzzParseFRRRoute(f *testing.F) {
+func FuzzParseFRRPaths(f *testing.F) {
 	f.Add([]byte(`{}`))
-	f.Add([]byte(`{"prefix":"192.0.2.128/25","paths":[{"aspath":{"string":"64500 64500","segments":[]},"bestpath":{"overall":true}}]}`))
+	f.Add([]byte(`{"prefix":"192.0.2.128/25","paths":[{"aspath":{"string":"64500 64500","segments":[]},"peer":{"peerId":"198.51.100.2"},"bestpath":{"overall":true}}]}`))
 	f.Add([]byte(`{"paths":[{"aspath":{"string":"64500"}},{"aspath":{"string":"64501"},"bestpath":{"overall":false}}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		path, ok, err := parseFRRRoute(b)
-		if err != nil && (ok || path != "") {
-			t.Errorf("error %v with a result %q %v", err, path, ok)
+		paths, err := parseFRRPaths(b)
+		if err != nil && len(paths) > 0 {
+			t.Errorf("error %v with paths %+v", err, paths)
 		}
 	})
 }
 
-func TestParseFRRRoute(t *testing.T) {
+func TestParseFRRPaths(t *testing.T) {
 	for _, c := range []struct {
-		in   string
-		path string
-		ok   bool
-		err  bool
+		in         string
+		path, peer string // of the best path
+		n          int
+		err        bool
 	}{
-		{`{}`, "", false, false},
-		{`{"paths":[{"aspath":{"string":"64501"}},{"aspath":{"string":"64500 64500"},"bestpath":{"overall":true}}]}`, "64500 64500", true, false},
-		{`{"paths":[{"aspath":{"string":"64501"},"bestpath":{"overall":false}}]}`, "", false, false},
-		{`% Unknown command`, "", false, true},
+		{`{}`, "", "", 0, false},
+		{`{"paths":[{"aspath":{"string":"64501"},"peer":{"peerId":"198.51.100.1"}},{"aspath":{"string":"64500 64500"},"peer":{"peerId":"198.51.100.2"},"bestpath":{"overall":true}}]}`, "64500 64500", "198.51.100.2", 2, false},
+		{`{"paths":[{"aspath":{"string":"64501"},"bestpath":{"overall":false}}]}`, "", "", 1, false},
+		{`% Unknown command`, "", "", 0, true},
 	} {
-		path, ok, err := parseFRRRoute([]byte(c.in))
-		if path != c.path || ok != c.ok || (err != nil) != c.err {
-			t.Errorf("parseFRRRoute(%s) = %q, %v, %v", c.in, path, ok, err)
+		paths, err := parseFRRPaths([]byte(c.in))
+		var path, peer string
+		for _, p := range paths {
+			if p.best {
+				path, peer = p.asPath, p.peer
+			}
+		}
+		if path != c.path || peer != c.peer || len(paths) != c.n || (err != nil) != c.err {
+			t.Errorf("parseFRRPaths(%s) = %+v, %v: want best %q from %q of %d", c.in, paths, err, c.path, c.peer, c.n)
 		}
 	}
 }
