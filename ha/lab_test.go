@@ -42,15 +42,26 @@ type pairNode struct {
 }
 
 func startPair(t *testing.T, p *lab.Pair) [2]*pairNode {
+	return startNodes(t, p, func(i int, run string) string { return p.PairConfig(i, run, haAdvert()) })
+}
+
+// haAdvert is the VRRP advert interval of the pair tests: 100ms, or
+// MULTIHOME_HA_ADVERT (bench/ha.sh compares keepalived's default 1s).
+func haAdvert() string {
+	if a := os.Getenv("MULTIHOME_HA_ADVERT"); a != "" {
+		return a
+	}
+	return "100ms"
+}
+
+// startNodes runs the two daemons of pair lab p, node i with the config
+// config(i, its run directory) returns.
+func startNodes(t *testing.T, p *lab.Pair, config func(i int, run string) string) [2]*pairNode {
 	dir := t.TempDir()
 	var nodes [2]*pairNode
 	for i := range 2 {
 		n := &pairNode{t: t, p: p, role: p.Nodes[i].Role, conf: filepath.Join(dir, p.Nodes[i].Role+".yaml")}
-		advert := os.Getenv("MULTIHOME_HA_ADVERT") // bench/ha.sh compares keepalived's default 1s
-		if advert == "" {
-			advert = "100ms"
-		}
-		if err := os.WriteFile(n.conf, []byte(p.PairConfig(i, filepath.Join(dir, "run-"+n.role), advert)), 0o600); err != nil {
+		if err := os.WriteFile(n.conf, []byte(config(i, filepath.Join(dir, "run-"+n.role))), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		n.start()
@@ -58,6 +69,12 @@ func startPair(t *testing.T, p *lab.Pair) [2]*pairNode {
 		nodes[i] = n
 	}
 	return nodes
+}
+
+// client is an API client of the node's daemon (its socket is in the run
+// directory startNodes gives it).
+func (n *pairNode) client() (*api.Client, error) {
+	return api.NewClient("unix:"+filepath.Join(filepath.Dir(n.conf), "run-"+n.role, "api.sock"), "")
 }
 
 // start runs the daemon; its events and log are kept.
@@ -301,7 +318,7 @@ func status(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 	var sts [2]ha.Status
 	waitFor(t, "both nodes see their partner", 10*time.Second, func() bool {
 		for i, n := range nodes {
-			c, err := api.NewClient("unix:"+filepath.Join(filepath.Dir(n.conf), "run-"+n.role, "api.sock"), "")
+			c, err := n.client()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -18,7 +18,6 @@ import (
 
 	mdns "github.com/miekg/dns"
 
-	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/lab"
 	"github.com/multihome/multihome/lab/labtest"
 	"github.com/multihome/multihome/netns"
@@ -91,18 +90,7 @@ func TestPairBGPFollowsRole(t *testing.T) {
 	}
 	p := labtest.UpPair(t, lab.Spec{ISPs: 2})
 	frr := startISP1FRR(t, p)
-	dir := t.TempDir()
-	var nodes [2]*pairNode
-	for i := range 2 {
-		n := &pairNode{t: t, p: p, role: p.Nodes[i].Role, conf: filepath.Join(dir, p.Nodes[i].Role+".yaml")}
-		yaml := p.PairConfig(i, filepath.Join(dir, "run-"+n.role), "100ms") + pairBGP(p)
-		if err := os.WriteFile(n.conf, []byte(yaml), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		n.start()
-		t.Cleanup(n.halt)
-		nodes[i] = n
-	}
+	nodes := startNodes(t, p, func(i int, run string) string { return p.PairConfig(i, run, "100ms") + pairBGP(p) })
 	master := waitOneMaster(t, p, 15*time.Second)
 	mi := nodeIndex(master)
 	standby := p.Other(master)
@@ -162,7 +150,7 @@ func TestPairBGPFollowsRole(t *testing.T) {
 	}
 	// The decision logs: each node's role change and its BGP decision.
 	for i, want := range map[int][]string{mi: {"ha master->fault", "bgp announce->withdraw"}, 1 - mi: {"ha backup->master", "bgp withdraw->announce"}} {
-		c, err := api.NewClient("unix:"+filepath.Join(dir, "run-"+p.Nodes[i].Role, "api.sock"), "")
+		c, err := nodes[i].client()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -293,16 +281,13 @@ func knotQuery(p *lab.Pair, addr string, update *mdns.Msg) (string, error) {
 func TestPairDNSPushFollowsRole(t *testing.T) {
 	p := labtest.UpPair(t, lab.Spec{ISPs: 2})
 	primary := startKnot(t, p)
-	dir := t.TempDir()
-	var nodes [2]*pairNode
 	var want []string
 	for k := range p.ISPs {
 		want = append(want, p.WANVIP[k].Addr().String())
 	}
 	slices.Sort(want)
-	for i := range 2 {
-		n := &pairNode{t: t, p: p, role: p.Nodes[i].Role, conf: filepath.Join(dir, p.Nodes[i].Role+".yaml")}
-		y := p.PairConfig(i, filepath.Join(dir, "run-"+n.role), "100ms") + fmt.Sprintf(`dns:
+	nodes := startNodes(t, p, func(i int, run string) string {
+		y := p.PairConfig(i, run, "100ms") + fmt.Sprintf(`dns:
   keys: [{name: mhkey, algorithm: hmac-sha256, secret: "%s"}]
   zones:
     - name: example.com
@@ -316,13 +301,8 @@ func TestPairDNSPushFollowsRole(t *testing.T) {
 		for k, isp := range p.ISPs {
 			y += fmt.Sprintf("            - {link: %s, a: %s}\n", isp.Name, p.WANVIP[k].Addr())
 		}
-		if err := os.WriteFile(n.conf, []byte(y), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		n.start()
-		t.Cleanup(n.halt)
-		nodes[i] = n
-	}
+		return y
+	})
 	master := waitOneMaster(t, p, 15*time.Second)
 	mi := nodeIndex(master)
 	waitFor(t, "the master's records at Knot", 10*time.Second, func() bool {
@@ -376,24 +356,16 @@ func TestPairReloadHA(t *testing.T) {
 	}
 	p := labtest.UpPair(t, lab.Spec{ISPs: 2})
 	frr := startISP1FRR(t, p)
-	dir := t.TempDir()
-	var nodes [2]*pairNode
 	var withHA, withoutHA [2]string
-	for i := range 2 {
-		n := &pairNode{t: t, p: p, role: p.Nodes[i].Role, conf: filepath.Join(dir, p.Nodes[i].Role+".yaml")}
-		full := p.PairConfig(i, filepath.Join(dir, "run-"+n.role), "100ms")
+	nodes := startNodes(t, p, func(i int, run string) string {
+		full := p.PairConfig(i, run, "100ms")
 		cut := strings.Index(full, "ha:\n")
 		withHA[i], withoutHA[i] = full+pairBGP(p), full[:cut]+pairBGP(p)
-		if err := os.MkdirAll(filepath.Join(dir, "run-"+n.role), 0o700); err != nil { // the API socket's
+		if err := os.MkdirAll(run, 0o700); err != nil { // the API socket's
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(n.conf, []byte(withoutHA[i]), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		n.start()
-		t.Cleanup(n.halt)
-		nodes[i] = n
-	}
+		return withoutHA[i]
+	})
 	addr := func(i int) string { return p.Nodes[i].WAN[0].String() }
 	paths := func(want int, within time.Duration, what string) {
 		t.Helper()

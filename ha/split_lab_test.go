@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,22 +21,7 @@ import (
 
 // startSplitPair runs the two daemons of a split-uplinks pair lab.
 func startSplitPair(t *testing.T, p *lab.Pair) [2]*pairNode {
-	dir := t.TempDir()
-	var nodes [2]*pairNode
-	for i := range 2 {
-		n := &pairNode{t: t, p: p, role: p.Nodes[i].Role, conf: filepath.Join(dir, p.Nodes[i].Role+".yaml")}
-		advert := os.Getenv("MULTIHOME_HA_ADVERT")
-		if advert == "" {
-			advert = "100ms"
-		}
-		if err := os.WriteFile(n.conf, []byte(p.SplitPairConfig(i, filepath.Join(dir, "run-"+n.role), advert)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		n.start()
-		t.Cleanup(n.halt)
-		nodes[i] = n
-	}
-	return nodes
+	return startNodes(t, p, func(i int, run string) string { return p.SplitPairConfig(i, run, haAdvert()) })
 }
 
 // restarted holds when each node of the split pair test was last
