@@ -297,6 +297,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		c.cleanup()
 		return fmt.Errorf("outbound: initial apply: %w", err)
 	}
+	c.dropEarlyPartnerFlows()
 	// Adopting after a restart: flows left on links that are down now.
 	for _, l := range c.cfg.Links {
 		if c.status[l.Name].State == monitor.Down && *c.o.FlushOnFailure {

@@ -73,6 +73,12 @@ func appendTuple(b []byte, typ uint16, src, dst [4]byte, proto uint8, sport, dpo
 // hour. group keeps the tuples of separate calls apart.
 func synthFlows(t testing.TB, nsFD int, n int, mark uint32, group byte, proto uint8, dport uint16) {
 	t.Helper()
+	synthFlowsFrom(t, nsFD, func(k int) [4]byte { return [4]byte{192, 0, 2, byte(1 + k/60000)} }, n, mark, group, proto, dport)
+}
+
+// synthFlowsFrom is synthFlows with the k-th flow's source address src(k).
+func synthFlowsFrom(t testing.TB, nsFD int, srcOf func(k int) [4]byte, n int, mark uint32, group byte, proto uint8, dport uint16) {
+	t.Helper()
 	c, err := dialCT(nsFD)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +87,7 @@ func synthFlows(t testing.TB, nsFD int, n int, mark uint32, group byte, proto ui
 	b := newBatch(c)
 	dst := [4]byte{203, 0, 113, group}
 	for k := range n {
-		src := [4]byte{192, 0, 2, byte(1 + k/60000)}
+		src := srcOf(k)
 		sport := uint16(1024 + k%60000)
 		start := b.begin(ctMsgNew, unix.NLM_F_CREATE|unix.NLM_F_EXCL, unix.AF_INET)
 		b.b = appendTuple(b.b, ctaTupleOrig, src, dst, proto, sport, dport)

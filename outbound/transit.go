@@ -2,6 +2,7 @@ package outbound
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/multihome/multihome/config"
@@ -130,4 +131,28 @@ func StandbyText(cfg *config.Config) string {
 	rs := nft.Ruleset{Family: TableFamily, Name: TableName}
 	partnerReturnChain(&rs, cfg, cfg.EffectiveOutbound(), true)
 	return rs.String()
+}
+
+// dropEarlyPartnerFlows deletes from conntrack, once the first ruleset is
+// in place, the flows the HA partner sent over the transit link before it
+// was (unmarked, from the partner's transit address): they left without
+// source NAT, which applies only to a flow's first packet, and a flow
+// whose packets keep coming keeps its entry: the partner's probes (one
+// echo id per target) stayed unanswered for as long as they ran, and its
+// transit link never came up when it started before this node
+// (ha TestPairSplitUplinks, both nodes starting together).
+func (c *Controller) dropEarlyPartnerFlows() {
+	t := c.cfg.TransitLink()
+	if t < 0 || !c.cfg.Links[t].Gateway4.IsValid() {
+		return
+	}
+	partner := netip.PrefixFrom(c.cfg.Links[t].Gateway4, 32)
+	n, err := c.ct.deleteMatching(0, c.o.MarkMask, config.OutboundRule{Src: []netip.Prefix{partner}})
+	if err != nil {
+		c.log.Warn("deleting the partner's flows from before the ruleset", "partner", partner.Addr(), "deleted", n, "err", err)
+		return
+	}
+	if n > 0 {
+		c.log.Info("deleted the partner's flows from before the ruleset (not source-NATed)", "partner", partner.Addr(), "deleted", n)
+	}
 }

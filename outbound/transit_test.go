@@ -1,6 +1,7 @@
 package outbound
 
 import (
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -80,5 +81,28 @@ func TestFollowsRole(t *testing.T) {
 		if got := c.FollowsRole(); got != want {
 			t.Errorf("%s: FollowsRole %v, want %v", file, got, want)
 		}
+	}
+}
+
+// TestDropEarlyPartnerFlows: flows the partner sent over the transit link
+// before this node's ruleset (unmarked, from the partner's transit
+// address) are deleted once it is in place; the partner's flows that the
+// ruleset marked, and unmarked flows from anyone else, stay.
+func TestDropEarlyPartnerFlows(t *testing.T) {
+	ns, fd := ctNamespace(t)
+	cfg := loadConfig(t, filepath.Join("testdata", "split.yaml"))
+	c, err := New(cfg, newFakeSource(cfg, monitor.Up), slog.New(slog.DiscardHandler), WithNetns(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	partner := func(int) [4]byte { return [4]byte{203, 0, 113, 250} }
+	synthFlowsFrom(t, fd, partner, 30, 0, 1, 6, 443)                            // before the ruleset
+	synthFlowsFrom(t, fd, partner, 20, c.view.Load().scheme.Mark(0), 2, 6, 443) // marked by it
+	synthFlows(t, fd, 40, 0, 3, 6, 443)                                         // LAN flows, unmarked
+	c.dropEarlyPartnerFlows()
+	n, err := c.ct.entries()
+	if err != nil || n != 60 {
+		t.Fatalf("%d entries left (%v), want 60: the 30 unmarked partner flows gone, 20 marked and 40 others kept", n, err)
 	}
 }
