@@ -29,6 +29,8 @@ type Speaker struct {
 	src monitor.Source
 
 	updates chan update
+	// stopped is closed when Run returns (Update fails at once after).
+	stopped chan struct{}
 	bfdEv   chan bfdEvent
 	bfdMgr  *bfd.Manager
 	dampC   chan struct{}
@@ -96,6 +98,7 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Speaker, er
 	return &Speaker{
 		log: log, src: src, cfg: cfg.BGP,
 		updates:  make(chan update),
+		stopped:  make(chan struct{}),
 		bfdEv:    make(chan bfdEvent, 16),
 		bfdMgr:   bfd.NewManager(log, bfd.ManagerOptions{}),
 		dampC:    make(chan struct{}, 1),
@@ -170,6 +173,8 @@ func (s *Speaker) Update(cfg *config.Config) error {
 	select {
 	case s.updates <- update{cfg.BGP, linkTables(cfg), done}:
 		return <-done
+	case <-s.stopped:
+		return errors.New("bgp speaker stopped: reload not applied")
 	case <-time.After(10 * time.Second):
 		return errors.New("bgp speaker not running: reload not applied")
 	}
@@ -205,6 +210,7 @@ type runState struct {
 // monitor until ctx ends; then it stops GoBGP (sessions are closed with a
 // NOTIFICATION, which withdraws everything at the neighbours).
 func (s *Speaker) Run(ctx context.Context) error {
+	defer close(s.stopped)
 	events, unsub := s.src.Subscribe()
 	defer unsub()
 	srv, stop, err := s.startServer(ctx)

@@ -282,6 +282,12 @@ bgp:
 	defer func() {
 		cancel()
 		<-done
+		// A reload after Run returned (a SIGHUP just before the SIGTERM)
+		// fails at once: it held the daemon's stop for 10 s.
+		began := time.Now()
+		if err := sp.Update(cfg); err == nil || time.Since(began) > time.Second {
+			t.Errorf("Update after Run returned: %v after %v, want an error at once", err, time.Since(began))
+		}
 		if t.Failed() {
 			mu.Lock()
 			t.Logf("log:\n%s", logs.String())

@@ -95,6 +95,8 @@ type linkBFD struct {
 	src     monitor.Source
 	cfg     *config.Config
 	updates chan bfdUpdate
+	// stopped is closed when Run returns (Update fails at once after).
+	stopped chan struct{}
 	events  chan bfdEvent
 	mgr     *bfd.Manager
 	// record, when set (logBFDDecisions, before Run), is given every
@@ -134,6 +136,7 @@ func newLinkBFD(cfg *config.Config, src monitor.Source, mgr *bfd.Manager, log *s
 	return &linkBFD{
 		log: log, src: src, cfg: cfg, mgr: mgr,
 		updates: make(chan bfdUpdate),
+		stopped: make(chan struct{}),
 		events:  make(chan bfdEvent, 64),
 		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "multihome_bfd_session_state",
@@ -162,6 +165,8 @@ func (b *linkBFD) Update(cfg *config.Config) error {
 	select {
 	case b.updates <- bfdUpdate{cfg, done}:
 		return <-done
+	case <-b.stopped:
+		return errors.New("bfd stopped: reload not applied")
 	case <-time.After(10 * time.Second):
 		return errors.New("bfd not running: reload not applied")
 	}
@@ -170,6 +175,7 @@ func (b *linkBFD) Update(cfg *config.Config) error {
 // Run runs the sessions until ctx ends, then stops them all (each sends
 // AdminDown so its peer does not wait out its detection time).
 func (b *linkBFD) Run(ctx context.Context) error {
+	defer close(b.stopped)
 	sessions := map[string]*bfdSession{}
 	defer func() {
 		for _, s := range sessions {

@@ -219,6 +219,12 @@ multihome_bfd_session_state{link="isp3",peer="2001:db8:3::1",state="up"} 0
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	// A reload that comes in after Run returned (a SIGHUP just before
+	// the SIGTERM) fails at once: it held the daemon's stop for 10 s.
+	began := time.Now()
+	if err := b.Update(cfg); err == nil || time.Since(began) > time.Second {
+		t.Errorf("Update after Run returned: %v after %v, want an error at once", err, time.Since(began))
+	}
 }
 
 // TestLinkBFDHoldUp: isp3's session has the default 5 s hold-up. A down

@@ -93,6 +93,9 @@ type Daemon struct {
 	stopAll context.CancelFunc
 	runErrs []error
 	wg      sync.WaitGroup
+	// stopping is when Run began to stop every subsystem (guarded by
+	// mu); a subsystem that takes longer than slowStop is named in the log.
+	stopping time.Time
 	// apiToken is the token in force (token_file is re-read on reload).
 	apiToken string
 }
@@ -297,13 +300,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.reloadMu.Lock()
 	d.mu.Lock()
 	d.runCtx = nil
+	d.stopping = time.Now()
 	d.mu.Unlock()
 	d.reloadMu.Unlock()
+	d.log.Info("multihome stopping")
 	d.wg.Wait()
 	d.mu.Lock()
 	errs := d.runErrs
+	took := time.Since(d.stopping)
 	d.mu.Unlock()
-	d.log.Info("multihome stopped")
+	d.log.Info("multihome stopped", "took", took.Round(time.Millisecond))
 	return errors.Join(errs...)
 }
 
@@ -336,6 +342,11 @@ func (d *Daemon) withLearned(file *config.Config) *config.Config {
 func (d *Daemon) reload(file *config.Config, what string) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	if d.stoppingNow() {
+		err := errors.New("multihome is stopping: reload not applied")
+		d.log.Warn(err.Error())
+		return err
+	}
 	// An ha section added or removed changes every subsystem's role.
 	defer d.roleSettled()
 	relearn, applied := file == nil, false
@@ -373,6 +384,15 @@ func (d *Daemon) reload(file *config.Config, what string) error {
 	d.reportMissing(cfg)
 	d.log.Info(what, "file", cfg.File, "links", len(cfg.Links))
 	return nil
+}
+
+// stoppingNow reports whether Run was asked to stop: a reload that comes
+// in then (a SIGHUP just before the SIGTERM) is not applied, since the
+// subsystems it would update are going away.
+func (d *Daemon) stoppingNow() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.runCtx != nil && d.runCtx.Err() != nil || !d.stopping.IsZero()
 }
 
 // apiRunner adapts the API server to the subsystem interface: the API

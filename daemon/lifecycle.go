@@ -35,6 +35,10 @@ type named struct {
 // reload is refused instead of the daemon stopping.
 const startGrace = 500 * time.Millisecond
 
+// slowStop is how long a subsystem may take to stop with the daemon
+// before the log names it.
+const slowStop = 2 * time.Second
+
 // stopWait bounds how long a reload waits for a removed subsystem to stop.
 const stopWait = 15 * time.Second
 
@@ -117,6 +121,11 @@ func (d *Daemon) start(s *named) {
 		d.mu.Lock()
 		s.err = err
 		quiet := s.quiet
+		if !d.stopping.IsZero() {
+			if took := time.Since(d.stopping); took > slowStop {
+				d.log.Warn("subsystem was slow to stop", "subsystem", s.name, "took", took.Round(time.Millisecond))
+			}
+		}
 		if !quiet && err != nil {
 			err = fmt.Errorf("%s: %w", s.name, err)
 			d.runErrs = append(d.runErrs, err)

@@ -117,6 +117,7 @@ func (n *pairNode) start() {
 // halt stops the daemon (SIGTERM, as on a clean stop) and shows its log
 // when the test failed or runs verbose.
 func (n *pairNode) halt() {
+	sent := time.Now()
 	if n.cmd.Process != nil {
 		n.cmd.Process.Signal(syscall.SIGTERM)
 	}
@@ -125,7 +126,7 @@ func (n *pairNode) halt() {
 	case <-time.After(10 * time.Second):
 		n.stop()
 		<-n.done
-		n.t.Errorf("%s did not stop within 10 s of SIGTERM", n.role)
+		n.t.Errorf("%s did not stop within 10 s of SIGTERM (sent at %s)", n.role, sent.UTC().Format("15:04:05.000"))
 	}
 	if n.t.Failed() || testing.Verbose() {
 		n.mu.Lock()
@@ -274,7 +275,8 @@ func TestPairSharedUplinks(t *testing.T) {
 
 // reload changes the master's VRRP priority: applied live (keepalived
 // reloads its rendered config), the role stays; a changed sync link is
-// refused and logged with the reason.
+// refused and logged with the reason; a reload right before a stop does
+// not delay it.
 func reload(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 	m := waitOneMaster(t, p, 10*time.Second)
 	n := nodes[nodeIndex(m)]
@@ -308,7 +310,18 @@ func reload(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 		defer n.mu.Unlock()
 		return strings.Contains(n.log.String(), "conntrackd cannot reload")
 	})
+	// A SIGHUP right before the SIGTERM (a config pushed as the service
+	// stops) does not hold the stop: the reload used to wait for
+	// subsystems that had already stopped, 15 s and more.
 	sighup(string(orig))
+	began := time.Now()
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+		t.Logf("%s stopped %v after a SIGHUP then a SIGTERM", m, time.Since(began).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Errorf("%s not stopped 5 s after a SIGHUP then a SIGTERM", m)
+	}
 }
 
 // status reads GET /api/v1/ha on both nodes: one master, one backup,

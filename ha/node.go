@@ -86,6 +86,9 @@ type Node struct {
 	conntrackdCmd func(ctx context.Context, args ...string) ([]byte, error)
 
 	updates chan update
+	// stopped is closed when Run returns: an Update after that fails at
+	// once instead of waiting for a loop that is gone.
+	stopped chan struct{}
 	// onRole, when set, is called (from Run's goroutine) with every new
 	// role: the daemon stands the other subsystems down or up with it.
 	onRole func(Role)
@@ -107,7 +110,7 @@ func New(cfg *config.Config, src monitor.Source, log *slog.Logger) (*Node, error
 	if cfg.HA == nil {
 		return nil, errors.New("no ha section")
 	}
-	n := &Node{log: log, src: src, cfg: cfg, updates: make(chan update)}
+	n := &Node{log: log, src: src, cfg: cfg, updates: make(chan update), stopped: make(chan struct{})}
 	n.conntrackdCmd = func(ctx context.Context, args ...string) ([]byte, error) {
 		h := n.config().HA
 		return conntrackdRun(ctx, h.Conntrackd, path(h, conntrackdConf), args...)
@@ -165,6 +168,7 @@ func authPass(h *config.HA) (string, error) {
 // starts conntrackd and keepalived, and follows link events and role
 // changes until ctx ends; then it stops both and removes the guard.
 func (n *Node) Run(ctx context.Context) error {
+	defer close(n.stopped)
 	cfg := n.config()
 	h := cfg.HA
 	pass, err := authPass(h)
@@ -603,6 +607,8 @@ func (n *Node) Update(cfg *config.Config) error {
 	select {
 	case n.updates <- u:
 		return <-u.err
+	case <-n.stopped:
+		return errors.New("the ha node stopped")
 	case <-time.After(5 * time.Second):
 		return errors.New("the ha node is not running")
 	}

@@ -104,6 +104,24 @@ func TestUpdateRefuses(t *testing.T) {
 	}
 }
 
+// TestUpdateAfterRun: a reload that reaches a node whose Run has returned
+// (a SIGHUP just before the SIGTERM) fails at once instead of waiting 5 s
+// for a loop that is gone; the daemon's stop waited for it.
+func TestUpdateAfterRun(t *testing.T) {
+	cfg := parse(t, strings.Replace(pairYAML, "  node: gwa\n", "  node: gwa\n  version: 2\n  advert_interval: 1s\n  auth_pass_file: /nonexistent/vrrp.pass\n", 1))
+	n, err := New(cfg, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Run(t.Context()); err == nil || !strings.Contains(err.Error(), "auth_pass_file") {
+		t.Fatalf("Run: %v, want the missing auth_pass_file", err)
+	}
+	began := time.Now()
+	if err := n.Update(cfg); err == nil || time.Since(began) > time.Second {
+		t.Errorf("Update after Run returned: %v after %v, want an error at once", err, time.Since(began))
+	}
+}
+
 // TestConntrackdBounded: a conntrackd client command that hangs is killed
 // at its bound, counted as a bound timeout of call "conntrackd" and
 // reported as bound.ErrTimeout; a quick one returns its output.
