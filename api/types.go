@@ -50,10 +50,14 @@ type Link struct {
 	Reason string    `json:"reason"`
 
 	// Address4 and Address6 are the link's addresses in force, configured
-	// or learned from the interface ("" while unknown); Warnings what
-	// needs an address of the link not known yet.
+	// or learned from the interface ("" while unknown); Gateway4 and
+	// Gateway6 its next hops in force, configured or (gateway6) learned
+	// from router advertisements; Warnings what needs an address of the
+	// link not known yet.
 	Address4 string   `json:"address4"`
 	Address6 string   `json:"address6"`
+	Gateway4 string   `json:"gateway4,omitempty"`
+	Gateway6 string   `json:"gateway6,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -80,7 +84,8 @@ func linkOf(s monitor.Status) Link {
 		BytesDown: s.BytesDown, BytesUp: s.BytesUp,
 		TargetsUp: s.TargetsUp, Targets: make([]Target, len(s.Targets)),
 		Since: s.Since, Reason: s.Reason,
-		Address4: addrString(s.Address4), Address6: addrString(s.Address6), Warnings: s.Warnings,
+		Address4: addrString(s.Address4), Address6: addrString(s.Address6),
+		Gateway4: addrString(s.Gateway4), Gateway6: addrString(s.Gateway6), Warnings: s.Warnings,
 	}
 	for i, t := range s.Targets {
 		l.Targets[i] = Target(t)
@@ -129,10 +134,13 @@ type LinkSummary struct {
 	Since        time.Time     `json:"since"`
 	Reason       string        `json:"reason"`
 	// Address4 and Address6 are the link's addresses in force, configured
-	// or learned from the interface ("" while unknown); Warnings what
-	// needs an address of the link not known yet.
+	// or learned from the interface ("" while unknown); Gateway4 and
+	// Gateway6 its next hops in force (see Link); Warnings what needs an
+	// address of the link not known yet.
 	Address4 string   `json:"address4,omitempty"`
 	Address6 string   `json:"address6,omitempty"`
+	Gateway4 string   `json:"gateway4,omitempty"`
+	Gateway6 string   `json:"gateway6,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 }
 
@@ -163,7 +171,8 @@ func overviewOf(snap []monitor.Status, now, started time.Time) Overview {
 			HoldDown: s.HoldDown, Saturated: s.Saturated, RTT: s.RTT, Loss: s.Loss,
 			UtilDown: s.UtilDown, UtilUp: s.UtilUp, RateDown: s.RateDown, RateUp: s.RateUp,
 			TargetsUp: s.TargetsUp, TargetsTotal: len(s.Targets), Since: s.Since, Reason: s.Reason,
-			Address4: addrString(s.Address4), Address6: addrString(s.Address6), Warnings: s.Warnings,
+			Address4: addrString(s.Address4), Address6: addrString(s.Address6),
+			Gateway4: addrString(s.Gateway4), Gateway6: addrString(s.Gateway6), Warnings: s.Warnings,
 		})
 	}
 	switch {

@@ -189,6 +189,7 @@ func (d *Daemon) Snapshot() []monitor.Status {
 		s := &snap[i]
 		if l := cfg.LinkByName(s.Link); l != nil {
 			s.Address4, s.Address6 = l.Address4, l.Address6
+			s.Gateway4, s.Gateway6 = l.Gateway4, l.Gateway6
 		}
 		more := 0
 		for _, n := range missing {

@@ -720,6 +720,17 @@ ipv6:
 		}
 	}
 	t.Logf("gateway6 %s learned %s after start", routerLL, at.Sub(start).Round(time.Millisecond))
+	// The API shows the learned next hop as the link's gateway6.
+	c, err := api.NewClient(d.api, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	link, err := c.Link(ctx, "isp1")
+	cancel()
+	if err != nil || link.Gateway6 != routerLL.String() || link.Gateway4 != "198.51.100.1" {
+		t.Errorf("GET /api/v1/links/isp1: gateway4 %q gateway6 %q (%v), want 198.51.100.1 and the learned %s", link.Gateway4, link.Gateway6, err, routerLL)
+	}
 	bound := waitPD(t, d, 0, "bound", 15*time.Second)
 	lan, _ := config.PDSubnet(bound.prefix, 1)
 	a := waitAddr(t, l, lan, 10*time.Second, "SLAAC address in "+lan.String(), func(a hostAddr) bool { return !a.Deprecated })

@@ -142,10 +142,13 @@ type Status struct {
 	Reason string    `json:"reason"`
 
 	// Filled by the daemon: the link's addresses in force (configured or
-	// learned from the interface; invalid while unknown), and what needs
-	// an address of the link that is not known yet.
+	// learned from the interface; invalid while unknown), its next hops in
+	// force (configured, or gateway6 learned from router advertisements),
+	// and what needs an address of the link that is not known yet.
 	Address4 netip.Addr `json:"address4"`
 	Address6 netip.Addr `json:"address6"`
+	Gateway4 netip.Addr `json:"gateway4"`
+	Gateway6 netip.Addr `json:"gateway6"`
 	Warnings []string   `json:"warnings,omitempty"`
 }
 
