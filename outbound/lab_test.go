@@ -225,8 +225,13 @@ func (e *env) markedFlows() int {
 	return n
 }
 
-// TestLabWeighted: ≥ 1000 new connections split by weight within ±5
-// percentage points, each ISP's SNAT address seen by the server.
+// TestLabWeighted: 3000 new connections split by weight within ±5
+// percentage points, each ISP's SNAT address seen by the server. Each
+// connection draws its link at random (numgen), so a link's count is
+// binomial: with 3000 connections ±5 points is 5.5 standard deviations
+// at a share of 1/2 (a correct split fails about once in 20 million
+// runs); with 1200 it was 3.5, and a correct split failed about once in
+// 1300 runs.
 func TestLabWeighted(t *testing.T) {
 	l := labtest.Up(t, lab.Spec{ISPs: 3})
 	e := &env{t: t, l: l}
@@ -242,7 +247,7 @@ func TestLabWeighted(t *testing.T) {
 	e.cfg, e.src = cfg, newFakeSource(cfg, monitor.Up)
 	e.start()
 
-	const n = 1200
+	const n = 3000
 	seen := map[string]int{}
 	for range n {
 		seen[e.mustVia("lan1")]++
