@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -207,7 +208,10 @@ func (n *Node) Run(ctx context.Context) error {
 	ct := &child{name: "conntrackd", log: n.log, argv: []string{h.Conntrackd, "-C", path(h, conntrackdConf)},
 		prepare: func() error { return removeStale(path(h, conntrackdLock), path(h, conntrackdSock)) }}
 	ka := &child{name: "keepalived", log: n.log, argv: []string{h.Keepalived, "--dont-fork", "--log-console", "--log-detail", "--vrrp",
-		"-f", path(h, keepalivedConf), "-p", path(h, keepalivedPID), "-r", path(h, vrrpPID)}}
+		"-f", path(h, keepalivedConf), "-p", path(h, keepalivedPID), "-r", path(h, vrrpPID)},
+		prepare: func() error {
+			return removeDeadPIDFiles(n.log, h.Keepalived, path(h, keepalivedPID), path(h, vrrpPID))
+		}}
 	n.mu.Lock()
 	n.ct, n.ka = ct, ka
 	n.mu.Unlock()
@@ -283,6 +287,56 @@ func removeStale(files ...string) error {
 		}
 	}
 	return nil
+}
+
+// removeDeadPIDFiles removes the pid files that do not name a live
+// process of program (the base name of its executable). keepalived
+// refuses to start ("daemon is already running") while its pid file
+// names any process that exists: after a crash or a power loss that is
+// its own unreaped zombie (init reaps orphans when it gets to it, up to
+// seconds later) or, once the pid is reused, some other program, which
+// would keep it from starting at all. A live keepalived keeps its file:
+// one still stopping must not be joined by a second.
+func removeDeadPIDFiles(log *slog.Logger, program string, files ...string) error {
+	comm := filepath.Base(program)
+	if len(comm) > 15 { // the kernel keeps 15 bytes of a command name
+		comm = comm[:15]
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("ha: %w", err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err == nil && pid > 0 && liveProcess(pid, comm) {
+			continue
+		}
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("ha: %w", err)
+		}
+		log.Info("removed a stale pid file", "file", f, "pid", strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
+// liveProcess reports whether pid is a process named comm that is
+// neither a zombie nor dead.
+func liveProcess(pid int, comm string) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// "pid (comm) state ...": comm may hold spaces and parentheses.
+	s := string(b)
+	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+	if open < 0 || end < open || end+2 >= len(s) {
+		return false
+	}
+	state := s[end+2]
+	return s[open+1:end] == comm && state != 'Z' && state != 'X'
 }
 
 // openFIFO makes the notify FIFO and opens it read-write, so that reads

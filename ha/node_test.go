@@ -3,8 +3,12 @@ package ha
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -151,5 +155,73 @@ func TestConntrackdBounded(t *testing.T) {
 	}
 	if got := bound.TimeoutCount("conntrackd") - before; got != 1 {
 		t.Errorf("conntrackd timeouts counted: %v, want still 1", got)
+	}
+}
+
+// keepalived refuses to start while its pid file names a process that
+// exists. After a power loss the file names its own zombie (until init
+// reaps it) or, once the pid is reused, another program: those files
+// are removed before a start; one naming a live keepalived is kept.
+func TestRemoveDeadPIDFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, pid int) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// A zombie keepalived: a child named keepalived that exited and is
+	// not waited for yet.
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip(err)
+	}
+	bin := filepath.Join(dir, "keepalived")
+	b, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	zombie := exec.Command(bin, "0")
+	if err := zombie.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer zombie.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, _ := os.ReadFile("/proc/" + strconv.Itoa(zombie.Process.Pid) + "/stat")
+		if strings.Contains(string(st), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no zombie: %s", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	live := exec.Command(bin, "60")
+	if err := live.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { live.Process.Kill(); live.Wait() }()
+
+	zombieFile := write("zombie.pid", zombie.Process.Pid)
+	foreign := write("foreign.pid", os.Getpid()) // this test, not keepalived
+	liveFile := write("live.pid", live.Process.Pid)
+	garbage := filepath.Join(dir, "garbage.pid")
+	os.WriteFile(garbage, []byte("x\n"), 0o644)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := removeDeadPIDFiles(log, "/usr/sbin/keepalived", zombieFile, foreign, liveFile, garbage, filepath.Join(dir, "missing.pid")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{zombieFile, foreign, garbage} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s kept (%v): it names no live keepalived", filepath.Base(f), err)
+		}
+	}
+	if _, err := os.Stat(liveFile); err != nil {
+		t.Errorf("the live keepalived's pid file: %v", err)
 	}
 }
