@@ -97,7 +97,10 @@ func (n *pairNode) start() {
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n.done = make(chan struct{})
+	// The reader keeps its own cmd and done: a restart (after a power
+	// loss) replaces n's while an old reader may still be draining.
+	cmd, done := n.cmd, make(chan struct{})
+	n.done = done
 	go func() {
 		dec := json.NewDecoder(stdout)
 		for {
@@ -109,8 +112,8 @@ func (n *pairNode) start() {
 			n.events = append(n.events, e)
 			n.mu.Unlock()
 		}
-		n.cmd.Wait()
-		close(n.done)
+		cmd.Wait()
+		close(done)
 	}()
 }
 
