@@ -232,4 +232,33 @@ func TestHostModeMPTCP(t *testing.T) {
 		waitEndpoints("198.51.100.2 id 100 subflow dev wan1", "198.51.100.18 id 102 subflow dev wan2")
 		waitSubflows(t, tc, 1, 10*time.Second)
 	}
+
+	// A new MPTCP connection while the link of the main table's default
+	// route (isp1, carrier up) is blackholed: its first subflow would
+	// follow that route into the blackhole and the connection would never
+	// open; the outbound ruleset steers it to isp2 instead.
+	if _, err := l.Fault("isp1", lab.Fault{Kind: lab.Blackhole}); err != nil {
+		t.Fatal(err)
+	}
+	d.waitState(10*time.Second, "isp1", monitor.Down)
+	waitEndpoints("198.51.100.18 id 102 subflow dev wan2")
+	began := time.Now()
+	c2, err := netns.DialContext(context.Background(), gw, dl, "tcp", server)
+	if err != nil {
+		t.Fatalf("new MPTCP connection with isp1 (main table's default route) blackholed: %v after %v", err, time.Since(began).Round(time.Millisecond))
+	}
+	opened := time.Since(began)
+	defer c2.Close()
+	if ok, err := c2.(*net.TCPConn).MultipathTCP(); !ok || err != nil {
+		t.Fatalf("the new connection is not MPTCP (%v)", err)
+	}
+	s2 := newStream(c2.(*net.TCPConn))
+	n, gap, err := s2.phase(2 * time.Second)
+	t.Logf("new MPTCP connection with isp1 blackholed: opened in %v, %d bytes in 2 s, longest stall %v", opened.Round(time.Millisecond), n, gap.Round(time.Millisecond))
+	if err != nil || n < 1<<20 {
+		t.Errorf("new connection with isp1 blackholed: %d bytes in 2 s, err %v: want ≥ 1 MiB", n, err)
+	}
+	if err := l.Restore("isp1"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -5,37 +5,69 @@ import (
 	"testing"
 
 	"github.com/multihome/multihome/config"
+	"github.com/multihome/multihome/monitor"
 )
 
 // TestRenderMPTCP: with an mptcp section the output chain lets the
-// machine's MPTCP SYNs through unsteered, before steering; without, the
-// ruleset does not mention MPTCP.
+// machine's MPTCP joins through unsteered, and new MPTCP connections too
+// unless their route leads to a link that takes no new flows: those are
+// steered (a link down, a drained one; not one not judged yet). Without
+// the section the ruleset does not mention MPTCP.
 func TestRenderMPTCP(t *testing.T) {
 	const links = `
 links:
   - {name: isp1, interface: wan1, gateway4: 198.51.100.1, address4: 198.51.100.2}
   - {name: isp2, interface: wan2, gateway4: 198.51.100.17, address4: 198.51.100.18}
 `
+	st := func(s1 monitor.State, a1 monitor.Admin, s2 monitor.State) []monitor.Status {
+		return []monitor.Status{{Link: "isp1", State: s1, Admin: a1}, {Link: "isp2", State: s2}}
+	}
+	const join = `tcp option mptcp subtype 1 return`
+	const steerWan1 = `tcp option mptcp subtype 0 oifname { "wan1" } goto steer`
+	const rest = `tcp option mptcp exists return`
 	for _, c := range []struct {
-		yaml string
-		want bool
-	}{{links, false}, {links + "mptcp: {}\n", true}} {
+		name     string
+		yaml     string
+		statuses []monitor.Status
+		want     []string // in this order, before "goto steer"
+		not      []string
+	}{
+		{"no mptcp section", links, nil, nil, []string{"mptcp"}},
+		{"not judged yet", links + "mptcp: {}\n", nil, []string{join, rest}, []string{"subtype 0"}},
+		{"both up", links + "mptcp: {}\n", st(monitor.Up, monitor.AdminNone, monitor.Up), []string{join, rest}, []string{"subtype 0"}},
+		{"isp1 down", links + "mptcp: {}\n", st(monitor.Down, monitor.AdminNone, monitor.Up), []string{join, steerWan1, rest}, nil},
+		{"isp1 drained", links + "mptcp: {}\n", st(monitor.Up, monitor.AdminDrain, monitor.Up), []string{join, steerWan1, rest}, nil},
+		{"isp1 degraded", links + "mptcp: {}\n", st(monitor.Degraded, monitor.AdminNone, monitor.Up), []string{join, rest}, []string{"subtype 0"}},
+	} {
 		cfg, err := config.Parse("test.yaml", []byte(c.yaml))
 		if err != nil {
 			t.Fatal(err)
 		}
-		text, err := Render(cfg, nil)
+		text, err := Render(cfg, c.statuses)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out := text[strings.Index(text, "chain output"):]
 		out = out[:strings.Index(out, "\n\t}")]
-		i := strings.Index(out, `tcp option mptcp exists return`)
-		if (i >= 0) != c.want || c.want && i > strings.Index(out, "goto steer") {
-			t.Errorf("mptcp %v: output chain\n%s", c.want, out)
+		at := 0
+		for _, w := range c.want {
+			i := strings.Index(out[at:], w)
+			if i < 0 {
+				t.Errorf("%s: output chain lacks %q after what came before:\n%s", c.name, w, out)
+				break
+			}
+			at += i + len(w)
 		}
-		if c.want && !strings.Contains(text, "from 198.51.100.18/32 lookup 31001") {
-			t.Errorf("no source rule for isp2:\n%s", text)
+		if len(c.want) > 0 && at > strings.LastIndex(out, "goto steer") { // the chain's last rule
+			t.Errorf("%s: MPTCP rules after steering:\n%s", c.name, out)
+		}
+		for _, n := range c.not {
+			if strings.Contains(out, n) {
+				t.Errorf("%s: output chain has %q:\n%s", c.name, n, out)
+			}
+		}
+		if len(c.want) > 0 && !strings.Contains(text, "from 198.51.100.18/32 lookup 31001") {
+			t.Errorf("%s: no source rule for isp2:\n%s", c.name, text)
 		}
 	}
 }

@@ -330,7 +330,7 @@ func build(cfg *config.Config, o config.Outbound, views []linkView, standby bool
 	rs.Header = append(rs.Header, "multihome outbound ruleset: generated, replaced atomically on every change; do not edit",
 		fmt.Sprintf("marks in %s, tables %d-%d, rule priorities %d-%d", hexMark(o.MarkMask), s.TableBase, s.TableBase+config.TableRange-1, s.PriorityBase, s.PriorityBase+config.RulePriorityRange-1))
 	restore, save, inbound := linkChains(rs, cfg, o, s, views)
-	hookChains(rs, cfg, o, restore, save, inbound)
+	hookChains(rs, cfg, o, views, restore, save, inbound)
 	if transit >= 0 {
 		transitChains(rs, cfg, o, views, byName, standby)
 	}
@@ -383,7 +383,7 @@ func linkChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, s route.
 // their link, inbound flows' replies leave by it, local traffic and
 // pinned sockets (probes) are left alone, new flows go to steer (or, from
 // an HA partner over the transit link, to this node's own uplinks).
-func hookChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, restore, save, inbound []string) {
+func hookChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, views []linkView, restore, save, inbound []string) {
 	restoreRule := fmt.Sprintf("ct mark & %s vmap { %s } comment \"known flow: keep its link\"", hexMark(o.MarkMask), strings.Join(restore, ", "))
 	saveMap := strings.Join(save, ", ")
 	local := "fib daddr type { local, broadcast, multicast } return"
@@ -404,7 +404,7 @@ func hookChains(rs *nft.Ruleset, cfg *config.Config, o config.Outbound, restore,
 			restoreRule,
 			"ct state != new return",
 			fmt.Sprintf("meta mark & %s != 0 return comment \"pinned socket (probes): routed by its own mark\"", hexMark(o.MarkMask)),
-		}, mptcpRules(cfg), []string{
+		}, mptcpRules(cfg, views), []string{
 			local,
 			"goto steer",
 		})},
