@@ -21,6 +21,7 @@ import (
 	"github.com/multihome/multihome/monitor"
 	mhnetns "github.com/multihome/multihome/netns"
 	"github.com/multihome/multihome/route"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/ti-mo/conntrack"
 )
 
@@ -109,6 +110,18 @@ func (e *env) waitFor(what string, d time.Duration, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// waitShare waits until the controller has written a ruleset giving link
+// the share want of policy's new flows: the share metric is set right
+// after the ruleset is written, so a link event has then reached the
+// datapath. (Writing it takes 25 ms on an idle machine, and was seen to
+// take 640 ms on a loaded one: a fixed pause is not enough.)
+func (e *env) waitShare(policy, link string, want float64) {
+	e.t.Helper()
+	e.waitFor(fmt.Sprintf("%s's share of policy %s at %v", link, policy, want), 5*time.Second, func() bool {
+		return testutil.ToFloat64(e.c.metrics.share.WithLabelValues(policy, link)) == want
+	})
 }
 
 // addr is the gateway's address on ISP k's link: the source the servers
@@ -375,7 +388,7 @@ func TestLabMigrateOnRecovery(t *testing.T) {
     - {name: echo, proto: tcp, dport: 7, policy: main, migrate_on_recovery: true}
 `)
 	e.src.down("isp1")
-	time.Sleep(100 * time.Millisecond)
+	e.waitShare("main", "isp2", 1)
 	c := e.echo("lan1", 7)
 	if got := e.linkOf(c); got != "isp2" {
 		t.Fatalf("echo on %q while isp1 is down, want isp2", got)
@@ -535,7 +548,7 @@ func TestLabPerRule(t *testing.T) {
 		}
 	}
 	e.src.down("isp2")
-	time.Sleep(100 * time.Millisecond)
+	e.waitShare("b-only", "isp2", 0)
 	if got, err := https(); err == nil {
 		t.Fatalf("TCP 443 with isp2 down went via %s, want unreachable", got)
 	}
@@ -547,7 +560,7 @@ func TestLabPerRule(t *testing.T) {
 func TestLabGatewayTraffic(t *testing.T) {
 	e := newEnv(t, lab.Spec{ISPs: 2}, failoverOutbound)
 	e.src.down("isp1")
-	time.Sleep(100 * time.Millisecond)
+	e.waitShare("main", "isp2", 1)
 	if got := e.mustVia(lab.RoleGW); got != e.addr("isp2") {
 		t.Fatalf("gateway's own connection left via %s, want isp2", got)
 	}
