@@ -229,11 +229,15 @@ func splitPartnerISPFails(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mn := nodes[nodeIndex(m)]
+	mn.mu.Lock()
+	logFrom := mn.log.Len()
+	mn.mu.Unlock()
 	start := time.Now()
 	undo := cutISP(t, p, theirs)
 	defer undo()
 	waitFor(t, m+" judges its transit link ("+theirs.Name+") down", 10*time.Second, func() bool {
-		_, ok := nodes[nodeIndex(m)].downAt(theirs.Name, start)
+		_, ok := mn.downAt(theirs.Name, start)
 		return ok
 	})
 	verdict := time.Since(start)
@@ -242,8 +246,14 @@ func splitPartnerISPFails(t *testing.T, p *lab.Pair, nodes [2]*pairNode) {
 		return ok
 	})
 	// The monitor's event reaches the test before the ruleset that
-	// follows it is applied.
-	time.Sleep(500 * time.Millisecond)
+	// follows it is applied: wait until the master logs that ruleset
+	// (new flows by its own ISP only), applied.
+	applied := `msg="policy decision" subsystem=outbound policy=default type=weighted new_flows=` + mine.Name + `×1 reason="link ` + theirs.Name + ` state"`
+	waitFor(t, m+" applies the ruleset without its transit link", 5*time.Second, func() bool {
+		mn.mu.Lock()
+		defer mn.mu.Unlock()
+		return strings.Contains(mn.log.String()[logFrom:], applied)
+	})
 	seen := sources(p, 20)
 	if seen[wanOf(p, m)] != 20 {
 		t.Errorf("with %s's ISP cut, 20 new connections left by %v: want all by %s", o, seen, wanOf(p, m))
