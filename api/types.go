@@ -56,8 +56,8 @@ type Link struct {
 	// link not known yet.
 	Address4 string   `json:"address4"`
 	Address6 string   `json:"address6"`
-	Gateway4 string   `json:"gateway4,omitempty"`
-	Gateway6 string   `json:"gateway6,omitempty"`
+	Gateway4 string   `json:"gateway4"`
+	Gateway6 string   `json:"gateway6"`
 	Warnings []string `json:"warnings,omitempty"`
 }
 
