@@ -69,7 +69,12 @@ func restartBFDD(t *testing.T, l *lab.Lab, f *lab.FRR, k int) (killed, started t
 	}
 	killed = time.Now()
 	syscall.Kill(pid, syscall.SIGTERM)
-	if _, ok := pollFor(5*time.Second, func() bool { return syscall.Kill(pid, 0) != nil }); !ok {
+	// Stopped once it has exited: bfdd daemonised, so its zombie waits
+	// for init to reap it (here up to 2 s later), which kill(pid, 0)
+	// would wait out too, leaving our session silent for longer than the
+	// restart takes. A zombie has no executable.
+	exited := func() bool { _, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); return err != nil }
+	if _, ok := pollFor(5*time.Second, exited); !ok {
 		t.Fatalf("bfdd %d did not stop", pid)
 	}
 	out, err := l.Run(context.Background(), lab.RoleISP(k), "/usr/lib/frr/bfdd", "-d", "-N", f.Name, "-f", filepath.Join(dir, "bfdd.conf"),
