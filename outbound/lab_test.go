@@ -409,6 +409,10 @@ func TestLabNowhereToGo(t *testing.T) {
 	before := e.markedFlows()
 	e.src.down("isp2")
 	e.src.down("isp1")
+	// Both events in the datapath (otherwise the reload below could be
+	// applied before isp1's event, with isp1 still up), then time for a
+	// wrong flush to show.
+	e.waitShare("main", "isp1", 0)
 	time.Sleep(300 * time.Millisecond)
 	if got := e.linkOf(c); got != "isp1" {
 		t.Fatalf("with every link down the echo flow is %q, want it kept on isp1", got)
@@ -468,7 +472,7 @@ func TestLabSticky(t *testing.T) {
 	e.src.down(stuckLink)
 	e.waitFor("lan1 moved", time.Second, func() bool { s, _ := e.via("lan1"); return s == e.addr(other) })
 	e.src.up(stuckLink)
-	time.Sleep(100 * time.Millisecond)
+	e.waitShare("sticky", stuckLink, 0.5) // the recovery is in the datapath
 	for range 20 {
 		if got := e.mustVia("lan1"); got != e.addr(other) {
 			t.Fatalf("after %s recovered lan1 left via %s, want it to stay on %s", stuckLink, got, other)
