@@ -113,7 +113,7 @@ var _ router = (*frr)(nil)
 func frrName(l *lab.Lab, role string) string { return l.FRRName(role) }
 
 // stopPidFile terminates the process named in a pid file (SIGTERM, then
-// SIGKILL after 2 s).
+// SIGKILL after 2 s) and returns once it has exited.
 func stopPidFile(path string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -125,7 +125,9 @@ func stopPidFile(path string) {
 	}
 	syscall.Kill(pid, syscall.SIGTERM)
 	for range 100 {
-		if syscall.Kill(pid, 0) != nil {
+		// Exited, or a zombie (no executable) that init has yet to
+		// reap: the daemonised process is not our child to wait for.
+		if _, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); err != nil {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
