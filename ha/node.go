@@ -426,6 +426,12 @@ func parseNotify(line string) (kind, name, state string, ok bool) {
 	return f[0], strings.Trim(f[1], `"`), f[2], true
 }
 
+// instanceStates are the notify states that are an instance's state.
+// The others are events: MASTER_RX_LOWER_PRI says a master heard a
+// lower-priority advert (the partner's, for a moment after both came up
+// as master) and answered it; the instance is still master.
+var instanceStates = map[string]bool{"MASTER": true, "BACKUP": true, "FAULT": true, "STOP": true, "DELETED": true}
+
 // onNotify follows keepalived's reports. The role is the sync group's
 // state (or the only instance's when there is no group).
 func (n *Node) onNotify(ctx context.Context, line string) {
@@ -436,7 +442,7 @@ func (n *Node) onNotify(ctx context.Context, line string) {
 	}
 	h := n.config().HA
 	grouped := len(h.Instances) > 1
-	if kind == "INSTANCE" {
+	if kind == "INSTANCE" && instanceStates[state] {
 		n.mu.Lock()
 		n.st.Instances[name] = strings.ToLower(state)
 		n.mu.Unlock()

@@ -46,6 +46,23 @@ func TestParseNotify(t *testing.T) {
 	}
 }
 
+// TestInstanceStates: an instance's state in the status is its last
+// state, not the last event keepalived reported for it
+// (MASTER_RX_LOWER_PRI, seen when both nodes came up as master for a
+// moment, left "master_rx_lower_pri" in the status of a master).
+func TestInstanceStates(t *testing.T) {
+	n, err := New(parse(t, pairYAML), nil, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{`INSTANCE "lan" BACKUP 100`, `INSTANCE "lan" MASTER 100`, `INSTANCE "lan" MASTER_RX_LOWER_PRI 100`} {
+		n.onNotify(t.Context(), line)
+	}
+	if got := n.Status().Instances["lan"]; got != "master" {
+		t.Errorf("lan: %q, want master", got)
+	}
+}
+
 func FuzzParseNotify(f *testing.F) {
 	f.Add(`GROUP "multihome" MASTER 0`)
 	f.Add(`INSTANCE "" FAULT`)
