@@ -138,6 +138,47 @@ func (n *pairNode) halt() {
 	}
 }
 
+// waitSynced waits until the node's conntrackd holds, in its external
+// cache (the partner's flows, committed on a takeover), a marked flow
+// from each LAN source port in ports: the master's conntrackd has synced
+// them and their ct marks.
+func (n *pairNode) waitSynced(ports []int, within time.Duration) {
+	t := n.t
+	t.Helper()
+	conf := filepath.Join(filepath.Dir(n.conf), "run-"+n.role, "conntrackd.conf")
+	var missing []int
+	var out []byte
+	deadline := time.Now().Add(within)
+	for {
+		var err error
+		out, err = n.p.Run(t.Context(), n.role, "conntrackd", "-C", conf, "-e").Output()
+		synced := map[int]bool{}
+		for _, line := range strings.Split(string(out), "\n") {
+			sport, marked := 0, false
+			for _, f := range strings.Fields(line) {
+				if v, ok := strings.CutPrefix(f, "sport="); ok && sport == 0 {
+					sport, _ = strconv.Atoi(v)
+				}
+				if v, ok := strings.CutPrefix(f, "mark="); ok {
+					marked = v != "0"
+				}
+			}
+			if marked {
+				synced[sport] = true
+			}
+		}
+		missing = slices.DeleteFunc(slices.Clone(ports), func(port int) bool { return synced[port] })
+		if err == nil && len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's conntrackd has not synced %d of %d held flows with their marks within %v (%v); external cache:\n%s",
+				n.role, len(missing), len(ports), within, err, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // lastDown returns when the node's monitor last judged link down.
 func (n *pairNode) downAt(link string, after time.Time) (time.Time, bool) {
 	n.mu.Lock()
@@ -376,7 +417,7 @@ func powerLoss(t *testing.T, p *lab.Pair, nodes [2]*pairNode, run, n int) (time.
 		t.Fatal(err)
 	}
 	defer f.Close()
-	time.Sleep(1500 * time.Millisecond) // conntrackd syncs the new flows
+	nodes[nodeIndex(p.Other(m))].waitSynced(f.Ports(), 10*time.Second)
 	before, err := p.ConntrackMarks(t.Context(), m)
 	if err != nil {
 		t.Logf("conntrack -L in %s: %v", m, err)
