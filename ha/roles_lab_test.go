@@ -309,14 +309,24 @@ func TestPairDNSPushFollowsRole(t *testing.T) {
 		got, _ := knotQuery(p, primary, nil)
 		return got == strings.Join(want, " ")
 	})
-	pushes := func(i int) int {
+	logOf := func(i int) string {
 		nodes[i].mu.Lock()
 		defer nodes[i].mu.Unlock()
-		return strings.Count(nodes[i].log.String(), `msg="dns update pushed"`)
+		return nodes[i].log.String()
 	}
+	pushes := func(i int) int { return strings.Count(logOf(i), `msg="dns update pushed"`) }
 	time.Sleep(time.Second)
-	if m, s := pushes(mi), pushes(1-mi); m != 1 || s != 0 {
-		t.Errorf("dns updates pushed: master %s %d, standby %s %d; want 1 and 0", master, m, p.Other(master), s)
+	// Both nodes started at once can both become master for a moment
+	// before VRRP's tie-break (equal priorities): then the standby may
+	// have pushed too, as master. Otherwise only the master pushed, once.
+	before := [2]int{pushes(0), pushes(1)}
+	wasMaster := strings.Contains(logOf(1-mi), `msg="ha role changed" subsystem=ha from=backup to=master`)
+	if before[mi] > 1 || before[mi]+before[1-mi] == 0 || before[1-mi] > 1 || before[1-mi] == 1 && !wasMaster {
+		t.Errorf("dns updates pushed: master %s %d, standby %s %d (was master: %v); want 1 and 0, or 1 each after a start as two masters",
+			master, before[mi], p.Other(master), before[1-mi], wasMaster)
+	}
+	if before[1-mi] > 0 {
+		t.Logf("both nodes came up as master for a moment: the standby %s pushed then", p.Other(master))
 	}
 
 	// A foreign change at the primary, which nobody verifies.
@@ -341,10 +351,10 @@ func TestPairDNSPushFollowsRole(t *testing.T) {
 	report(t, "master %s lost its LAN → the new master %s pushed the records to Knot after %v", master, p.Other(master), time.Since(at).Round(time.Millisecond))
 	// The new master logs the push once it has read Knot's answer, which
 	// can come after Knot already serves the records.
-	waitFor(t, "the new master's push logged", 5*time.Second, func() bool { return pushes(1-mi) >= 1 })
+	waitFor(t, "the new master's push logged", 5*time.Second, func() bool { return pushes(1-mi) > before[1-mi] })
 	time.Sleep(500 * time.Millisecond) // a second push would show by now
-	if m, s := pushes(mi), pushes(1-mi); m != 1 || s != 1 {
-		t.Errorf("dns updates pushed: old master %s %d, new master %s %d; want 1 and 1", master, m, p.Other(master), s)
+	if m, s := pushes(mi)-before[mi], pushes(1-mi)-before[1-mi]; m != 0 || s != 1 {
+		t.Errorf("dns updates pushed since the takeover: old master %s %d, new master %s %d; want 0 and 1", master, m, p.Other(master), s)
 	}
 }
 
