@@ -17,6 +17,7 @@ import (
 	"github.com/osrg/gobgp/v4/pkg/server"
 
 	"github.com/multihome/multihome/bfd"
+	"github.com/multihome/multihome/bound"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/monitor"
 )
@@ -170,14 +171,7 @@ func (s *Speaker) Update(cfg *config.Config) error {
 		return errors.New("changing bgp.asn or bgp.router_id needs a restart")
 	}
 	done := make(chan error, 1)
-	select {
-	case s.updates <- update{cfg.BGP, linkTables(cfg), done}:
-		return <-done
-	case <-s.stopped:
-		return errors.New("bgp speaker stopped: reload not applied")
-	case <-time.After(10 * time.Second):
-		return errors.New("bgp speaker not running: reload not applied")
-	}
+	return bound.Handoff(s.updates, update{cfg.BGP, linkTables(cfg), done}, done, s.stopped, 10*time.Second)
 }
 
 // Evidence is what a monitor.Source may also implement to take link

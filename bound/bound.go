@@ -88,3 +88,26 @@ func value(c prometheus.Counter) float64 {
 	_ = m.Write(&pb)
 	return pb.GetCounter().GetValue()
 }
+
+// ErrStopped is returned by Handoff when the goroutine it hands to has
+// ended.
+var ErrStopped = errors.New("stopped: update not applied")
+
+// Handoff gives req to the goroutine that owns some state and receives
+// from ch (a subsystem's Run loop), and returns that goroutine's answer
+// from reply. It fails at once with ErrStopped once stopped is closed
+// (Run returned: a reload racing the daemon's stop must not wait for
+// it), and with ErrTimeout when nobody takes req within d (Run never
+// started).
+func Handoff[T any](ch chan<- T, req T, reply <-chan error, stopped <-chan struct{}, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case ch <- req:
+		return <-reply
+	case <-stopped:
+		return ErrStopped
+	case <-t.C:
+		return fmt.Errorf("not running: update not applied: %w after %v", ErrTimeout, d)
+	}
+}

@@ -3,6 +3,7 @@ package bound
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -34,5 +35,25 @@ func TestCall(t *testing.T) {
 	Dropped("test", 3, "test")
 	if got := DroppedCount("test"); got != 3 {
 		t.Errorf("dropped: %v, want 3", got)
+	}
+}
+
+// TestHandoff: the loop's answer comes back; a stopped loop fails at
+// once with ErrStopped; nobody taking the request fails after the bound
+// with ErrTimeout.
+func TestHandoff(t *testing.T) {
+	ch, stopped := make(chan int), make(chan struct{})
+	reply := make(chan error, 1)
+	go func() { v := <-ch; reply <- fmt.Errorf("got %d", v) }()
+	if err := Handoff(ch, 7, reply, stopped, 5*time.Second); err == nil || err.Error() != "got 7" {
+		t.Errorf("answered: %v", err)
+	}
+	close(stopped)
+	began := time.Now()
+	if err := Handoff(ch, 8, reply, stopped, 5*time.Second); !errors.Is(err, ErrStopped) || time.Since(began) > time.Second {
+		t.Errorf("stopped: %v after %v, want ErrStopped at once", err, time.Since(began))
+	}
+	if err := Handoff(ch, 9, reply, make(chan struct{}), 50*time.Millisecond); !errors.Is(err, ErrTimeout) {
+		t.Errorf("nobody took it: %v, want ErrTimeout", err)
 	}
 }

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/multihome/multihome/api"
 	"github.com/multihome/multihome/bfd"
+	"github.com/multihome/multihome/bound"
 	"github.com/multihome/multihome/config"
 	"github.com/multihome/multihome/monitor"
 )
@@ -162,14 +162,7 @@ func (b *linkBFD) collectors() []prometheus.Collector {
 // AdminDown to the peer). It returns once applied.
 func (b *linkBFD) Update(cfg *config.Config) error {
 	done := make(chan error, 1)
-	select {
-	case b.updates <- bfdUpdate{cfg, done}:
-		return <-done
-	case <-b.stopped:
-		return errors.New("bfd stopped: reload not applied")
-	case <-time.After(10 * time.Second):
-		return errors.New("bfd not running: reload not applied")
-	}
+	return bound.Handoff(b.updates, bfdUpdate{cfg, done}, done, b.stopped, 10*time.Second)
 }
 
 // Run runs the sessions until ctx ends, then stops them all (each sends

@@ -664,14 +664,7 @@ func (n *Node) Update(cfg *config.Config) error {
 		return errors.New("the sync link or the links' own addresses changed: conntrackd cannot reload, and restarting it would drop the standby's copy of the connections; restart multihome on each node in turn to apply that")
 	}
 	u := update{cfg: cfg, err: make(chan error, 1)}
-	select {
-	case n.updates <- u:
-		return <-u.err
-	case <-n.stopped:
-		return errors.New("the ha node stopped")
-	case <-time.After(5 * time.Second):
-		return errors.New("the ha node is not running")
-	}
+	return bound.Handoff(n.updates, u, u.err, n.stopped, 5*time.Second)
 }
 
 // apply runs in Run's goroutine.
